@@ -1,0 +1,53 @@
+"""Prompts in video-pixel coordinates, validated against the frame they apply to.
+
+>>> import numpy as np
+>>> Prompt(box=(10, 10, 50, 40)).validate(height=64, width=64)
+>>> Prompt(box=(10, 10, 90, 40)).validate(height=64, width=64)
+Traceback (most recent call last):
+...
+mixqsam2.errors.UserInputError: box (10, 10, 90, 40) lies outside the 64x64 frame
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mixqsam2.errors import UserInputError
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Exactly one of: a binary ``mask`` (H, W), a ``box`` (x0, y0, x1, y1), or ``points``
+    [(x, y), ...] with ``labels`` (1 foreground, 0 background; default all 1)."""
+
+    mask: np.ndarray | None = None
+    box: tuple[float, float, float, float] | None = None
+    points: tuple[tuple[float, float], ...] | None = None
+    labels: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        given = sum(x is not None for x in (self.mask, self.box, self.points))
+        if given != 1:
+            raise UserInputError("a prompt needs exactly one of: mask, box, points")
+
+    def validate(self, height: int, width: int) -> None:
+        """Raise :class:`UserInputError` if the prompt does not fit a ``height`` x ``width`` frame."""
+        if self.mask is not None:
+            if self.mask.shape != (height, width):
+                raise UserInputError(
+                    f"prompt mask is {self.mask.shape[1]}x{self.mask.shape[0]} but the frame is {width}x{height}"
+                )
+            if not self.mask.any():
+                raise UserInputError("prompt mask is empty (no foreground pixel)")
+        if self.box is not None:
+            x0, y0, x1, y1 = self.box
+            if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+                raise UserInputError(f"box {self.box} lies outside the {width}x{height} frame")
+        if self.points is not None:
+            for x, y in self.points:
+                if not (0 <= x < width and 0 <= y < height):
+                    raise UserInputError(f"point ({x}, {y}) lies outside the {width}x{height} frame")
+            if self.labels is not None and len(self.labels) != len(self.points):
+                raise UserInputError("points and labels differ in length")

@@ -1,0 +1,170 @@
+"""Build SAM2 models from the real ``sam2`` package: official configs or the bundled pico.
+
+Every model is built with sam2's own ``build_sam2_video_predictor`` (so it carries exactly
+the settings sam2's video predictor uses) and loaded from a checkpoint in sam2's format,
+``{"model": state_dict}``. Checkpoint problems become one clear :class:`UserInputError`.
+
+>>> from mixqsam2.models import model_info
+>>> model_info()["pico"]["image_size"]
+256
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from mixqsam2.errors import UserInputError
+
+_HERE = Path(__file__).resolve().parent
+PICO_CONFIG = _HERE / "configs" / "pico.yaml"
+PICO_CHECKPOINT = _HERE / "weights" / "pico.pt"
+PICO_RANDOM_SEED = 0
+
+_OFFICIAL = {
+    **{f"sam2.1_hiera_{s}": f"configs/sam2.1/sam2.1_hiera_{s}.yaml" for s in ("t", "s", "b+", "l")},
+    **{f"sam2_hiera_{s}": f"configs/sam2/sam2_hiera_{s}.yaml" for s in ("t", "s", "b+", "l")},
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a named model's config and default checkpoint live."""
+
+    name: str
+    config_path: Path | None  # absolute path of the YAML (None: sam2 not installed)
+    checkpoint: Path | None  # default checkpoint, if one ships
+
+    @property
+    def hydra_name(self) -> str:
+        # hydra's compose() reads an absolute file path when it starts with "//"
+        return "/" + str(self.config_path)
+
+    @property
+    def image_size(self) -> int | None:
+        if self.config_path is None:
+            return None
+        return int(yaml.safe_load(self.config_path.read_text())["model"]["image_size"])
+
+
+def _sam2_package_dir() -> Path | None:
+    spec = importlib.util.find_spec("sam2")
+    return Path(spec.origin).parent if spec and spec.origin else None
+
+
+def model_names() -> list[str]:
+    return ["pico", *_OFFICIAL]
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Look up a model by name; unknown names raise :class:`UserInputError`."""
+    if name == "pico":
+        return ModelSpec("pico", PICO_CONFIG, PICO_CHECKPOINT if PICO_CHECKPOINT.exists() else None)
+    if name not in _OFFICIAL:
+        raise UserInputError(f"unknown model '{name}'; known models: {', '.join(model_names())}")
+    sam2_dir = _sam2_package_dir()
+    return ModelSpec(name, sam2_dir / _OFFICIAL[name] if sam2_dir else None, None)
+
+
+def model_info() -> dict:
+    """``{name: {"config", "checkpoint", "image_size"}}`` for every known model."""
+    info = {}
+    for name in model_names():
+        spec = get_spec(name)
+        info[name] = {
+            "config": str(spec.config_path) if spec.config_path else None,
+            "checkpoint": str(spec.checkpoint) if spec.checkpoint else None,
+            "image_size": spec.image_size,
+        }
+    return info
+
+
+def build_model(name: str, checkpoint: str | os.PathLike | None = None, device: str = "cpu"):
+    """Build a SAM2 model (a ``SAM2VideoPredictor``, i.e. a ``SAM2Base``) in eval mode.
+
+    ``checkpoint`` defaults to the shipped one (pico). Without any checkpoint the weights
+    are random: pico's are seeded (``PICO_RANDOM_SEED``) so results are reproducible, and a
+    loud warning says that accuracy numbers mean nothing.
+
+    >>> model = build_model("pico")  # doctest: +SKIP
+    >>> model.image_size  # doctest: +SKIP
+    256
+    """
+    import torch
+
+    spec = get_spec(name)
+    if spec.config_path is None:
+        raise UserInputError(f"model '{name}' needs the sam2 package, which is not installed")
+    checkpoint = Path(checkpoint) if checkpoint is not None else spec.checkpoint
+    state_dict = read_checkpoint(checkpoint) if checkpoint is not None else None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(PICO_RANDOM_SEED)
+        model = _build_from_config(spec.hydra_name, device)
+    if state_dict is None:
+        warnings.warn(
+            f"model '{name}' has RANDOM weights (no checkpoint): masks and accuracy numbers "
+            "from it are meaningless",
+            stacklevel=2,
+        )
+    else:
+        load_state_dict_checked(model, state_dict, checkpoint)
+    return model.eval()
+
+
+def _build_from_config(hydra_name: str, device: str):
+    from sam2.build_sam import build_sam2_video_predictor
+
+    # sam2 logs its "fill holes needs the CUDA extension" message on every frame otherwise
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
+    return build_sam2_video_predictor(hydra_name, None, device=device)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a sam2-format checkpoint's state dict; missing/corrupt files are user errors."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise UserInputError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise UserInputError(f"checkpoint {path} is not in sam2's format {{'model': state_dict}}")
+    return {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+
+
+def load_state_dict_checked(model, state_dict: dict, source) -> None:
+    """Load ``state_dict`` strictly; a mismatch names the missing/unexpected/reshaped keys."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    reshaped = sorted(k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)
+    if missing or unexpected or reshaped:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", reshaped)):
+            if keys:
+                more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+                parts.append(f"{len(keys)} {label} keys: {', '.join(keys[:3])}{more}")
+        raise UserInputError(f"checkpoint {source} does not match the model config: {'; '.join(parts)}")
+    model.load_state_dict(state_dict)
+
+
+def save_checkpoint(model, path: str | os.PathLike, half: bool = False) -> None:
+    """Save ``model`` in sam2's checkpoint format, atomically (fp16 storage with ``half``)."""
+    import torch
+
+    from mixqsam2.fileio import write_bytes_atomic
+
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save({"model": state}, buf)
+    write_bytes_atomic(path, buf.getvalue())
