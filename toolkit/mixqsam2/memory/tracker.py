@@ -99,22 +99,31 @@ class StreamingTracker:
     def step(self, rgb: np.ndarray, prompts: dict[int, Prompt] | None = None) -> FrameResult:
         """Process the next frame; ``prompts`` start (or restart) objects on this frame."""
         prompts = prompts or {}
-        height, width = rgb.shape[:2]
-        for prompt in prompts.values():
-            prompt.validate(height, width)
+        frame_hw = self._validate(rgb, prompts)
         self.frame_idx += 1
         feats, pos, sizes = self._encode_image(rgb)
         low_res, scores = {}, {}
         for obj_id, prompt in prompts.items():
-            low_res[obj_id], scores[obj_id] = self._start_object(obj_id, prompt, feats, pos, sizes, (height, width))
+            low_res[obj_id], scores[obj_id] = self._start_object(obj_id, prompt, feats, pos, sizes, frame_hw)
         for obj_id, state in self.objects.items():
             if obj_id not in prompts:
                 low_res[obj_id], scores[obj_id] = self._track_object(state, feats, pos, sizes)
-        masks = {
-            obj_id: (F.interpolate(m, size=(height, width), mode="bilinear", align_corners=False)[0, 0] > 0).numpy()
-            for obj_id, m in low_res.items()
-        }
-        return FrameResult(self.frame_idx, masks, scores)
+        return FrameResult(self.frame_idx, _to_frame_masks(low_res, frame_hw), scores)
+
+    @torch.inference_mode()
+    def segment_image(self, rgb: np.ndarray, prompts: dict[int, Prompt]) -> dict[int, np.ndarray]:
+        """Single-image segmentation (SAM mode): one mask per prompt, no memory kept."""
+        frame_hw = self._validate(rgb, prompts)
+        feats, pos, sizes = self._encode_image(rgb)
+        low_res = {k: self._segment_prompt(p, feats, pos, sizes, frame_hw)["pred_masks"] for k, p in prompts.items()}
+        return _to_frame_masks(low_res, frame_hw)
+
+    @staticmethod
+    def _validate(rgb: np.ndarray, prompts: dict[int, Prompt]) -> tuple[int, int]:
+        height, width = rgb.shape[:2]
+        for prompt in prompts.values():
+            prompt.validate(height, width)
+        return height, width
 
     def memory_bytes(self) -> int:
         """Bytes of everything the tracker keeps across frames (memories and pointers)."""
@@ -139,15 +148,13 @@ class StreamingTracker:
             _, feats, pos, sizes = self.model._prepare_backbone_features(backbone_out)
         return feats, pos, sizes
 
-    def _start_object(self, obj_id, prompt: Prompt, feats, pos, sizes, frame_hw):
-        """Segment a prompted frame (no memory) and store it as a conditioning memory.
-
-        As in sam2's predictor: the prompt frame's memory is encoded from the low-res
-        mask upsampled to the model size, binarized (the mask the user sees)."""
+    def _segment_prompt(self, prompt: Prompt, feats, pos, sizes, frame_hw) -> dict:
+        """SAM2 on one prompted frame without memory (``track_step`` as an initial
+        conditioning frame); returns its outputs without encoding a memory."""
         model = self.model
         point_inputs, mask_inputs = _prompt_to_model_inputs(prompt, frame_hw, model.image_size, model.device)
         with self._timed("mask_decoder"):
-            out = model.track_step(
+            return model.track_step(
                 frame_idx=self.frame_idx,
                 is_init_cond_frame=True,
                 current_vision_feats=feats,
@@ -159,7 +166,14 @@ class StreamingTracker:
                 num_frames=None,
                 run_mem_encoder=False,
             )
-        size = (model.image_size, model.image_size)
+
+    def _start_object(self, obj_id, prompt: Prompt, feats, pos, sizes, frame_hw):
+        """Segment a prompted frame and store it as the object's conditioning memory.
+
+        As in sam2's predictor: the prompt frame's memory is encoded from the low-res
+        mask upsampled to the model size, binarized (the mask the user sees)."""
+        out = self._segment_prompt(prompt, feats, pos, sizes, frame_hw)
+        size = (self.model.image_size, self.model.image_size)
         high_res = F.interpolate(out["pred_masks"], size=size, mode="bilinear", align_corners=False)
         features = self._encode_memory(feats, sizes, high_res, out["object_score_logits"], from_prompt=True)
         self.objects[obj_id] = _ObjectState(
@@ -251,6 +265,14 @@ class StreamingTracker:
             obj_ptrs = obj_ptrs.reshape(-1, 1, split, model.mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
             obj_pos = obj_pos.repeat_interleave(split, dim=0)
         return obj_ptrs, obj_pos
+
+
+def _to_frame_masks(low_res: dict, frame_hw) -> dict[int, np.ndarray]:
+    """Low-res mask logits -> boolean masks at the frame resolution (bilinear, > 0)."""
+    return {
+        obj_id: (F.interpolate(m, size=frame_hw, mode="bilinear", align_corners=False)[0, 0] > 0).cpu().numpy()
+        for obj_id, m in low_res.items()
+    }
 
 
 def _prompt_to_model_inputs(prompt: Prompt, frame_hw, image_size: int, device):

@@ -1,0 +1,44 @@
+"""What the entry points share: the bad-input contract and argument groups.
+
+Bad input (:class:`~mixqsam2.errors.UserInputError`) prints one line on stderr and exits
+with code 2; argparse's own usage errors exit 2 too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Callable
+
+from mixqsam2.errors import UserInputError
+
+
+def run_cli(command: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
+    try:
+        return command(args) or 0
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", required=required, help="pico (bundled) or an official config, e.g. sam2.1_hiera_t")
+    group.add_argument("--checkpoint", help="sam2-format checkpoint ({'model': state_dict}); pico has a default")
+
+
+def add_memory_args(parser: argparse.ArgumentParser) -> None:
+    from mixqsam2.memory.bank import POLICIES
+
+    group = parser.add_argument_group("memory bank")
+    group.add_argument("--memory", default="fifo", choices=sorted(POLICIES), help="full-bank policy (fifo = SAM2)")
+    group.add_argument("--capacity", type=positive_int, help="non-conditioning memories kept (default num_maskmem-1 = 6)")

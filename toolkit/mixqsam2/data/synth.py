@@ -1,0 +1,214 @@
+"""Deterministic synthetic segmentation data in the formats users have (COCO, DAVIS).
+
+Objects are star-shaped polygons textured with crops of real photographs shipped by
+scikit-image, composited over a photo background. Videos add what makes tracking hard:
+objects that move, scale and rotate, unannotated occluders passing in front, look-alike
+distractors (the same shape and texture as a target, not annotated), and targets that
+leave the frame and come back. Everything is a pure function of the seed.
+
+>>> import tempfile, pathlib
+>>> out = pathlib.Path(tempfile.mkdtemp()) / "videos"
+>>> write_video_set(out, num=1, frames=3, seed=0)
+>>> sorted(p.name for p in (out / "Annotations" / "vid0000").iterdir())
+['00000.png', '00001.png', '00002.png']
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from mixqsam2.data.formats import encode_rle, write_label_png
+from mixqsam2.fileio import atomic_output_dir
+
+_COLOR_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
+_GRAY_PHOTOS = ("camera", "brick", "grass", "gravel", "moon", "clock", "coins")
+PATCH = 96  # canonical object patch size (pixels) before scaling
+
+
+@lru_cache(maxsize=1)
+def _photos() -> tuple[np.ndarray, ...]:
+    import skimage.data
+
+    photos = [getattr(skimage.data, name)() for name in _COLOR_PHOTOS]
+    photos += [np.repeat(getattr(skimage.data, name)()[..., None], 3, axis=2) for name in _GRAY_PHOTOS]
+    return tuple(p[..., :3].astype(np.uint8) for p in photos)
+
+
+def _photo_crop(rng: np.random.Generator, height: int, width: int, tint: bool) -> np.ndarray:
+    photo = _photos()[rng.integers(len(_photos()))]
+    ph, pw = photo.shape[:2]
+    ch = int(rng.integers(min(ph, 96), ph + 1))
+    cw = int(min(pw, max(32, ch * width / height)))
+    y, x = rng.integers(0, ph - ch + 1), rng.integers(0, pw - cw + 1)
+    crop = cv2.resize(photo[y : y + ch, x : x + cw], (width, height), interpolation=cv2.INTER_AREA)
+    if tint:
+        crop = np.clip(crop * rng.uniform(0.5, 1.3, size=3), 0, 255).astype(np.uint8)
+    return crop
+
+
+def _star_shape(rng: np.random.Generator) -> np.ndarray:
+    """A random star-convex polygon filling a PATCH x PATCH canvas (bool)."""
+    angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    radius = np.ones_like(angles)
+    for k in range(1, 5):
+        radius += rng.uniform(0, 0.35 / k) * np.cos(k * angles + rng.uniform(0, 2 * np.pi))
+    radius = radius / radius.max() * (PATCH / 2 - 2)
+    aspect = rng.uniform(0.6, 1.0)
+    pts = np.stack([PATCH / 2 + radius * np.cos(angles), PATCH / 2 + aspect * radius * np.sin(angles)], 1)
+    canvas = np.zeros((PATCH, PATCH), np.uint8)
+    cv2.fillPoly(canvas, [np.round(pts).astype(np.int32)], 1)
+    return canvas.astype(bool)
+
+
+def _bounce(start: float, velocity: float, t: float, lo: float, hi: float) -> float:
+    """Position at time ``t`` moving at ``velocity`` and reflecting off ``lo`` and ``hi``."""
+    span = hi - lo
+    x = (start - lo + velocity * t) % (2 * span)
+    return lo + (x if x <= span else 2 * span - x)
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """An object of a scene: appearance, motion, and its annotation id (0 = not annotated)."""
+
+    shape: np.ndarray  # bool [PATCH, PATCH]
+    texture: np.ndarray  # uint8 [PATCH, PATCH, 3]
+    label: int
+    center: tuple[float, float]
+    velocity: tuple[float, float]
+    bounds: tuple[float, float, float, float]  # x_lo, x_hi, y_lo, y_hi for the center
+    size: float  # pixels across at scale 1
+    scale_wobble: float
+    spin: float  # degrees per frame
+    angle: float
+
+    def placement(self, t: float) -> np.ndarray:
+        """2x3 affine matrix from patch coordinates to frame coordinates at time ``t``."""
+        x_lo, x_hi, y_lo, y_hi = self.bounds
+        cx = _bounce(self.center[0], self.velocity[0], t, x_lo, x_hi)
+        cy = _bounce(self.center[1], self.velocity[1], t, y_lo, y_hi)
+        scale = self.size / PATCH * (1 + self.scale_wobble * np.sin(0.15 * t))
+        matrix = cv2.getRotationMatrix2D((PATCH / 2, PATCH / 2), self.angle + self.spin * t, scale)
+        matrix[:, 2] += (cx - PATCH / 2, cy - PATCH / 2)
+        return matrix
+
+
+def _make_object(rng, height, width, label, moving: bool, leaves: bool = False) -> SceneObject:
+    size = float(rng.uniform(0.22, 0.4) * min(height, width))
+    margin = size * (0.8 if leaves else -0.3)  # a leaver's centre may go far enough out to vanish
+    bounds = (-margin, width + margin, -margin, height + margin)
+    speed = rng.uniform(1.0, 3.0) * (size / 60) if moving else 0.0
+    heading = rng.uniform(0, 2 * np.pi)
+    return SceneObject(
+        shape=_star_shape(rng),
+        texture=_photo_crop(rng, PATCH, PATCH, tint=True),
+        label=label,
+        center=(float(rng.uniform(size / 2, width - size / 2)), float(rng.uniform(size / 2, height - size / 2))),
+        velocity=(speed * np.cos(heading), speed * np.sin(heading)),
+        bounds=bounds,
+        size=size,
+        scale_wobble=float(rng.uniform(0, 0.3)) if moving else 0.0,
+        spin=float(rng.uniform(-2, 2)) if moving else 0.0,
+        angle=float(rng.uniform(0, 360)),
+    )
+
+
+def _look_alike(rng, target: SceneObject, height, width) -> SceneObject:
+    """Same shape and texture as ``target`` (slightly retinted), other motion, no label."""
+    other = _make_object(rng, height, width, label=0, moving=True)
+    texture = np.clip(target.texture * rng.uniform(0.85, 1.15, size=3), 0, 255).astype(np.uint8)
+    return replace(other, shape=target.shape, texture=texture, size=target.size)
+
+
+def render(background: np.ndarray, objects: list[SceneObject], t: float) -> tuple[np.ndarray, np.ndarray]:
+    """Composite ``objects`` (back to front) at time ``t``: (rgb uint8, label map uint8)."""
+    height, width = background.shape[:2]
+    rgb, labels = background.copy(), np.zeros((height, width), np.uint8)
+    for obj in objects:
+        matrix = obj.placement(t)
+        mask = cv2.warpAffine(obj.shape.astype(np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
+        tex = cv2.warpAffine(obj.texture, matrix, (width, height), flags=cv2.INTER_LINEAR)
+        rgb[mask] = tex[mask]
+        labels[mask] = obj.label
+    return rgb, labels
+
+
+def _visible_fraction(labels: np.ndarray, label: int) -> float:
+    return float((labels == label).mean())
+
+
+def sample_image_scene(rng, height: int, width: int) -> tuple[np.ndarray, list[SceneObject]]:
+    objects = [_make_object(rng, height, width, label=i + 1, moving=False) for i in range(int(rng.integers(1, 5)))]
+    return _photo_crop(rng, height, width, tint=False), objects
+
+
+def sample_video_scene(rng, height: int, width: int, min_visible: float = 0.01):
+    """A background and objects (targets, a look-alike, an occluder) whose targets are all
+    visible on frame 0; scenes are redrawn until they are."""
+    while True:
+        num_targets = int(rng.integers(1, 4))
+        leaver = int(rng.integers(num_targets)) if rng.random() < 0.6 else -1
+        targets = [
+            _make_object(rng, height, width, label=i + 1, moving=True, leaves=(i == leaver)) for i in range(num_targets)
+        ]
+        extras = []
+        if rng.random() < 0.7:
+            extras.append(_look_alike(rng, targets[int(rng.integers(num_targets))], height, width))
+        if rng.random() < 0.7:
+            extras.append(_make_object(rng, height, width, label=0, moving=True))  # occluder
+        order = rng.permutation(len(targets) + len(extras))
+        objects = [(targets + extras)[i] for i in order]
+        background = _photo_crop(rng, height, width, tint=False)
+        _, labels = render(background, objects, 0.0)
+        if all(_visible_fraction(labels, o.label) >= min_visible for o in targets):
+            return background, objects
+
+
+def write_image_set(out: str | Path, num: int, seed: int, height: int = 240, width: int = 320) -> None:
+    """COCO-format set: ``out/images/*.jpg`` + ``out/annotations.json`` (RLE masks, boxes)."""
+    images, annotations = [], []
+    with atomic_output_dir(out) as tmp:
+        (tmp / "images").mkdir()
+        for index in tqdm(range(num), desc="synth images", unit="img"):
+            rng = np.random.default_rng([seed, index])
+            background, objects = sample_image_scene(rng, height, width)
+            rgb, labels = render(background, objects, 0.0)
+            name = f"{index:06d}.jpg"
+            Image.fromarray(rgb).save(tmp / "images" / name, quality=95)
+            images.append({"id": index, "file_name": name, "height": height, "width": width})
+            for obj in objects:
+                mask = labels == obj.label
+                if mask.sum() < 64:  # fully or almost fully hidden: not an instance
+                    continue
+                ys, xs = np.nonzero(mask)
+                bbox = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": index, "category_id": 1, "iscrowd": 0,
+                    "segmentation": encode_rle(mask), "area": int(mask.sum()), "bbox": bbox,
+                })
+        coco = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "object"}]}
+        (tmp / "annotations.json").write_text(json.dumps(coco))
+
+
+def write_video_set(out: str | Path, num: int, frames: int, seed: int, height: int = 240, width: int = 320) -> None:
+    """DAVIS layout: ``out/JPEGImages/<vid>/00000.jpg`` + ``out/Annotations/<vid>/00000.png``
+    (palette PNGs, object ids 1..n)."""
+    with atomic_output_dir(out) as tmp:
+        for index in tqdm(range(num), desc="synth videos", unit="video"):
+            rng = np.random.default_rng([seed, index])
+            background, objects = sample_video_scene(rng, height, width)
+            name = f"vid{index:04d}"
+            (tmp / "JPEGImages" / name).mkdir(parents=True)
+            (tmp / "Annotations" / name).mkdir(parents=True)
+            for t in range(frames):
+                rgb, labels = render(background, objects, float(t))
+                Image.fromarray(rgb).save(tmp / "JPEGImages" / name / f"{t:05d}.jpg", quality=95)
+                write_label_png(tmp / "Annotations" / name / f"{t:05d}.png", labels)

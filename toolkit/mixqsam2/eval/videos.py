@@ -1,0 +1,45 @@
+"""Video evaluation: DAVIS J&F with a first-frame ground-truth mask prompt per object.
+
+Each video streams through a :class:`~mixqsam2.memory.tracker.StreamingTracker` with the
+chosen memory policy and capacity; J and F are taken on every annotated frame and averaged
+per object without the first and last annotated frames (DAVIS-2017). The overall J and F
+average all objects of all videos, as the DAVIS benchmark does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm import tqdm
+
+from mixqsam2.data.loaders import VideoSample
+from mixqsam2.eval.metrics import boundary_f, mask_iou, video_jf
+from mixqsam2.memory.prompts import Prompt
+
+
+def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: int | None = None) -> dict:
+    from mixqsam2.memory.tracker import StreamingTracker
+
+    tracker = StreamingTracker(model, memory=memory, capacity=capacity, num_frames=len(video.frame_paths))
+    prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
+    scores: dict[int, list[tuple[float, float]]] = {k: [] for k in prompts}
+    for index, (name, rgb) in enumerate(zip(video.frame_names, video.frames())):
+        result = tracker.step(rgb, prompts if index == 0 else None)
+        gt = video.annotation(name)
+        if gt is None:
+            continue
+        for obj_id in prompts:
+            truth = gt.get(obj_id, np.zeros(rgb.shape[:2], bool))
+            scores[obj_id].append((mask_iou(result.masks[obj_id], truth), boundary_f(result.masks[obj_id], truth)))
+    return video_jf(scores)
+
+
+def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capacity: int | None = None) -> dict:
+    """``{"J", "F", "JF", "objects", "per_video": {name: {"J", "F", "JF", "per_object"}}}``."""
+    capacity = model.num_maskmem - 1 if capacity is None else capacity
+    per_video = {}
+    for video in tqdm(videos, desc="eval videos", unit="video"):
+        per_video[video.name] = evaluate_video(model, video, memory, capacity)
+    objects = [s for v in per_video.values() for s in v["per_object"].values()]
+    j = float(np.mean([s["J"] for s in objects]))
+    f = float(np.mean([s["F"] for s in objects]))
+    return {"J": j, "F": f, "JF": (j + f) / 2, "objects": len(objects), "memory": memory, "capacity": capacity, "per_video": per_video}
