@@ -1,0 +1,66 @@
+import hashlib
+import json
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from mixqsam2.data.formats import decode_rle, read_label_png
+from mixqsam2.data.synth import render, sample_video_scene, write_image_set, write_video_set
+
+
+def _digest(root):
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def test_generators_are_deterministic_per_seed(tmp_path):
+    write_video_set(tmp_path / "a", num=2, frames=4, seed=3)
+    write_video_set(tmp_path / "b", num=2, frames=4, seed=3)
+    write_video_set(tmp_path / "c", num=2, frames=4, seed=4)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b") != _digest(tmp_path / "c")
+
+
+def test_coco_set_is_valid_coco_with_rle_masks_and_boxes(image_set):
+    coco = json.loads((image_set / "annotations.json").read_text())
+    assert len(coco["images"]) == 4 and coco["annotations"]
+    for ann in coco["annotations"]:
+        mask = decode_rle(ann["segmentation"])
+        assert mask.sum() == ann["area"] == mask_utils.area(ann["segmentation"] | {"counts": ann["segmentation"]["counts"].encode()})
+        ys, xs = np.nonzero(mask)
+        assert ann["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+        assert (image_set / "images" / coco["images"][ann["image_id"]]["file_name"]).is_file()
+
+
+def test_video_set_has_davis_layout_and_palette_ids(video_set):
+    vids = sorted(p.name for p in (video_set / "JPEGImages").iterdir())
+    assert vids == ["vid0000", "vid0001"]
+    for vid in vids:
+        frames = sorted((video_set / "JPEGImages" / vid).iterdir())
+        annotations = sorted((video_set / "Annotations" / vid).iterdir())
+        assert [p.stem for p in frames] == [p.stem for p in annotations] == [f"{t:05d}" for t in range(20)]
+        labels = read_label_png(annotations[0])
+        ids = sorted(set(np.unique(labels)) - {0})
+        assert ids == list(range(1, len(ids) + 1))
+
+
+def test_videos_have_look_alikes_occluders_and_objects_that_leave_and_return():
+    rng = np.random.default_rng(5)
+    found = {"look_alike": False, "leaves_and_returns": False, "occluded": False}
+    for _ in range(12):
+        background, objects = sample_video_scene(rng, 120, 160)
+        targets = [o for o in objects if o.label]
+        found["look_alike"] |= any(o.label == 0 and any(o.shape is t.shape for t in targets) for o in objects)
+        areas = {t.label: [] for t in targets}
+        for t in range(0, 200, 4):
+            _, labels = render(background, objects, float(t))
+            for label in areas:
+                areas[label].append(int((labels == label).sum()))
+        for series in areas.values():
+            series = np.array(series)
+            gone = np.nonzero(series == 0)[0]
+            found["leaves_and_returns"] |= gone.size > 0 and (series[gone[0]:] > 0).any()
+            found["occluded"] |= series.min() < 0.5 * series.max()
+    assert all(found.values()), found

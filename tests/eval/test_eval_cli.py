@@ -1,0 +1,29 @@
+import json
+
+from mixqsam2.cli.main import main
+
+
+def test_eval_images_writes_miou_and_the_box_baseline(image_set, tmp_path):
+    out = tmp_path / "images.json"
+    assert main(["eval", "images", "--model", "pico", "--data", str(image_set), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert 0.0 <= result["miou"] <= 1.0 and 0.3 < result["box_fill_miou"] < 1.0
+    assert result["instances"] > 0 and len(result["per_image"]) == 4
+
+
+def test_eval_videos_writes_davis_scores_per_video(video_set, tmp_path):
+    out = tmp_path / "videos.json"
+    assert main(["eval", "videos", "--model", "pico", "--data", str(video_set), "--capacity", "2", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["per_video"]) == {"vid0000", "vid0001"}
+    assert result["objects"] == 4 and result["capacity"] == 2 and result["memory"] == "fifo"
+    assert result["JF"] == (result["J"] + result["F"]) / 2
+    for video in result["per_video"].values():
+        assert 0.0 <= video["J"] <= 1.0 and 0.0 <= video["F"] <= 1.0
+
+
+def test_eval_on_a_missing_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["eval", "videos", "--model", "pico", "--data", str(tmp_path / "none"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data folder not found" in err[0] and not out.exists()

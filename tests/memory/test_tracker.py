@@ -1,0 +1,98 @@
+"""The streaming tracker against sam2's own SAM2VideoPredictor, and its memory bound."""
+
+import numpy as np
+import pytest
+import torch
+from sam2.build_sam import build_sam2_video_predictor
+
+from mixqsam2.data.loaders import open_video_set
+from mixqsam2.eval.metrics import mask_iou
+from mixqsam2.memory.prompts import Prompt
+from mixqsam2.memory.tracker import StreamingTracker
+from mixqsam2.models import PICO_CONFIG
+
+
+def _sam2_masks(video, checkpoint):
+    """Masks from sam2's predictor: same config and weights, first-frame mask prompts."""
+    predictor = build_sam2_video_predictor("/" + str(PICO_CONFIG), str(checkpoint), device="cpu")
+    state = predictor.init_state(str(video.frame_paths[0].parent))
+    for obj_id, mask in video.prompt_masks().items():
+        predictor.add_new_mask(state, 0, obj_id, mask)
+    out = {}
+    with torch.inference_mode():
+        for frame_idx, obj_ids, masks in predictor.propagate_in_video(state):
+            out[frame_idx] = {obj_id: (masks[i, 0] > 0).numpy() for i, obj_id in enumerate(obj_ids)}
+    return out
+
+
+def test_masks_match_sam2_video_predictor_on_every_frame(pico, pico_checkpoint, video_set):
+    for video in open_video_set(video_set):
+        expected = _sam2_masks(video, pico_checkpoint)
+        tracker = StreamingTracker(pico, memory="fifo", num_frames=len(video.frame_paths))
+        prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
+        foreground = 0
+        for index, rgb in enumerate(video.frames()):
+            result = tracker.step(rgb, prompts if index == 0 else None)
+            assert set(result.masks) == set(expected[index])
+            for obj_id, mask in result.masks.items():
+                iou = mask_iou(mask, expected[index][obj_id])
+                assert iou >= 0.99, (video.name, index, obj_id, iou)
+                foreground += int(mask.sum())
+        assert foreground > 0  # the comparison is not between two empty outputs
+
+
+def test_memory_is_bounded_by_capacity_and_pointer_window(pico, video_set):
+    video = open_video_set(video_set)[0]
+    frames = list(video.frames())
+    tracker = StreamingTracker(pico, capacity=3)
+    sizes = []
+    for index in range(40):
+        tracker.step(frames[index % len(frames)], {1: Prompt(mask=video.prompt_masks()[1])} if index == 0 else None)
+        state = tracker.objects[1]
+        assert len(state.bank.entries) == min(index, 3)
+        assert len(state.pointers) <= 15 and len(state.cond) == 1
+        sizes.append(tracker.memory_bytes())
+    assert len(set(sizes[16:])) == 1  # constant once the pointer window is full
+
+
+def test_attended_memory_follows_bank_positions_not_frame_indices(pico, video_set):
+    """An entry kept from long ago is attended with the oldest temporal slot (t_rel clipped)."""
+    video = open_video_set(video_set)[0]
+    frames = list(video.frames())
+    tracker = StreamingTracker(pico, capacity=2)
+    tracker.step(frames[0], {1: Prompt(mask=video.prompt_masks()[1])})
+    for rgb in frames[1:4]:
+        tracker.step(rgb)
+    state = tracker.objects[1]
+    bank_positions = [e.temporal_pos for e in state.bank.entries]
+    assert bank_positions == [2.0, 3.0]
+    memory, memory_pos, num_ptr_tokens = tracker._attended_memory(state)
+    hw = tracker._memory_pos_enc.shape[0]
+    assert memory.shape[0] == 3 * hw + num_ptr_tokens  # 1 conditioning + 2 bank entries
+    tracker.frame_idx = 100  # pretend the entries are old: both clip to the last temporal slot
+    _, old_pos, _ = tracker._attended_memory(state)
+    last_slot = pico.maskmem_tpos_enc[pico.num_maskmem - 2]
+    for k in (1, 2):
+        torch.testing.assert_close(old_pos[k * hw : (k + 1) * hw], tracker._memory_pos_enc + last_slot)
+
+
+def test_box_and_point_prompts_start_objects(pico, video_set):
+    video = open_video_set(video_set)[0]
+    rgb = next(video.frames())
+    mask = video.prompt_masks()[1]
+    ys, xs = np.nonzero(mask)
+    tracker = StreamingTracker(pico)
+    result = tracker.step(rgb, {
+        1: Prompt(box=(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)),
+        2: Prompt(points=((float(xs.mean()), float(ys.mean())),)),
+    })
+    assert set(result.masks) == {1, 2} and set(tracker.objects) == {1, 2}
+    assert all(m.shape == rgb.shape[:2] for m in result.masks.values())
+
+
+@pytest.mark.parametrize("capacity", [0, -1])
+def test_capacity_below_one_is_refused(pico, capacity):
+    from mixqsam2.errors import UserInputError
+
+    with pytest.raises(UserInputError):
+        StreamingTracker(pico, capacity=capacity)
