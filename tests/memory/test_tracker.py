@@ -26,19 +26,25 @@ def _sam2_masks(video, checkpoint):
 
 
 def test_masks_match_sam2_video_predictor_on_every_frame(pico, pico_checkpoint, video_set):
+    """IoU >= 0.99 on every frame and object, and at most 1e-4 of the foreground pixels
+    differ over the whole set. The second bound is what makes the check sharp while pico
+    has random weights: a tracker that keeps 5 memories instead of 6 still reaches
+    IoU 0.998 on every frame here, but differs on 1.2e-3 of the pixels."""
+    differing = union = 0
     for video in open_video_set(video_set):
         expected = _sam2_masks(video, pico_checkpoint)
         tracker = StreamingTracker(pico, memory="fifo", num_frames=len(video.frame_paths))
         prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
-        foreground = 0
         for index, rgb in enumerate(video.frames()):
             result = tracker.step(rgb, prompts if index == 0 else None)
             assert set(result.masks) == set(expected[index])
             for obj_id, mask in result.masks.items():
                 iou = mask_iou(mask, expected[index][obj_id])
                 assert iou >= 0.99, (video.name, index, obj_id, iou)
-                foreground += int(mask.sum())
-        assert foreground > 0  # the comparison is not between two empty outputs
+                differing += int((mask ^ expected[index][obj_id]).sum())
+                union += int((mask | expected[index][obj_id]).sum())
+    assert union > 0  # the comparison is not between two empty outputs
+    assert differing / union <= 1e-4
 
 
 def test_memory_is_bounded_by_capacity_and_pointer_window(pico, video_set):
