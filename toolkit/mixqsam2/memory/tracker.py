@@ -86,8 +86,9 @@ class StreamingTracker:
         self.policy = make_policy(memory)
         self.capacity = model.num_maskmem - 1 if capacity is None else capacity
         if self.capacity < 1:
-            raise UserInputError(f"--capacity must be at least 1, got {self.capacity}")
-        self.max_obj_ptrs = min(num_frames or model.max_obj_ptrs_in_encoder, model.max_obj_ptrs_in_encoder)
+            raise UserInputError(f"memory capacity must be at least 1, got {self.capacity}")
+        # at least 2, so that a pointer one frame back has a defined temporal encoding
+        self.max_obj_ptrs = max(2, min(num_frames or model.max_obj_ptrs_in_encoder, model.max_obj_ptrs_in_encoder))
         self.storage_dtype = storage_dtype
         self.frame_idx = -1
         self.objects: dict[int, _ObjectState] = {}
