@@ -92,6 +92,7 @@ def _bad_inputs(clip, tmp_path, pico_checkpoint):
         "empty mask": (["--model", "pico", "--frames", f, "--prompt-mask", str(blank)], "empty"),
         "box outside the frame": (["--model", "pico", "--frames", f, "--box", "10,10,400,50"], "outside"),
         "point outside the frame": (["--model", "pico", "--frames", f, "--point=-3,10"], "outside"),
+        "ort backend not built yet": (["--model", "pico", "--backend", "ort", "--frames", f, "--box", box], "not available"),
         "trt without TensorRT": (["--engine-dir", str(tmp_path), "--backend", "trt", "--frames", f, "--box", box], "TensorRT"),
     }
 
@@ -99,7 +100,7 @@ def _bad_inputs(clip, tmp_path, pico_checkpoint):
 CASES = [
     "missing checkpoint", "checkpoint/config mismatch", "unknown model", "unreadable video", "missing video",
     "empty frame folder", "mask of wrong size", "empty mask", "box outside the frame", "point outside the frame",
-    "trt without TensorRT",
+    "ort backend not built yet", "trt without TensorRT",
 ]
 
 

@@ -52,20 +52,21 @@ def _tracker(args):
     from mixqsam2.models import build_model
 
     if args.backend != "torch" or args.onnx_dir or args.engine_dir:
-        _check_backend(args)
+        _refuse_unavailable_backend(args)
     model = build_model("pico" if args.demo else args.model, args.checkpoint)
     return StreamingTracker(model, memory=args.memory, capacity=args.capacity)
 
 
-def _check_backend(args) -> None:
+def _refuse_unavailable_backend(args) -> None:
+    """ort/trt arrive with the export and TensorRT stages; say so, or that TensorRT is missing."""
     if args.backend == "trt" or args.engine_dir:
         try:
             import tensorrt  # noqa: F401
         except ImportError:
             raise UserInputError("--backend trt needs TensorRT, which is not installed here") from None
     raise UserInputError(
-        f"the {args.backend if args.backend != 'torch' else 'ort/trt'} backend is not available in this "
-        "version yet (it needs the ONNX export stage); use --backend torch with --model or --demo"
+        "the ort/trt backends are not available in this version yet (they need the ONNX export "
+        "stage); use --backend torch with --model or --demo"
     )
 
 

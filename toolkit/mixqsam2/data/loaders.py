@@ -13,6 +13,8 @@ Frames are read lazily, one at a time: a long video is never loaded whole.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -101,9 +103,7 @@ class CocoImages:
 
 
 def _quiet(fn, *args):
-    import contextlib
-    import io
-
+    """Call ``fn`` with its stdout swallowed (pycocotools prints progress)."""
     with contextlib.redirect_stdout(io.StringIO()):
         return fn(*args)
 

@@ -21,8 +21,6 @@ from mixqsam2.runtime.io import FrameSource, OverlayVideo, overlay
 
 def run_stream(tracker, source: FrameSource, prompts: dict[int, Prompt], out_dir: str | Path) -> dict:
     """Track ``prompts`` (applied to the first frame) through ``source`` into ``out_dir``."""
-    for prompt in prompts.values():
-        prompt.validate(*source.frame_size)
     with atomic_output_dir(out_dir) as tmp:
         mask_dirs = {k: tmp / "masks" / (str(k) if len(prompts) > 1 else "") for k in prompts}
         for folder in mask_dirs.values():
