@@ -36,7 +36,9 @@ def test_demo_runs_as_a_console_script(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mixqsam2.cli.run_stream", "--demo", "--out", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["frames"] == 48 == len(list((out / "masks").glob("*.png")))
+    assert stats["frames"] == 48 and stats["objects"] == [1, 2, 3]  # the demo clip has three objects
+    for obj_id in stats["objects"]:
+        assert len(list((out / "masks" / str(obj_id)).glob("*.png"))) == 48
     assert (out / "overlay.mp4").stat().st_size > 0
 
 
