@@ -61,12 +61,17 @@ def make_policy(name: str) -> BankPolicy:
     return POLICIES[name]()
 
 
+def check_capacity(capacity: int) -> None:
+    """A bank holds at least one memory; anything less is a user error."""
+    if capacity < 1:
+        raise UserInputError(f"memory capacity must be at least 1, got {capacity}")
+
+
 class MemoryBank:
     """Non-conditioning memories of one tracked object, at most ``capacity`` of them."""
 
     def __init__(self, capacity: int, policy: BankPolicy):
-        if capacity < 1:
-            raise UserInputError(f"memory capacity must be at least 1, got {capacity}")
+        check_capacity(capacity)
         self.capacity = capacity
         self.policy = policy
         self._entries: list[MemoryEntry] = []

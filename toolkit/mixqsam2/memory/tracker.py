@@ -40,8 +40,7 @@ import torch
 import torch.nn.functional as F
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 
-from mixqsam2.errors import UserInputError
-from mixqsam2.memory.bank import MemoryBank, MemoryEntry, make_policy
+from mixqsam2.memory.bank import MemoryBank, MemoryEntry, check_capacity, make_policy
 from mixqsam2.memory.prompts import Prompt
 from mixqsam2.models.preprocess import preprocess_frame
 
@@ -85,8 +84,7 @@ class StreamingTracker:
         self.model = model
         self.policy = make_policy(memory)
         self.capacity = model.num_maskmem - 1 if capacity is None else capacity
-        if self.capacity < 1:
-            raise UserInputError(f"memory capacity must be at least 1, got {self.capacity}")
+        check_capacity(self.capacity)  # here, not when the first object's bank is made
         # at least 2, so that a pointer one frame back has a defined temporal encoding
         self.max_obj_ptrs = max(2, min(num_frames or model.max_obj_ptrs_in_encoder, model.max_obj_ptrs_in_encoder))
         self.storage_dtype = storage_dtype

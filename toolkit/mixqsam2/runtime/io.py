@@ -73,6 +73,8 @@ def open_source(frames=None, video=None, camera: int | None = None, max_frames: 
         if not capture.isOpened():
             raise UserInputError(f"cannot read video {video}")
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        if count is not None and max_frames is not None:
+            count = min(count, max_frames)
         fps = capture.get(cv2.CAP_PROP_FPS) or 24.0
         try:
             return FrameSource(_capture_frames(capture, max_frames), count, fps)
