@@ -30,6 +30,7 @@ def test_unknown_policy_is_a_user_error():
 def test_a_policy_that_overfills_the_bank_is_caught():
     class Hoarder:
         name = "hoarder"
+        min_capacity = 1
 
         def insert(self, entries, new, capacity):
             return [*entries, new]

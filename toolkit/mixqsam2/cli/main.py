@@ -9,6 +9,9 @@ from pathlib import Path
 
 from mixqsam2.cli.common import add_memory_args, add_model_args, positive_int, run_cli
 from mixqsam2.errors import UserInputError
+from mixqsam2.train.config import TrainConfig
+
+TRAIN_DEFAULTS = TrainConfig()
 
 
 def _models(args) -> None:
@@ -52,6 +55,16 @@ def _eval(args) -> None:
     print(summary)
 
 
+def _train_pico(args) -> None:
+    from mixqsam2.train.loop import train_pico
+
+    cfg = TrainConfig(seed=args.seed, steps=args.steps, image_batch=args.image_batch, video_batch=args.video_batch)
+    history = train_pico(cfg, args.out, minutes=args.minutes, resume=args.resume)
+    recent = history[-100:]
+    print(f"step {len(history)}/{cfg.steps}: loss {sum(r['loss'] for r in recent) / len(recent):.3f} "
+          f"(mean of the last {len(recent)} steps); wrote {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mixqsam2", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -68,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
         if kind == "videos":
             p.add_argument("--frames", type=positive_int, default=32)
         p.set_defaults(run=_synth)
+
+    train = verbs.add_parser("train-pico", help="train the pico model on generated data (resumable)")
+    train.add_argument("--out", required=True, help="checkpoint to write (sam2 format); OUT.state holds the run")
+    train.add_argument("--steps", type=positive_int, default=TRAIN_DEFAULTS.steps, help="length of the schedule")
+    train.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this much wall time")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--image-batch", type=positive_int, default=TRAIN_DEFAULTS.image_batch)
+    train.add_argument("--video-batch", type=positive_int, default=TRAIN_DEFAULTS.video_batch)
+    train.add_argument("--resume", action="store_true", help="continue the run saved in OUT.state")
+    train.set_defaults(run=_train_pico)
 
     evaluate = verbs.add_parser("eval", help="evaluate a model on an image or video set")
     eval_kinds = evaluate.add_subparsers(dest="kind", required=True)

@@ -8,6 +8,11 @@ forever. :class:`StreamingTracker` takes one frame at a time and keeps, per obje
   memories, whose full-bank behaviour is a policy (``fifo`` = SAM2),
 - the object pointers of the last ``max_obj_ptrs - 1`` frames (SAM2 attends to <= 16).
 
+With an SIS policy (``sis``, ``sis-pair``) a bank entry may be *synthesized* from several
+frames: its features, object pointer, score and (fractional) temporal position are
+weighted means. Its features are attended at the temporal slot of its rounded position,
+and its pointer joins the recent frames' pointers as one more token.
+
 Nothing else survives a frame. The network runs through ``SAM2Base`` methods
 (``forward_image``, ``track_step``, ``_forward_sam_heads``, ``_encode_new_memory``) and the
 ``memory_attention`` module; only the *assembly* of the attended memory is ours
@@ -84,7 +89,7 @@ class StreamingTracker:
         self.model = model
         self.policy = make_policy(memory)
         self.capacity = model.num_maskmem - 1 if capacity is None else capacity
-        check_capacity(self.capacity)  # here, not when the first object's bank is made
+        check_capacity(self.capacity, self.policy)  # here, not when the first object's bank is made
         # at least 2, so that a pointer one frame back has a defined temporal encoding
         self.max_obj_ptrs = max(2, min(num_frames or model.max_obj_ptrs_in_encoder, model.max_obj_ptrs_in_encoder))
         self.storage_dtype = storage_dtype
@@ -130,7 +135,8 @@ class StreamingTracker:
         for state in self.objects.values():
             total += state.bank.nbytes()
             total += sum(f.nbytes + p.nbytes for _, f, p in state.cond)
-            total += sum(p.nbytes for _, p in state.pointers)
+            in_bank = {id(e.obj_ptr) for e in state.bank.entries}  # fifo shares them with the bank
+            total += sum(p.nbytes for _, p in state.pointers if id(p) not in in_bank)
         return total
 
     # ------------------------------------------------------------------ stages
@@ -202,7 +208,7 @@ class StreamingTracker:
                 multimask_output=model._use_multimask(False, None),
             )
         features = self._encode_memory(feats, sizes, high_res, score, from_prompt=False)
-        state.bank.add(MemoryEntry(features, float(self.frame_idx), float(score)))
+        state.bank.add(MemoryEntry(features, float(self.frame_idx), float(score), obj_ptr=obj_ptr))
         state.pointers.append((self.frame_idx, obj_ptr))
         return low_res, float(score)
 
@@ -227,8 +233,8 @@ class StreamingTracker:
         reading the bank instead of frame indices. Order: conditioning memories (temporal
         slot ``num_maskmem - 1``), bank entries oldest first (slot ``t_rel - 1`` for an
         entry ``t_rel`` frames back, clipped to the slots that exist), then object pointers
-        (conditioning ones first, then recent frames newest first) with a sine encoding of
-        their signed frame distance.
+        (conditioning ones first, then recent frames newest first, then synthesized bank
+        entries) with a sine encoding of their frame distance (clipped to the pointer window).
         """
         model, now = self.model, self.frame_idx
         last_slot = model.num_maskmem - 1
@@ -240,6 +246,8 @@ class StreamingTracker:
         memory_pos = [self._memory_pos_enc + model.maskmem_tpos_enc[slot] for _, slot in spatial]
 
         pointers = [(now - t, p) for t, _, p in state.cond] + [(now - t, p) for t, p in reversed(state.pointers)]
+        window = self.max_obj_ptrs - 1
+        pointers += [(min(now - e.temporal_pos, window), e.obj_ptr) for e in state.bank.entries if e.frames > 1]
         ptr_tokens = self._pointer_tokens(pointers)
         if ptr_tokens is not None:
             memory.append(ptr_tokens[0])

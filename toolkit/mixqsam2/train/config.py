@@ -1,0 +1,24 @@
+"""The settings that define a pico training run (no heavy imports: the CLI reads the defaults).
+
+>>> TrainConfig(steps=10).steps
+10
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What defines a run; a resumed run must have the same config."""
+
+    seed: int = 0
+    steps: int = 3600
+    image_batch: int = 6
+    video_batch: int = 3
+    lr: float = 1e-3
+    warmup_steps: int = 150
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    model: str = "pico"

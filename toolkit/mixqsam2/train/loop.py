@@ -1,0 +1,189 @@
+"""Train pico from scratch with sam2's own training model and losses.
+
+The model is sam2's ``training.model.sam2.SAM2Train`` built from ``pico.yaml`` (it samples
+point/box prompts and correction clicks from the ground truth, and tracks clips with memory
+and object pointers); the loss is sam2's ``MultiStepMultiMasksAndIous`` (focal + dice on the
+best of the multimask outputs, IoU head, object-score head). Steps alternate between an
+image batch and a video batch. Everything random is seeded from ``(seed, step)``, so a run
+is reproducible and a resumed run continues exactly where it stopped.
+
+Files for ``--out pico.pt``: ``pico.pt`` (sam2 format, fp16), ``pico.pt.state`` (optimizer,
+step, history: what ``--resume`` reads) and ``pico.pt.curve.png``.
+
+>>> cfg = TrainConfig(steps=2, image_batch=1, video_batch=1)  # doctest: +SKIP
+>>> train_pico(cfg, "/tmp/pico.pt")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from mixqsam2.errors import UserInputError
+from mixqsam2.fileio import ensure_writable_parent, write_bytes_atomic
+from mixqsam2.train.config import TrainConfig
+from mixqsam2.train.data import image_batch, video_batch
+
+LOSS_WEIGHTS = {"loss_mask": 20.0, "loss_dice": 1.0, "loss_iou": 1.0, "loss_class": 1.0}  # sam2.1 recipe
+
+# SAM2Train prompt sampling (names as in sam2's training configs)
+PROMPT_SAMPLING = {
+    "prob_to_use_pt_input_for_train": 0.5,  # video clips: points/box vs. a mask prompt
+    "prob_to_use_box_input_for_train": 0.5,
+    "num_frames_to_correct_for_train": 2,
+    "rand_frames_to_correct_for_train": True,
+    "num_init_cond_frames_for_train": 2,
+    "rand_init_cond_frames_for_train": True,
+    "num_correction_pt_per_frame": 4,
+    "prob_to_sample_from_gt_for_train": 0.1,
+}
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the peak at ``cfg.steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def build_train_model(cfg: TrainConfig):
+    """sam2's ``SAM2Train`` with the pico architecture, seeded init."""
+    import sam2  # noqa: F401  (importing sam2 initializes hydra)
+    import torch
+    from hydra import compose
+    from hydra.utils import instantiate
+
+    from mixqsam2.models import get_spec
+
+    overrides = ["++model._target_=training.model.sam2.SAM2Train"]
+    overrides += [f"++model.{k}={v}" for k, v in PROMPT_SAMPLING.items()]
+    config = compose(config_name=get_spec(cfg.model).hydra_name, overrides=overrides)
+    torch.manual_seed(cfg.seed)
+    model = instantiate(config.model, _recursive_=True)
+    return model.train()
+
+
+def _optimizer(model, cfg: TrainConfig):
+    import torch
+
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))
+
+
+def _loss_fn():
+    from training.loss_fns import MultiStepMultiMasksAndIous
+
+    return MultiStepMultiMasksAndIous(
+        weight_dict=dict(LOSS_WEIGHTS), supervise_all_iou=True, iou_use_l1_loss=True,
+        pred_obj_scores=True, focal_gamma_obj_score=0.0, focal_alpha_obj_score=-1.0,
+    )
+
+
+def _mean_iou(outputs, masks) -> float:
+    """Mean IoU of the final masks over (frame, object) pairs where the object is visible."""
+    ious = []
+    for frame_out, gt in zip(outputs, masks):
+        pred = frame_out["pred_masks_high_res"][:, 0] > 0
+        present = gt.flatten(1).any(1)
+        inter = (pred & gt).flatten(1).sum(1).float()
+        union = (pred | gt).flatten(1).sum(1).float().clamp(min=1)
+        ious.extend((inter / union)[present].tolist())
+    return float(np.mean(ious)) if ious else float("nan")
+
+
+def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int) -> dict:
+    """One optimizer step on the batch of ``step``; returns its record for the history."""
+    import torch
+
+    kind = "image" if step % 2 == 0 else "video"
+    size = model.image_size
+    if kind == "image":
+        batch = image_batch(cfg.seed, step, cfg.image_batch, size)
+    else:
+        batch = video_batch(cfg.seed, step, cfg.video_batch, size)
+    torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout in memory attention
+    model.rng = np.random.default_rng([cfg.seed, step, 2])  # SAM2Train's prompt sampler
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(cfg, step)
+    outputs = model(batch)
+    losses = loss_fn(outputs, batch.masks)
+    loss = losses["core_loss"]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    record = {"step": step, "kind": kind, "loss": loss.item(), "iou": _mean_iou(outputs, batch.masks)}
+    record.update({k: float(v.detach()) for k, v in losses.items() if k in LOSS_WEIGHTS})
+    return record
+
+
+def _state_path(out: Path) -> Path:
+    return out.with_name(out.name + ".state")
+
+
+def _save(model, optimizer, cfg: TrainConfig, history: list, seconds: float, out: Path) -> None:
+    import torch
+
+    from mixqsam2.models import save_checkpoint
+
+    buf = io.BytesIO()
+    state = {"config": asdict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "history": history, "seconds": seconds}
+    torch.save(state, buf)
+    write_bytes_atomic(_state_path(out), buf.getvalue())
+    save_checkpoint(model, out, half=True)
+
+
+def _resume(model, optimizer, cfg: TrainConfig, out: Path) -> tuple[list, float]:
+    import torch
+
+    path = _state_path(out)
+    if not path.is_file():
+        raise UserInputError(f"--resume: no training state at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["config"] != asdict(cfg):
+        diff = {k: (state["config"].get(k), v) for k, v in asdict(cfg).items() if state["config"].get(k) != v}
+        raise UserInputError(f"--resume: the run at {path} used other settings (saved, now): {diff}")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return state["history"], state["seconds"]
+
+
+def train_pico(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resume: bool = False,
+               save_every: int = 50) -> list[dict]:
+    """Train (or resume) until ``cfg.steps`` or ``minutes`` of wall time; returns the history."""
+    import torch
+    from tqdm import tqdm
+
+    from mixqsam2.train.report import plot_curve
+
+    out = Path(out)
+    ensure_writable_parent(out)
+    model = build_train_model(cfg)
+    optimizer = _optimizer(model, cfg)
+    loss_fn = _loss_fn()
+    history, seconds = _resume(model, optimizer, cfg, out) if resume else ([], 0.0)
+    deadline = time.monotonic() + minutes * 60 if minutes else math.inf
+    start_step, started = len(history), time.monotonic()
+    bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, desc="train pico", unit="step")
+    for step in bar:
+        history.append(train_step(model, loss_fn, optimizer, cfg, step))
+        recent = history[-50:]
+        bar.set_postfix(loss=f"{np.mean([r['loss'] for r in recent]):.3f}",
+                        iou=f"{np.nanmean([r['iou'] for r in recent]):.3f}")
+        done = step + 1 == cfg.steps or time.monotonic() > deadline
+        if done or (step + 1) % save_every == 0:
+            with torch.no_grad():
+                _save(model, optimizer, cfg, history, seconds + time.monotonic() - started, out)
+        if done:
+            break
+    plot_curve(history, out.with_name(out.name + ".curve.png"))
+    return history

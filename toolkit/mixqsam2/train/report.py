@@ -1,0 +1,52 @@
+"""The training curve as a PNG: loss and running IoU per step, image and video steps apart.
+
+>>> history = [{"step": s, "kind": "image" if s % 2 == 0 else "video", "loss": 1.0, "iou": 0.5}
+...            for s in range(10)]
+>>> import tempfile, pathlib
+>>> plot_curve(history, pathlib.Path(tempfile.mkdtemp()) / "curve.png")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mixqsam2.fileio import write_bytes_atomic
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    window = max(1, min(window, len(values)))
+    return np.convolve(values, np.ones(window) / window, mode="valid")
+
+
+def plot_curve(history: list[dict], path: str | Path, window: int = 50) -> None:
+    """Write ``path`` (PNG): smoothed loss (left) and IoU (right) against the step."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(11, 4))
+    for kind, color in (("image", "tab:blue"), ("video", "tab:orange")):
+        rows = [r for r in history if r["kind"] == kind]
+        if not rows:
+            continue
+        steps = np.array([r["step"] for r in rows])
+        w = max(1, window // 2)
+        for ax, key in ((ax_loss, "loss"), (ax_iou, "iou")):
+            values = np.nan_to_num(np.array([r[key] for r in rows], float), nan=0.0)
+            smooth = _smooth(values, w)
+            ax.plot(steps[len(steps) - len(smooth):], smooth, color=color, label=f"{kind} steps")
+    ax_loss.set(xlabel="step", ylabel="loss (sam2 weights)", yscale="log", title="training loss")
+    ax_iou.set(xlabel="step", ylabel="IoU of final masks", ylim=(0, 1), title="running IoU (train batches)")
+    for ax in (ax_loss, ax_iou):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())
