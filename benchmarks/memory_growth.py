@@ -6,6 +6,8 @@ after warm-up (frame 100). The predictor also loads every frame before it starts
 reported separately ("rss_before_tracking_mb").
 
     python benchmarks/memory_growth.py --frames 2000 --out out/bench/memory_growth.json
+    python benchmarks/memory_growth.py --frames 5000 --memory sis --capacity 3 --only-ours \
+        --out out/bench/memory_growth_sis.json
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def run_ours(model, video, frames: int) -> dict:
+def run_ours(model, video, frames: int, memory: str, capacity: int | None) -> dict:
     from mixqsam2.memory.prompts import Prompt
     from mixqsam2.memory.tracker import StreamingTracker
 
-    tracker = StreamingTracker(model)
+    tracker = StreamingTracker(model, memory=memory, capacity=capacity)
     prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
     before = rss_mb()
     trace = []
@@ -87,6 +89,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7001)
+    parser.add_argument("--memory", default="fifo", help="our tracker's bank policy (fifo, sis, sis-pair)")
+    parser.add_argument("--capacity", type=int, default=None, help="our tracker's bank capacity (default 6)")
+    parser.add_argument("--only-ours", action="store_true", help="skip sam2's predictor (it loads every frame)")
     parser.add_argument("--out", default="out/bench/memory_growth.json")
     args = parser.parse_args()
 
@@ -97,7 +102,6 @@ def main() -> int:
     from mixqsam2.fileio import write_json_atomic
     from mixqsam2.models import build_model
 
-    torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         write_video_set(Path(tmp) / "v", num=1, frames=args.frames, seed=args.seed)
         video = open_video_set(Path(tmp) / "v")[0]
@@ -105,20 +109,24 @@ def main() -> int:
         result = {
             "frames": args.frames,
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.python_version()}",
-            "ours": summarize(run_ours(model, video, args.frames)),
+            "memory": {"policy": args.memory, "capacity": args.capacity},
+            "ours": summarize(run_ours(model, video, args.frames, args.memory, args.capacity)),
         }
-        gc.collect()
-        result["sam2_video_predictor"] = summarize(run_sam2(model, video, args.frames))
+        if not args.only_ours:
+            gc.collect()
+            result["sam2_video_predictor"] = summarize(run_sam2(model, video, args.frames))
     write_json_atomic(args.out, result)
     print(f"{'tracker':<22}{'RSS@warm-up MB':>16}{'RSS@last MB':>14}{'growth MB':>12}{'load+track s':>14}")
     for name in ("ours", "sam2_video_predictor"):
+        if name not in result:
+            continue
         r = result[name]
         seconds = r["load_seconds"] + r["tracking_seconds"]
         print(
             f"{name:<22}{r['rss_after_warmup_mb']:>16.1f}{r['rss_last_frame_mb']:>14.1f}"
             f"{r['growth_after_warmup_mb']:>12.1f}{seconds:>14.1f}"
         )
-    print(json.dumps({k: result[k] for k in ("frames", "machine")}))
+    print(json.dumps({k: result[k] for k in ("frames", "machine", "memory")}))
     return 0
 
 

@@ -22,6 +22,16 @@ def test_eval_videos_writes_davis_scores_per_video(video_set, tmp_path):
         assert 0.0 <= video["J"] <= 1.0 and 0.0 <= video["F"] <= 1.0
 
 
+def test_eval_videos_with_sis_reports_bank_bytes_and_attention_time(video_set, tmp_path):
+    out = tmp_path / "sis.json"
+    argv = ["eval", "videos", "--model", "pico", "--data", str(video_set), "--memory", "sis", "--capacity", "3"]
+    assert main([*argv, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["memory"] == "sis" and result["capacity"] == 3 and result["objects"] == 4
+    assert result["memory_bank_bytes"] > 0 and result["latency_ms"]["memory_attention"] > 0
+    assert 0.0 <= result["JF"] <= 1.0
+
+
 def test_eval_on_a_missing_folder_is_one_line_and_exit_2(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["eval", "videos", "--model", "pico", "--data", str(tmp_path / "none"), "--out", str(out)]) == 2

@@ -59,6 +59,21 @@ def test_frames_folder_with_palette_prompt_tracks_every_object(clip, tmp_path):
         assert mask.shape == (240, 320) and set(np.unique(mask)) <= {0, 255}
 
 
+def test_sis_at_half_the_capacity_holds_less_memory_than_fifo(clip, tmp_path):
+    folder, video = clip
+    prompt = folder.parent.parent / "Annotations" / video.name / "00000.png"
+    stats = {}
+    for memory, capacity in (("fifo", "6"), ("sis", "3"), ("sis-pair", "3")):
+        out = tmp_path / memory
+        argv = ["--model", "pico", "--frames", str(folder), "--prompt-mask", str(prompt), "--out", str(out)]
+        assert main([*argv, "--memory", memory, "--capacity", capacity]) == 0
+        stats[memory] = json.loads((out / "stats.json").read_text())
+        assert stats[memory]["memory"] == {"policy": memory, "capacity": int(capacity)}
+        assert stats[memory]["latency_ms"]["memory_attention"] > 0
+    assert stats["sis"]["memory_bank_bytes"] < 0.7 * stats["fifo"]["memory_bank_bytes"]
+    assert stats["sis-pair"]["memory_bank_bytes"] < 0.7 * stats["fifo"]["memory_bank_bytes"]
+
+
 def test_video_file_with_box_prompt(clip_mp4, tmp_path):
     out = tmp_path / "run"
     assert main(["--model", "pico", "--video", str(clip_mp4), "--box", "40,30,200,180", "--out", str(out)]) == 0
@@ -94,6 +109,7 @@ def _bad_inputs(clip, tmp_path, pico_checkpoint):
         "empty mask": (["--model", "pico", "--frames", f, "--prompt-mask", str(blank)], "empty"),
         "box outside the frame": (["--model", "pico", "--frames", f, "--box", "10,10,400,50"], "outside"),
         "point outside the frame": (["--model", "pico", "--frames", f, "--point=-3,10"], "outside"),
+        "sis capacity below 2": (["--model", "pico", "--memory", "sis", "--capacity", "1", "--frames", f, "--box", box], "at least 2"),
         "ort backend not built yet": (["--model", "pico", "--backend", "ort", "--frames", f, "--box", box], "not available"),
         "trt without TensorRT": (["--engine-dir", str(tmp_path), "--backend", "trt", "--frames", f, "--box", box], "TensorRT"),
     }
@@ -102,7 +118,7 @@ def _bad_inputs(clip, tmp_path, pico_checkpoint):
 CASES = [
     "missing checkpoint", "checkpoint/config mismatch", "unknown model", "unreadable video", "missing video",
     "empty frame folder", "mask of wrong size", "empty mask", "box outside the frame", "point outside the frame",
-    "ort backend not built yet", "trt without TensorRT",
+    "sis capacity below 2", "ort backend not built yet", "trt without TensorRT",
 ]
 
 

@@ -22,19 +22,28 @@ def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: in
     tracker = StreamingTracker(model, memory=memory, capacity=capacity, num_frames=len(video.frame_paths))
     prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
     scores: dict[int, list[tuple[float, float]]] = {k: [] for k in prompts}
+    peak_bytes = 0
     for index, (name, rgb) in enumerate(zip(video.frame_names, video.frames())):
         result = tracker.step(rgb, prompts if index == 0 else None)
+        peak_bytes = max(peak_bytes, tracker.memory_bytes())
         gt = video.annotation(name)
         if gt is None:
             continue
         for obj_id in prompts:
             truth = gt.get(obj_id, np.zeros(rgb.shape[:2], bool))
             scores[obj_id].append((mask_iou(result.masks[obj_id], truth), boundary_f(result.masks[obj_id], truth)))
-    return video_jf(scores)
+    frames = tracker.frame_idx + 1
+    return {
+        **video_jf(scores),
+        "frames": frames,
+        "memory_bank_bytes": peak_bytes,
+        "latency_ms": {stage: 1000 * sec / frames for stage, sec in tracker.stage_seconds.items()},
+    }
 
 
 def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capacity: int | None = None) -> dict:
-    """``{"J", "F", "JF", "objects", "per_video": {name: {"J", "F", "JF", "per_object"}}}``."""
+    """``{"J", "F", "JF", "objects", "memory_bank_bytes" (peak), "latency_ms" (per stage, mean
+    per frame), "per_video": {name: {"J", "F", "JF", "per_object", ...}}}``."""
     capacity = model.num_maskmem - 1 if capacity is None else capacity
     per_video = {}
     for video in tqdm(videos, desc="eval videos", unit="video"):
@@ -42,4 +51,11 @@ def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capa
     objects = [s for v in per_video.values() for s in v["per_object"].values()]
     j = float(np.mean([s["J"] for s in objects]))
     f = float(np.mean([s["F"] for s in objects]))
-    return {"J": j, "F": f, "JF": (j + f) / 2, "objects": len(objects), "memory": memory, "capacity": capacity, "per_video": per_video}
+    frames = sum(v["frames"] for v in per_video.values())
+    stages = {stage for v in per_video.values() for stage in v["latency_ms"]}
+    latency = {s: sum(v["latency_ms"].get(s, 0.0) * v["frames"] for v in per_video.values()) / frames for s in stages}
+    return {
+        "J": j, "F": f, "JF": (j + f) / 2, "objects": len(objects), "memory": memory, "capacity": capacity,
+        "memory_bank_bytes": max(v["memory_bank_bytes"] for v in per_video.values()),
+        "latency_ms": latency, "per_video": per_video,
+    }

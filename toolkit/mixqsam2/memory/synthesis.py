@@ -38,7 +38,8 @@ Conditioning (prompted) frames are never in the bank, so they are never merged.
      content is not washed out by repeated merges), and a memory in which the object was
      not seen weighs little.
 4. The synthesized memory: every field is the weighted sum of the selected slots' field
-   (features, pointers, scores, positions), ``counts`` is their sum. It is written into
+   (features, pointers, scores, positions; accumulated in float32, stored in the bank's
+   dtype), ``counts`` is their sum. It is written into
    the selected slot with the oldest position; the other selected slots are freed; ``new``
    is written into the first free slot (lowest index). ``sis`` with top_k = 3 thus leaves
    K-1 memories, ``sis-pair`` always K.
@@ -168,9 +169,9 @@ def sis_update(bank: MemoryArrays, new: MemoryArrays, rule: SynthesisRule) -> Me
 
 
 def _weighted(bank: MemoryArrays, slots: np.ndarray, weights: np.ndarray) -> MemoryArrays:
-    def wsum(values):
-        w = weights.reshape((-1,) + (1,) * (values.ndim - 1)).astype(values.dtype)
-        return (w * values[slots]).sum(axis=0, keepdims=True)
+    def wsum(values):  # float32 accumulation, stored in the bank's dtype
+        w = weights.reshape((-1,) + (1,) * (values.ndim - 1))
+        return (w * values[slots].astype(np.float32)).sum(axis=0, keepdims=True).astype(values.dtype)
 
     return MemoryArrays(
         features=wsum(bank.features), pointers=wsum(bank.pointers), positions=wsum(bank.positions),
