@@ -17,7 +17,7 @@ $(STAMP): setup.py Makefile
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q hydra-core iopath tqdm pillow numpy pyyaml
 	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-build-isolation --no-deps sam2==1.1.0
-	$(PIP) install -q -e '.[calib,dev]'
+	$(PIP) install -q -e '.[calib,train,dev]'
 	touch $@
 
 demo: setup

@@ -14,7 +14,7 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "toolkit"},
     packages=find_packages("toolkit"),
-    package_data={"mixqsam2": ["models/configs/*.yaml", "models/weights/*.pt", "assets/*"]},
+    package_data={"mixqsam2": ["models/configs/*.yaml", "models/weights/*.pt", "assets/*", "assets/*/*", "assets/*/*/*"]},
     install_requires=[
         "numpy>=1.24",
         "opencv-python-headless>=4.8",
@@ -25,7 +25,10 @@ setup(
     extras_require={
         # torch==2.13.0 is the CPU wheel on the workstation image; sam2==1.1.0 is installed
         # by the Makefile (no build isolation, no deps) and cannot be listed here.
-        "calib": ["torch>=2.3", "hydra-core>=1.3", "iopath>=0.1.10", "pycocotools>=2.0.7", "scipy>=1.10"],
+        "calib": ["torch>=2.3", "hydra-core>=1.3", "iopath>=0.1.10", "pycocotools>=2.0.7", "scipy>=1.10",
+                  "matplotlib>=3.7"],
+        # sam2's own training package (training.model.sam2, training.loss_fns) imports these
+        "train": ["tensordict>=0.5", "tensorboard>=2.10", "matplotlib>=3.7"],
         "jetson": ["pycocotools>=2.0.7"],
         "dev": ["pytest>=7", "scikit-image>=0.21"],
     },

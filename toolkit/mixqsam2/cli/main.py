@@ -38,6 +38,10 @@ def _eval(args) -> None:
     if not Path(args.data).is_dir():
         raise UserInputError(f"data folder not found: {args.data}")
     model = build_model(args.model, args.checkpoint)
+    if args.plan:
+        from mixqsam2.quant.plan import PrecisionPlan, apply_plan
+
+        apply_plan(model, PrecisionPlan.load(args.plan))
     if args.kind == "images":
         from mixqsam2.data.loaders import CocoImages
         from mixqsam2.eval.images import evaluate_images
@@ -51,6 +55,7 @@ def _eval(args) -> None:
         result = evaluate_videos(model, open_video_set(args.data), args.memory, args.capacity)
         summary = f"J {result['J']:.4f}  F {result['F']:.4f}  J&F {result['JF']:.4f} over {result['objects']} objects"
     result["model"] = args.model
+    result["plan"] = args.plan
     write_json_atomic(args.out, result)
     print(summary)
 
@@ -63,6 +68,39 @@ def _train_pico(args) -> None:
     recent = history[-100:]
     print(f"step {len(history)}/{cfg.steps}: loss {sum(r['loss'] for r in recent) / len(recent):.3f} "
           f"(mean of the last {len(recent)} steps); wrote {args.out}")
+
+
+def _calibrate(args) -> None:
+    from mixqsam2.data.loaders import CocoImages, open_video_set
+    from mixqsam2.fileio import ensure_writable_parent
+    from mixqsam2.models import build_model
+    from mixqsam2.quant.calibrate import CalibrationConfig, calibrate, format_counts, make_forward_loop
+    from mixqsam2.quant.report import write_report
+
+    ensure_writable_parent(args.out)
+    config = CalibrationConfig(
+        budget_bits=args.budget_bits, solver=args.solver, candidates=tuple(args.formats.split(",")),
+        block_size=args.block_size, observer=args.observer, wais=args.wais,
+        keep_fp16=tuple(pattern for fmt, pattern in args.keep), keep_first_last=args.keep_first_last,
+    )
+    config.validate()
+    for fmt, pattern in args.keep:
+        if fmt != "fp16":
+            raise UserInputError(f"--keep supports fp16 only, got {fmt}")
+    for folder in filter(None, (args.images, args.videos)):
+        if not Path(folder).is_dir():
+            raise UserInputError(f"data folder not found: {folder}")
+    images = list(CocoImages.from_dir(args.images))[: args.max_images]
+    videos = open_video_set(args.videos)[: args.max_videos] if args.videos else []
+    model = build_model(args.model, args.checkpoint)
+    summary = {"images": len(images), "videos": len(videos), "max_frames": args.max_frames,
+               "image_dir": str(args.images), "video_dir": str(args.videos) if args.videos else None}
+    plan = calibrate(model, make_forward_loop(images, videos, args.max_frames), config, args.model, summary)
+    plan.save(args.out)
+    stem = Path(args.out).with_suffix("")
+    write_report(plan, f"{stem}.md", f"{stem}.png")
+    print(f"{plan.effective_bits:.3f} effective bits (budget {plan.budget_bits:g}), {format_counts(plan)}, "
+          f"{plan.calibration['seconds']:.1f} s; wrote {args.out}, {stem}.md, {stem}.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run saved in OUT.state")
     train.set_defaults(run=_train_pico)
 
+    cal = verbs.add_parser("calibrate", help="score layers and allocate formats under a bit budget -> PLAN.json")
+    add_model_args(cal)
+    cal.add_argument("--images", required=True, help="COCO-format folder (GT boxes prompt the model)")
+    cal.add_argument("--videos", help="DAVIS/SA-V folder (first-frame masks; memory sees real memories)")
+    cal.add_argument("--budget-bits", type=float, required=True, help="effective weight bits (parameter-weighted)")
+    cal.add_argument("--solver", default="ilp", help="ilp (exact) or greedy (the paper's)")
+    cal.add_argument("--formats", default="fp16,int8,int4", help="candidates; research: e.g. w3a3,w4a4,w5a5")
+    cal.add_argument("--block-size", type=positive_int, default=128, help="int4 block along the input dimension")
+    cal.add_argument("--observer", default="percentile", help="int8 activation range: max, percentile, mse")
+    cal.add_argument("--wais", default="l2", help="channel energy: l2 (paper) or rms")
+    cal.add_argument("--keep", nargs=2, action="append", default=[], metavar=("FORMAT", "PATTERN"),
+                     help="pin layers whose name matches PATTERN (regex) to FORMAT (fp16)")
+    cal.add_argument("--keep-first-last", action="store_true", help="keep the first and last layer in fp16")
+    cal.add_argument("--max-images", type=positive_int, default=32)
+    cal.add_argument("--max-videos", type=positive_int, default=8)
+    cal.add_argument("--max-frames", type=positive_int, default=16, help="frames per calibration video")
+    cal.add_argument("--out", required=True, help="PLAN.json (PLAN.md and PLAN.png are written beside it)")
+    cal.set_defaults(run=_calibrate)
+
     evaluate = verbs.add_parser("eval", help="evaluate a model on an image or video set")
     eval_kinds = evaluate.add_subparsers(dest="kind", required=True)
     for kind in ("images", "videos"):
@@ -99,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_model_args(p)
         p.add_argument("--data", required=True, help="COCO-format folder (images) or DAVIS/SA-V folder (videos)")
         p.add_argument("--out", required=True, help="result JSON")
+        p.add_argument("--plan", help="precision plan: evaluate the fake-quantized model")
         if kind == "videos":
             add_memory_args(p)
         p.set_defaults(run=_eval)

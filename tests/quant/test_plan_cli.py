@@ -1,0 +1,117 @@
+"""The precision plan: calibration end to end, round trip, mismatches, the CLI contract."""
+
+import json
+
+import pytest
+import torch
+
+from mixqsam2.cli.main import main
+from mixqsam2.data.loaders import CocoImages, open_video_set
+from mixqsam2.errors import UserInputError
+from mixqsam2.quant.calibrate import CalibrationConfig, calibrate, make_forward_loop, target_layers
+from mixqsam2.quant.plan import PrecisionPlan, apply_plan
+
+
+@pytest.fixture(scope="module")
+def plan_and_data(pico, image_set, video_set):
+    images = list(CocoImages.from_dir(image_set))
+    videos = open_video_set(video_set)
+    config = CalibrationConfig(budget_bits=6.0, block_size=32)
+    plan = calibrate(pico, make_forward_loop(images, videos, max_frames=4), config, model_name="pico")
+    return plan, images, videos
+
+
+def test_plan_covers_every_target_layer_within_the_budget(pico, plan_and_data):
+    plan, _, _ = plan_and_data
+    assert list(plan.layers) == list(target_layers(pico))
+    assert plan.effective_bits <= 6.0 + 1e-9 and plan.deployable
+    formats = {layer["format"] for layer in plan.layers.values()}
+    assert formats <= {"fp16", "int8", "int4"} and len(formats) >= 2
+    for name, layer in plan.layers.items():
+        if layer["kind"] == "conv":
+            assert layer["format"] != "int4", name
+        if layer["format"] == "int8":
+            assert layer["act_amax"] > 0
+    assert sum(layer["score"] for layer in plan.layers.values()) == pytest.approx(1.0)
+    assert not any(name.startswith("sam_prompt_encoder") for name in plan.layers)
+
+
+def test_plan_round_trips_through_json(plan_and_data, tmp_path):
+    plan, _, _ = plan_and_data
+    plan.save(tmp_path / "plan.json")
+    again = PrecisionPlan.load(tmp_path / "plan.json")
+    assert again == plan
+    assert json.loads((tmp_path / "plan.json").read_text())["schema"] == "mixqsam2.plan/1"
+
+
+def test_plan_on_other_weights_or_another_model_is_refused(plan_and_data):
+    from mixqsam2.models import build_model
+
+    plan, _, _ = plan_and_data
+    with pytest.warns(UserWarning):
+        other = build_model("pico")
+    with torch.no_grad():
+        other.sam_mask_decoder.iou_prediction_head.layers[0].weight.add_(1.0)
+    with pytest.raises(UserInputError, match="calibrated on weights"):
+        apply_plan(other, plan)
+    broken = PrecisionPlan(**{**plan.__dict__, "layers": {"no.such.layer": next(iter(plan.layers.values()))}})
+    with pytest.raises(UserInputError, match="not in it"):
+        apply_plan(other, broken)
+
+
+def test_applied_plan_changes_the_model_and_has_quantizers(plan_and_data):
+    from mixqsam2.models import build_model
+    from mixqsam2.quant.fake import quant_summary
+
+    plan, images, _ = plan_and_data
+    with pytest.warns(UserWarning):
+        model = build_model("pico")
+    before = model.image_encoder.trunk.blocks[2].mlp.layers[0].weight.clone()
+    apply_plan(model, plan)
+    summary = quant_summary(model)
+    assert summary.count("\n") + 1 == len(plan.layers)
+    name = "image_encoder.trunk.blocks.2.mlp.layers.0"
+    if plan.layers[name]["format"] != "fp16":
+        assert not torch.equal(before, model.image_encoder.trunk.blocks[2].mlp.layers[0].weight)
+
+
+def test_greedy_solver_at_the_same_budget(pico, plan_and_data):
+    plan, images, videos = plan_and_data
+    greedy = calibrate(pico, make_forward_loop(images, videos, max_frames=4),
+                       CalibrationConfig(budget_bits=6.0, block_size=32, solver="greedy"), model_name="pico")
+    assert greedy.effective_bits <= 6.0 + 1e-9
+    total = lambda p: sum(layer["score"] * layer["error"] for layer in p.layers.values())  # noqa: E731
+    assert total(plan) <= total(greedy) + 1e-12  # the exact solver is never worse on its objective
+
+
+def test_calibrate_cli_writes_plan_report_and_chart(image_set, video_set, tmp_path):
+    out = tmp_path / "plan.json"
+    argv = ["calibrate", "--model", "pico", "--images", str(image_set), "--videos", str(video_set), "--max-frames", "3",
+            "--budget-bits", "10", "--block-size", "32", "--keep", "fp16", "mask_decoder", "--out", str(out)]
+    assert main(argv) == 0
+    plan = PrecisionPlan.load(out)
+    assert all(layer["format"] == "fp16" for name, layer in plan.layers.items() if "mask_decoder" in name)
+    assert (tmp_path / "plan.md").read_text().startswith("# Precision plan: pico")
+    assert (tmp_path / "plan.png").stat().st_size > 1000
+    result = tmp_path / "r.json"
+    assert main(["eval", "images", "--model", "pico", "--data", str(image_set), "--plan", str(out), "--out", str(result)]) == 0
+    assert json.loads(result.read_text())["plan"] == str(out)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--budget-bits", "3"], "infeasible"),
+    (["--budget-bits", "6", "--solver", "magic"], "unknown solver"),
+    (["--budget-bits", "6", "--formats", "int3"], "unknown format"),
+])
+def test_calibrate_bad_input_is_one_line_exit_2(image_set, tmp_path, capsys, extra, message):
+    out = tmp_path / "plan.json"
+    code = main(["calibrate", "--model", "pico", "--images", str(image_set), "--max-images", "1", *extra, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_eval_with_a_missing_plan_is_one_line_exit_2(image_set, tmp_path, capsys):
+    code = main(["eval", "images", "--model", "pico", "--data", str(image_set), "--plan", str(tmp_path / "p.json"),
+                 "--out", str(tmp_path / "r.json")])
+    assert code == 2 and "plan not found" in capsys.readouterr().err

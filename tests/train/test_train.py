@@ -1,0 +1,73 @@
+"""train-pico: reproducible losses, exact resume, the learning-rate schedule, its CLI."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mixqsam2.cli.main import main
+from mixqsam2.errors import UserInputError
+from mixqsam2.train.config import TrainConfig
+from mixqsam2.train.data import image_batch, video_batch
+from mixqsam2.train.loop import learning_rate, train_pico
+
+SMALL = TrainConfig(seed=3, steps=4, image_batch=1, video_batch=1, warmup_steps=2)
+
+
+def _losses(history):
+    return [(r["step"], r["kind"], r["loss"]) for r in history]
+
+
+def test_same_seed_gives_the_same_losses_and_another_seed_does_not(tmp_path):
+    first = train_pico(SMALL, tmp_path / "a.pt")
+    second = train_pico(SMALL, tmp_path / "b.pt")
+    other = train_pico(TrainConfig(**{**SMALL.__dict__, "seed": 4}), tmp_path / "c.pt")
+    assert [r["kind"] for r in first] == ["image", "video", "image", "video"]
+    assert _losses(first) == _losses(second)
+    assert [r["loss"] for r in first] != [r["loss"] for r in other]
+    assert all(math.isfinite(r["loss"]) for r in first)
+
+
+def test_a_resumed_run_continues_exactly_where_it_stopped(tmp_path):
+    straight = train_pico(SMALL, tmp_path / "straight.pt")
+    stopped = train_pico(SMALL, tmp_path / "split.pt", minutes=1e-9)  # stops after its first step
+    assert len(stopped) == 1
+    resumed = train_pico(SMALL, tmp_path / "split.pt", resume=True)
+    assert _losses(resumed) == _losses(straight)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    train_pico(SMALL, tmp_path / "r.pt", minutes=1e-9)
+    with pytest.raises(UserInputError, match="other settings"):
+        train_pico(TrainConfig(**{**SMALL.__dict__, "steps": 9}), tmp_path / "r.pt", resume=True)
+
+
+def test_checkpoint_loads_into_sam2_and_the_curve_is_written(tmp_path):
+    from sam2.build_sam import build_sam2_video_predictor
+
+    from mixqsam2.models import PICO_CONFIG
+
+    train_pico(SMALL, tmp_path / "p.pt")
+    build_sam2_video_predictor("/" + str(PICO_CONFIG), str(tmp_path / "p.pt"), device="cpu")
+    assert (tmp_path / "p.pt.curve.png").stat().st_size > 1000
+
+
+def test_learning_rate_warms_up_then_decays_to_five_percent():
+    cfg = TrainConfig(steps=100, warmup_steps=10, lr=1e-3)
+    assert learning_rate(cfg, 0) == pytest.approx(1e-4)
+    assert learning_rate(cfg, 9) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 100) == pytest.approx(5e-5)
+
+
+def test_batches_are_a_function_of_seed_and_step():
+    a, b = video_batch(1, 5, 2, 64), video_batch(1, 5, 2, 64)
+    assert 4 <= a.num_frames <= 8 and a.num_videos == 2
+    assert np.array_equal(a.img_batch.numpy(), b.img_batch.numpy()) and np.array_equal(a.masks, b.masks)
+    assert not np.array_equal(image_batch(1, 0, 1, 64).img_batch, image_batch(1, 2, 1, 64).img_batch)
+    assert a.masks[0].flatten(1).any(1).all()  # every target is visible on the prompt frame
+
+
+def test_resume_without_a_saved_run_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["train-pico", "--out", str(tmp_path / "none.pt"), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no training state" in err[0]

@@ -1,0 +1,223 @@
+"""Calibration: statistics -> WAIS scores + expected errors -> allocation -> precision plan.
+
+``calibrate(model, forward_loop, config)`` hooks every Linear and Conv2d of the image
+encoder, memory attention, memory encoder and mask decoder (the prompt encoder and the
+small pointer heads stay fp16), runs ``forward_loop(model)`` once while the hooks stream
+input statistics (:class:`~mixqsam2.quant.observers.InputObserver`), scores the layers,
+and solves the allocation. :func:`make_forward_loop` builds the calibration pass from
+images (GT-box prompts) and videos (first-frame mask prompts through the streaming
+tracker, so memory attention and the memory encoder see real memories).
+
+>>> cfg = CalibrationConfig(budget_bits=6.0)  # doctest: +SKIP
+>>> plan = calibrate(model, make_forward_loop(images, videos), cfg, model_name="pico")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from torch import nn
+from tqdm import tqdm
+
+from mixqsam2.errors import UserInputError
+from mixqsam2.quant.allocate import LayerOptions, effective_bits, min_budget, solve_exact, solve_greedy
+from mixqsam2.quant.formats import allowed_formats, get_format
+from mixqsam2.quant.observers import AMAX_METHODS, InputObserver
+from mixqsam2.quant.plan import PrecisionPlan, state_dict_sha256
+from mixqsam2.quant.scores import format_error, wais_score
+
+QUANTIZED_PARTS = ("image_encoder.", "memory_attention.", "memory_encoder.", "sam_mask_decoder.")
+SOLVERS = {"ilp": solve_exact, "greedy": solve_greedy}
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    budget_bits: float
+    solver: str = "ilp"
+    candidates: tuple[str, ...] = ("fp16", "int8", "int4")
+    block_size: int = 128
+    observer: str = "percentile"
+    wais: str = "l2"  # "l2" (the paper) or "rms" (the reimplementation)
+    keep_fp16: tuple[str, ...] = ()  # regular expressions of layer names pinned to fp16
+    keep_first_last: bool = False
+
+    def validate(self) -> None:
+        if self.solver not in SOLVERS:
+            raise UserInputError(f"unknown solver '{self.solver}'; use one of {', '.join(SOLVERS)}")
+        if self.observer not in AMAX_METHODS:
+            raise UserInputError(f"unknown observer '{self.observer}'; use one of {', '.join(AMAX_METHODS)}")
+        if self.wais not in ("l2", "rms"):
+            raise UserInputError(f"unknown WAIS variant '{self.wais}'; use l2 or rms")
+        if self.block_size < 1:
+            raise UserInputError(f"block size must be positive, got {self.block_size}")
+        for name in self.candidates:
+            get_format(name)
+
+
+def target_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every Linear and Conv2d of the quantized parts, in network order."""
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Linear, nn.Conv2d)) and name.startswith(QUANTIZED_PARTS)
+    }
+
+
+def collect_statistics(layers: dict[str, nn.Module], forward_loop: Callable, model: nn.Module) -> dict:
+    """Run ``forward_loop(model)`` once with an input observer on every layer."""
+    observers, handles = {}, []
+    for name, layer in layers.items():
+        observer = InputObserver(channel_axis=1 if isinstance(layer, nn.Conv2d) else -1)
+        observers[name] = observer
+        handles.append(layer.register_forward_pre_hook(lambda m, args, o=observer: o.update(args[0])))
+    try:
+        forward_loop(model)
+    finally:
+        for handle in handles:
+            handle.remove()
+    unseen = [name for name, o in observers.items() if o.tokens == 0]
+    if unseen:
+        raise UserInputError(f"calibration data never reached {len(unseen)} layers, e.g. {unseen[0]}")
+    return observers
+
+
+def _pinned(name: str, index: int, count: int, config: CalibrationConfig) -> str | None:
+    if config.keep_first_last and index in (0, count - 1):
+        return "first/last layer kept in fp16"
+    for pattern in config.keep_fp16:
+        if re.search(pattern, name):
+            return f"pinned by --keep fp16 {pattern}"
+    return None
+
+
+def layer_formats(layers: dict[str, nn.Module], config: CalibrationConfig) -> dict[str, tuple[str, list[str], str | None]]:
+    """Per layer: kind, the formats TensorRT's rules and the pins allow, and the pin reason."""
+    table = {}
+    for index, (name, layer) in enumerate(layers.items()):
+        kind = "linear" if isinstance(layer, nn.Linear) else "conv"
+        in_features = layer.weight.shape[1]
+        pin = _pinned(name, index, len(layers), config)
+        names = ["fp16"] if pin else allowed_formats(kind, in_features, config.block_size, list(config.candidates))
+        if not names:
+            names, pin = ["fp16"], f"no candidate format is allowed on this {kind} (in_features {in_features})"
+        table[name] = (kind, names, pin)
+    return table
+
+
+def check_budget(layers: dict[str, nn.Module], formats: dict, config: CalibrationConfig) -> None:
+    """Fail before any data is run if no assignment fits the budget."""
+    options = [
+        LayerOptions(name, layer.weight.numel(), 0.0,
+                     {f: (get_format(f).effective_bits(config.block_size), 0.0) for f in formats[name][1]})
+        for name, layer in layers.items()
+    ]
+    floor = min_budget(options)
+    if config.budget_bits < floor - 1e-9:
+        raise UserInputError(
+            f"budget of {config.budget_bits:g} effective bits is infeasible: the allowed formats need at least "
+            f"{floor:.4f} (pinned layers and TensorRT's rules included)"
+        )
+
+
+def layer_table(layers: dict[str, nn.Module], formats: dict, observers: dict, config: CalibrationConfig) -> list[dict]:
+    """Per layer: kind, params, WAIS score, amax, allowed formats with (bits, error), pin reason."""
+    raw = {name: wais_score(layer, observers[name], rms=config.wais == "rms") for name, layer in layers.items()}
+    total = sum(raw.values()) or 1.0
+    rows = []
+    for name, layer in tqdm(layers.items(), desc="score layers", unit="layer"):
+        kind, names, pin = formats[name]
+        observer = observers[name]
+        amax = {fmt: _amax(observer, config.observer, get_format(fmt).a_bits) for fmt in names}
+        options = {
+            fmt: (get_format(fmt).effective_bits(config.block_size),
+                  format_error(layer, observer, get_format(fmt), amax[fmt], config.block_size))
+            for fmt in names
+        }
+        rows.append({"name": name, "kind": kind, "params": layer.weight.numel(), "score": raw[name] / total,
+                     "amax": amax, "options": options, "pin": pin})
+    return rows
+
+
+def _amax(observer: InputObserver, method: str, bits: int | None) -> float | None:
+    return None if bits is None else observer.amax(method, bits)
+
+
+def allocate(rows: list[dict], config: CalibrationConfig) -> dict[str, str]:
+    """Formats by the configured solver; the objective is sum_l score_l * error_l(format)."""
+    layers = [
+        LayerOptions(r["name"], r["params"], r["score"], {f: (b, r["score"] * e) for f, (b, e) in r["options"].items()})
+        for r in rows
+    ]
+    return SOLVERS[config.solver](layers, config.budget_bits)
+
+
+def build_plan(rows: list[dict], choice: dict[str, str], config: CalibrationConfig, model_name: str,
+               model_sha256: str, calibration: dict) -> PrecisionPlan:
+    layers = {}
+    for r in rows:
+        fmt = get_format(choice[r["name"]])
+        layers[r["name"]] = {
+            "kind": r["kind"], "params": r["params"], "format": fmt.name, "w_bits": fmt.w_bits, "a_bits": fmt.a_bits,
+            "block_size": config.block_size if fmt.blockwise else None, "score": r["score"],
+            "act_amax": r["amax"][fmt.name], "error": r["options"][fmt.name][1],
+            "reason": r["pin"] or f"{config.solver} solver at {config.budget_bits:g} bits",
+        }
+    bits = effective_bits(
+        [LayerOptions(r["name"], r["params"], r["score"], r["options"]) for r in rows], choice
+    )
+    return PrecisionPlan(model=model_name, model_sha256=model_sha256, budget_bits=config.budget_bits,
+                         effective_bits=bits, solver=config.solver,
+                         calibration={**calibration, "config": _jsonable(asdict(config))}, layers=layers)
+
+
+def _jsonable(config: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+def calibrate(model: nn.Module, forward_loop: Callable, config: CalibrationConfig, model_name: str,
+              data_summary: dict | None = None) -> PrecisionPlan:
+    """Statistics, scores and allocation in one call; returns the plan (the model is unchanged)."""
+    config.validate()
+    start = time.perf_counter()
+    layers = target_layers(model)
+    formats = layer_formats(layers, config)
+    check_budget(layers, formats, config)
+    observers = collect_statistics(layers, forward_loop, model)
+    rows = layer_table(layers, formats, observers, config)
+    choice = allocate(rows, config)
+    summary = {**(data_summary or {}), "seconds": time.perf_counter() - start}
+    return build_plan(rows, choice, config, model_name, state_dict_sha256(model), summary)
+
+
+def make_forward_loop(images: list, videos: list, max_frames: int | None = None) -> Callable:
+    """The calibration pass: GT-box prompts on ``images`` (ImageSample), first-frame mask
+    prompts on ``videos`` (VideoSample, at most ``max_frames`` frames each)."""
+    from mixqsam2.memory.prompts import Prompt
+    from mixqsam2.memory.tracker import StreamingTracker
+
+    def forward_loop(model) -> None:
+        tracker = StreamingTracker(model)
+        for sample in tqdm(images, desc="calibrate images", unit="img"):
+            if sample.boxes:
+                rgb = sample.rgb()
+                h, w = rgb.shape[:2]
+                boxes = {k: (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
+                         for k, (x0, y0, x1, y1) in sample.boxes.items()}
+                tracker.segment_image(rgb, {k: Prompt(box=b) for k, b in boxes.items()})
+        for video in tqdm(videos, desc="calibrate videos", unit="video"):
+            tracker = StreamingTracker(model, num_frames=len(video.frame_paths))
+            prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
+            for index, rgb in enumerate(video.frames()):
+                if max_frames is not None and index >= max_frames:
+                    break
+                tracker.step(rgb, prompts if index == 0 else None)
+
+    return forward_loop
+
+
+def format_counts(plan: PrecisionPlan) -> dict[str, int]:
+    formats = [layer["format"] for layer in plan.layers.values()]
+    return {f: formats.count(f) for f in sorted(set(formats))}

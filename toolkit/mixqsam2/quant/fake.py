@@ -1,0 +1,91 @@
+"""Fake quantization that simulates what TensorRT executes (symmetric, narrow range).
+
+A value quantized to b bits with range ``amax`` becomes
+``clamp(round(x / s), -q, q) * s`` with ``q = 2**(b-1) - 1`` and ``s = amax / q``
+(TensorRT's symmetric int8 uses [-127, 127]). Weights are quantized per output channel, or
+per block of ``block_size`` input elements (int4); activations per tensor with a calibrated
+amax. ``fp16`` rounds through half precision.
+
+Quantizers are submodules named as in ModelOpt: ``layer.weight_quantizer`` and
+``layer.input_quantizer``, with a readable repr; :func:`quant_summary` tabulates them.
+
+>>> import torch
+>>> fake_quant(torch.tensor([0.6, -1.0, 0.26]), torch.tensor(1.0), bits=2)
+tensor([ 1., -1.,  0.])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mixqsam2.quant.formats import QuantFormat
+
+
+def fake_quant(x: torch.Tensor, amax: torch.Tensor, bits: int) -> torch.Tensor:
+    """Symmetric fake quantization of ``x`` with ``amax`` broadcast against it."""
+    qmax = 2 ** (bits - 1) - 1
+    scale = torch.clamp(amax, min=1e-12) / qmax
+    return torch.clamp(torch.round(x / scale), -qmax, qmax) * scale
+
+
+def quantize_weight(weight: torch.Tensor, bits: int, block_size: int | None = None) -> torch.Tensor:
+    """Per-output-channel (dim 0) or, with ``block_size``, per-block along the input (dim 1)."""
+    if block_size is None:
+        amax = weight.abs().flatten(1).amax(dim=1).view(-1, *([1] * (weight.dim() - 1)))
+        return fake_quant(weight, amax, bits)
+    out_features, in_features = weight.shape
+    blocks = weight.reshape(out_features, in_features // block_size, block_size)
+    return fake_quant(blocks, blocks.abs().amax(dim=2, keepdim=True), bits).reshape_as(weight)
+
+
+class TensorQuantizer(nn.Module):
+    """Fake-quantizes a tensor: ``bits`` (None = fp16 rounding), per-tensor ``amax`` or per-axis."""
+
+    def __init__(self, bits: int | None, axis: str, amax: float | None = None, block_size: int | None = None):
+        super().__init__()
+        self.bits, self.axis, self.block_size = bits, axis, block_size
+        self.register_buffer("amax", torch.tensor(float(amax)) if amax is not None else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bits is None:
+            return x.half().to(x.dtype)
+        return fake_quant(x, self.amax.to(x.dtype), self.bits)
+
+    def extra_repr(self) -> str:
+        if self.bits is None:
+            return "fp16"
+        amax = f", amax={float(self.amax):.4f}" if self.amax is not None else ""
+        block = f", block={self.block_size}" if self.block_size else ""
+        return f"{self.bits} bit, {self.axis}{block}{amax}"
+
+
+def quantize_layer(layer: nn.Module, fmt: QuantFormat, act_amax: float | None, block_size: int) -> None:
+    """Fake-quantize ``layer`` in place: its weight now, its input on every call."""
+    if fmt.name == "fp32":
+        return
+    weight = layer.weight.data
+    if fmt.w_bits is None:
+        layer.weight_quantizer = TensorQuantizer(None, "per-tensor")
+        layer.weight.data = weight.half().float()
+    elif fmt.blockwise:
+        layer.weight_quantizer = TensorQuantizer(fmt.w_bits, "per-block", block_size=block_size)
+        layer.weight.data = quantize_weight(weight, fmt.w_bits, block_size)
+    else:
+        layer.weight_quantizer = TensorQuantizer(fmt.w_bits, "per-channel(0)")
+        layer.weight.data = quantize_weight(weight, fmt.w_bits)
+    if fmt.a_bits is None:
+        layer.input_quantizer = TensorQuantizer(None, "per-tensor")
+    else:
+        layer.input_quantizer = TensorQuantizer(fmt.a_bits, "per-tensor", amax=act_amax)
+    layer.register_forward_pre_hook(lambda module, args: (module.input_quantizer(args[0]), *args[1:]))
+
+
+def quant_summary(model: nn.Module) -> str:
+    """One line per quantized layer: name, weight quantizer, input quantizer."""
+    rows = [
+        f"{name:<70} w: {module.weight_quantizer.extra_repr():<32} in: {module.input_quantizer.extra_repr()}"
+        for name, module in model.named_modules()
+        if hasattr(module, "weight_quantizer")
+    ]
+    return "\n".join(rows) if rows else "(no quantized layers)"

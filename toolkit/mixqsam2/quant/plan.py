@@ -1,0 +1,102 @@
+"""The precision plan (schema ``mixqsam2.plan/1``): what calibration decided, per layer.
+
+It is the contract between calibration, export and TensorRT, written as JSON (atomically).
+Per layer (module name as in the PyTorch model): ``kind`` (linear|conv), ``params``,
+``format``, ``w_bits``, ``a_bits``, ``block_size`` (int4), ``score`` (WAIS), ``act_amax``
+(int8), ``error`` (expected NSR of the chosen format), ``reason``. Plus the model name and
+state-dict hash, the budget, the achieved effective bits, the solver and a calibration
+summary. Applying a plan to a model whose layers or weights differ fails with a clear message.
+
+>>> plan = PrecisionPlan(model="pico", model_sha256="0" * 64, budget_bits=8.0, effective_bits=8.0,
+...                      solver="ilp", calibration={}, layers={})
+>>> PrecisionPlan.from_json(plan.to_json()) == plan
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mixqsam2.errors import UserInputError
+from mixqsam2.fileio import write_json_atomic
+
+SCHEMA = "mixqsam2.plan/1"
+
+
+@dataclass
+class PrecisionPlan:
+    model: str
+    model_sha256: str
+    budget_bits: float
+    effective_bits: float
+    solver: str
+    calibration: dict
+    layers: dict[str, dict] = field(default_factory=dict)
+    schema: str = SCHEMA
+
+    @property
+    def deployable(self) -> bool:
+        from mixqsam2.quant.formats import get_format
+
+        return all(get_format(layer["format"]).deployable for layer in self.layers.values())
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "deployable": self.deployable}
+
+    @classmethod
+    def from_json(cls, data: dict) -> PrecisionPlan:
+        if data.get("schema") != SCHEMA:
+            raise UserInputError(f"not a precision plan (schema {data.get('schema')!r}, expected {SCHEMA!r})")
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**fields)
+
+    def save(self, path: str | Path) -> None:
+        write_json_atomic(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> PrecisionPlan:
+        path = Path(path)
+        if not path.is_file():
+            raise UserInputError(f"plan not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserInputError(f"cannot read plan {path}: {exc}") from None
+        return cls.from_json(data)
+
+
+def state_dict_sha256(model) -> str:
+    """Hash of the model's weights (names, shapes and values), to tie a plan to them."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def apply_plan(model, plan: PrecisionPlan):
+    """Fake-quantize ``model`` in place as ``plan`` says; a mismatching model is a user error."""
+    from mixqsam2.quant.fake import quantize_layer
+    from mixqsam2.quant.formats import get_format
+
+    modules = dict(model.named_modules())
+    missing = [name for name in plan.layers if name not in modules]
+    if missing:
+        raise UserInputError(f"plan does not match the model: {len(missing)} layers not in it, e.g. {missing[0]}")
+    for name, layer in plan.layers.items():
+        params = modules[name].weight.numel()
+        if params != layer["params"]:
+            raise UserInputError(f"plan does not match the model: {name} has {params} weights, the plan {layer['params']}")
+    sha = state_dict_sha256(model)
+    if sha != plan.model_sha256:
+        raise UserInputError(
+            f"plan does not match the model: it was calibrated on weights {plan.model_sha256[:12]}, "
+            f"these are {sha[:12]} (other checkpoint?)"
+        )
+    for name, layer in plan.layers.items():
+        quantize_layer(modules[name], get_format(layer["format"]), layer.get("act_amax"), layer.get("block_size") or 128)
+    return model
