@@ -9,9 +9,9 @@ from mixqsam2.cli.main import main
 from mixqsam2.errors import UserInputError
 from mixqsam2.train.config import TrainConfig
 from mixqsam2.train.data import image_batch, video_batch
-from mixqsam2.train.loop import learning_rate, train_pico
+from mixqsam2.train.loop import learning_rate, step_kind, train_pico
 
-SMALL = TrainConfig(seed=3, steps=4, image_batch=1, video_batch=1, warmup_steps=2)
+SMALL = TrainConfig(seed=3, steps=4, image_batch=1, video_batch=1, warmup_steps=2, image_only_fraction=0.25)
 
 
 def _losses(history):
@@ -50,6 +50,11 @@ def test_checkpoint_loads_into_sam2_and_the_curve_is_written(tmp_path):
     train_pico(SMALL, tmp_path / "p.pt")
     build_sam2_video_predictor("/" + str(PICO_CONFIG), str(tmp_path / "p.pt"), device="cpu")
     assert (tmp_path / "p.pt.curve.png").stat().st_size > 1000
+
+
+def test_image_steps_come_first_then_alternate_with_video():
+    cfg = TrainConfig(steps=10, image_only_fraction=0.5)
+    assert [step_kind(cfg, s) for s in range(10)] == ["image"] * 5 + ["video", "image", "video", "image", "video"]
 
 
 def test_learning_rate_warms_up_then_decays_to_five_percent():

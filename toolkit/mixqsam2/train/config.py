@@ -15,6 +15,7 @@ class TrainConfig:
 
     seed: int = 0
     steps: int = 3600
+    image_only_fraction: float = 0.3  # SAM (image) steps only at first, as sam2 trains SAM before video
     image_batch: int = 6
     video_batch: int = 3
     lr: float = 1e-3

@@ -44,6 +44,13 @@ PROMPT_SAMPLING = {
 }
 
 
+def step_kind(cfg: TrainConfig, step: int) -> str:
+    """Image steps only for the first ``image_only_fraction`` of the schedule, then alternating."""
+    if step < cfg.image_only_fraction * cfg.steps or step % 2 == 0:
+        return "image"
+    return "video"
+
+
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up, then cosine decay to 5 % of the peak at ``cfg.steps``."""
     if step < cfg.warmup_steps:
@@ -103,7 +110,7 @@ def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int) -> dict:
     """One optimizer step on the batch of ``step``; returns its record for the history."""
     import torch
 
-    kind = "image" if step % 2 == 0 else "video"
+    kind = step_kind(cfg, step)
     size = model.image_size
     if kind == "image":
         batch = image_batch(cfg.seed, step, cfg.image_batch, size)
