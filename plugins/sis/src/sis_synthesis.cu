@@ -75,7 +75,7 @@ __global__ void gram_kernel(const T* features, const T* new_features, const uint
     }
 }
 
-__device__ float cosine(const float* gram, int n, int a, int b) {
+__host__ __device__ inline float cosine(const float* gram, int n, int a, int b) {
     const float na = fmaxf(sqrtf(gram[a * n + a]), kNormEps);
     const float nb = fmaxf(sqrtf(gram[b * n + b]), kNormEps);
     return gram[a * n + b] / (na * nb);
@@ -83,13 +83,13 @@ __device__ float cosine(const float* gram, int n, int a, int b) {
 
 // Selection over candidates in age order (position, then slot); fills chosen[] (age order)
 // and weights[]; returns how many were chosen.
-__device__ int select_candidates(const float* gram, const int* order, const float* scores, const float* counts,
+__host__ __device__ inline int select_candidates(const float* gram, const int* order, const float* scores, const float* counts,
                                  int capacity, sis_rule rule, int* chosen, float* weights) {
     const int n = capacity + 1, ref = capacity;
     bool taken[SIS_MAX_CAPACITY] = {false};
     int count = 0;
     if (rule.kind == SIS_TOPK_TO_NEWEST) {
-        const int k = min(rule.top_k, capacity);
+        const int k = rule.top_k < capacity ? rule.top_k : capacity;
         for (int r = 0; r < k; ++r) {  // repeated strict max: ties keep the older candidate
             int best = -1;
             for (int i = 0; i < capacity; ++i)
@@ -122,9 +122,11 @@ __device__ int select_candidates(const float* gram, const int* order, const floa
     return count;
 }
 
-__global__ void select_kernel(const float* gram, float* positions, float* scores, float* counts, uint8_t* valid,
-                              int capacity, const float* new_position, const float* new_score, sis_rule rule,
-                              float* weights, int* plan) {
+// The scalar part of the update (host-callable so that it can be tested without a GPU):
+// selection, weights, merged scalars, freed slots, and the slot of the new memory.
+__host__ __device__ inline void plan_update(const float* gram, float* positions, float* scores, float* counts,
+                                            uint8_t* valid, int capacity, float new_position, float new_score,
+                                            sis_rule rule, float* weights, int* plan) {
     plan[0] = 0;
     int target = -1;
     for (int s = 0; s < capacity && target < 0; ++s)
@@ -154,7 +156,13 @@ __global__ void select_kernel(const float* gram, float* positions, float* scores
         plan[0] = count;
     }
     plan[1] = target;
-    positions[target] = *new_position, scores[target] = *new_score, counts[target] = 1.f, valid[target] = 1;
+    positions[target] = new_position, scores[target] = new_score, counts[target] = 1.f, valid[target] = 1;
+}
+
+__global__ void select_kernel(const float* gram, float* positions, float* scores, float* counts, uint8_t* valid,
+                              int capacity, const float* new_position, const float* new_score, sis_rule rule,
+                              float* weights, int* plan) {
+    plan_update(gram, positions, scores, counts, valid, capacity, *new_position, *new_score, rule, weights, plan);
 }
 
 template <typename T>

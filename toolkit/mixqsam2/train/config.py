@@ -19,6 +19,7 @@ class TrainConfig:
     image_batch: int = 6
     video_batch: int = 3
     lr: float = 1e-3
+    image_encoder_lr_scale: float = 1.0  # sam2's recipes give the vision backbone its own (lower) rate
     warmup_steps: int = 150
     weight_decay: float = 0.05
     grad_clip: float = 1.0

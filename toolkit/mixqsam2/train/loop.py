@@ -77,12 +77,20 @@ def build_train_model(cfg: TrainConfig):
 
 
 def _optimizer(model, cfg: TrainConfig):
+    """AdamW; no weight decay on biases and norms; the image encoder at ``image_encoder_lr_scale``."""
     import torch
 
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))
+    groups = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        scale = cfg.image_encoder_lr_scale if name.startswith("image_encoder.") else 1.0
+        decay = cfg.weight_decay if param.ndim > 1 else 0.0
+        groups.setdefault((scale, decay), []).append(param)
+    return torch.optim.AdamW(
+        [{"params": p, "lr_scale": scale, "weight_decay": decay} for (scale, decay), p in groups.items()],
+        lr=cfg.lr, betas=(0.9, 0.999),
+    )
 
 
 def _loss_fn():
@@ -119,7 +127,7 @@ def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int) -> dict:
     torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout in memory attention
     model.rng = np.random.default_rng([cfg.seed, step, 2])  # SAM2Train's prompt sampler
     for group in optimizer.param_groups:
-        group["lr"] = learning_rate(cfg, step)
+        group["lr"] = learning_rate(cfg, step) * group["lr_scale"]
     outputs = model(batch)
     losses = loss_fn(outputs, batch.masks)
     loss = losses["core_loss"]
