@@ -136,20 +136,23 @@ def main(argv=None) -> int:
             choice = allocate(rows, cfg)
             record(f"{'ours' if solver == 'ilp' else 'paper-greedy'}@{budget:g}",
                    build_plan(rows, choice, cfg, args.model, sha, {}), stat_seconds + time.perf_counter() - start)
+        random_config = CalibrationConfig(budget_bits=budget, candidates=deployable, block_size=args.block_size,
+                                          solver="random")
         for seed in range(args.random_seeds):
-            record(f"random{seed}@{budget:g}", build_plan(rows, random_choice(rows, budget, seed), config, args.model, sha, {}),
-                   stat_seconds)
+            plan = build_plan(rows, random_choice(rows, budget, seed), random_config, args.model, sha, {})
+            record(f"random{seed}@{budget:g}", plan, stat_seconds)
+    uniform = CalibrationConfig(budget_bits=16, candidates=deployable, block_size=args.block_size, solver="uniform")
     for name, preferred in (("uniform-int8", ["int8", "fp16"]), ("uniform-int4+int8", ["int4", "int8", "fp16"])):
-        config = CalibrationConfig(budget_bits=16, candidates=deployable, block_size=args.block_size)
-        record(name, build_plan(rows, uniform_choice(rows, preferred), config, args.model, sha, {}), stat_seconds)
-    for label, candidates, budget, uniform in (("avg-4", ("w3a3", "w4a4", "w5a5"), 4.0, "w4a4"),
+        record(name, build_plan(rows, uniform_choice(rows, preferred), uniform, args.model, sha, {}), stat_seconds)
+    for label, candidates, budget, uniform_format in (("avg-4", ("w3a3", "w4a4", "w5a5"), 4.0, "w4a4"),
                                                ("avg-6", ("w5a5", "w6a6", "w7a7"), 6.0, "w6a6")):
         _, research_rows, seconds = statistics(candidates)
         for solver in ("ilp", "greedy"):
             cfg = CalibrationConfig(budget_bits=budget, candidates=candidates, solver=solver, block_size=args.block_size)
             record(f"research-{label}-{'ours' if solver == 'ilp' else 'paper-greedy'}",
                    build_plan(research_rows, allocate(research_rows, cfg), cfg, args.model, sha, {}), seconds)
-        record(f"research-uniform-{uniform}", build_plan(research_rows, uniform_choice(research_rows, [uniform]),
+        cfg = CalibrationConfig(budget_bits=budget, candidates=candidates, solver="uniform", block_size=args.block_size)
+        record(f"research-uniform-{uniform_format}", build_plan(research_rows, uniform_choice(research_rows, [uniform_format]),
                                                          cfg, args.model, sha, {}), seconds)
     print(json.dumps({"fp32": fp32, "statistics_seconds": stat_seconds}))
     return 0

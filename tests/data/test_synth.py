@@ -5,7 +5,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from mixqsam2.data.formats import decode_rle, read_label_png
-from mixqsam2.data.synth import render, sample_video_scene, write_image_set, write_video_set
+from mixqsam2.data.synth import render, sample_video_scene, write_video_set
 
 
 def _digest(root):

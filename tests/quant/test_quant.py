@@ -1,7 +1,6 @@
 """Formats, fake quantization, WAIS, allocation and the precision plan."""
 
 import itertools
-import json
 
 import numpy as np
 import pytest
