@@ -59,14 +59,12 @@ def table(runs: dict) -> str:
 
 
 def plot(runs: dict, path: str) -> None:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mixqsam2.fileio import write_bytes_atomic
+    from mixqsam2.fileio import write_figure_atomic
 
     base = runs[f"{BASELINE[0]}@{BASELINE[1]}"]["latency_ms"]["memory_attention"]
     fig, (ax_jf, ax_t) = plt.subplots(1, 2, figsize=(11, 4))
@@ -81,10 +79,7 @@ def plot(runs: dict, path: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
+    write_figure_atomic(path, fig)
 
 
 def main(argv=None) -> int:

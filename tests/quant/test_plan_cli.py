@@ -98,6 +98,17 @@ def test_calibrate_cli_writes_plan_report_and_chart(image_set, video_set, tmp_pa
     assert json.loads(result.read_text())["plan"] == str(out)
 
 
+def test_images_only_calibration_keeps_the_memory_layers_fp16(image_set, tmp_path):
+    out = tmp_path / "plan.json"
+    argv = ["calibrate", "--model", "pico", "--images", str(image_set), "--budget-bits", "8", "--block-size", "32"]
+    with pytest.warns(UserWarning, match="give --videos"):
+        assert main([*argv, "--out", str(out)]) == 0
+    plan = PrecisionPlan.load(out)
+    memory = {k: v for k, v in plan.layers.items() if k.startswith(("memory_attention", "memory_encoder"))}
+    assert memory and all(v["format"] == "fp16" and "not reached" in v["reason"] for v in memory.values())
+    assert plan.effective_bits <= 8
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--budget-bits", "3"], "infeasible"),
     (["--budget-bits", "6", "--solver", "magic"], "unknown solver"),

@@ -55,6 +55,18 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+def write_figure_atomic(path: str | os.PathLike, figure, dpi: int = 110) -> None:
+    """Save a matplotlib ``figure`` as PNG atomically, then close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png", dpi=dpi)
+    plt.close(figure)
+    write_bytes_atomic(path, buf.getvalue())
+
+
 @contextlib.contextmanager
 def atomic_output_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``path`` only if the block completes.

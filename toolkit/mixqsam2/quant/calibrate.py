@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -78,10 +79,17 @@ def collect_statistics(layers: dict[str, nn.Module], forward_loop: Callable, mod
     finally:
         for handle in handles:
             handle.remove()
-    unseen = [name for name, o in observers.items() if o.tokens == 0]
-    if unseen:
-        raise UserInputError(f"calibration data never reached {len(unseen)} layers, e.g. {unseen[0]}")
     return observers
+
+
+def pin_unreached(formats: dict, observers: dict) -> dict:
+    """Layers the calibration data never reached (memory layers without videos) stay fp16."""
+    unreached = [name for name, o in observers.items() if o.tokens == 0]
+    if unreached:
+        warnings.warn(f"calibration data never reached {len(unreached)} layers (e.g. {unreached[0]}); "
+                      "they stay fp16 (give --videos to calibrate the memory layers)", stacklevel=2)
+    return {name: (kind, ["fp16"], "not reached by the calibration data") if name in unreached else (kind, names, pin)
+            for name, (kind, names, pin) in formats.items()}
 
 
 def _pinned(name: str, index: int, count: int, config: CalibrationConfig) -> str | None:
@@ -124,7 +132,8 @@ def check_budget(layers: dict[str, nn.Module], formats: dict, config: Calibratio
 
 def layer_table(layers: dict[str, nn.Module], formats: dict, observers: dict, config: CalibrationConfig) -> list[dict]:
     """Per layer: kind, params, WAIS score, amax, allowed formats with (bits, error), pin reason."""
-    raw = {name: wais_score(layer, observers[name], rms=config.wais == "rms") for name, layer in layers.items()}
+    raw = {name: wais_score(layer, observers[name], rms=config.wais == "rms") if observers[name].tokens else 0.0
+           for name, layer in layers.items()}
     total = sum(raw.values()) or 1.0
     rows = []
     for name, layer in tqdm(layers.items(), desc="score layers", unit="layer"):
@@ -133,7 +142,7 @@ def layer_table(layers: dict[str, nn.Module], formats: dict, observers: dict, co
         amax = {fmt: _amax(observer, config.observer, get_format(fmt).a_bits) for fmt in names}
         options = {
             fmt: (get_format(fmt).effective_bits(config.block_size),
-                  format_error(layer, observer, get_format(fmt), amax[fmt], config.block_size))
+                  format_error(layer, observer, get_format(fmt), amax[fmt], config.block_size) if observer.tokens else 0.0)
             for fmt in names
         }
         rows.append({"name": name, "kind": kind, "params": layer.weight.numel(), "score": raw[name] / total,
@@ -186,6 +195,8 @@ def calibrate(model: nn.Module, forward_loop: Callable, config: CalibrationConfi
     formats = layer_formats(layers, config)
     check_budget(layers, formats, config)
     observers = collect_statistics(layers, forward_loop, model)
+    formats = pin_unreached(formats, observers)
+    check_budget(layers, formats, config)
     rows = layer_table(layers, formats, observers, config)
     choice = allocate(rows, config)
     summary = {**(data_summary or {}), "seconds": time.perf_counter() - start}

@@ -9,10 +9,9 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from mixqsam2.fileio import write_bytes_atomic
+from mixqsam2.fileio import write_bytes_atomic, write_figure_atomic
 from mixqsam2.quant.plan import PrecisionPlan
 
 FORMAT_COLORS = {"fp32": "#444444", "fp16": "#4c72b0", "int8": "#55a868", "int4": "#dd8452"}
@@ -33,10 +32,10 @@ def write_report(plan: PrecisionPlan, markdown_path: str | Path, chart_path: str
     header = (f"# Precision plan: {plan.model}\n\nbudget {plan.budget_bits:g} effective bits, achieved "
               f"{plan.effective_bits:.3f}; solver {plan.solver}; deployable: {plan.deployable}\n\n")
     write_bytes_atomic(markdown_path, (header + markdown_table(plan) + "\n").encode())
-    write_bytes_atomic(chart_path, _chart(plan))
+    _chart(plan, chart_path)
 
 
-def _chart(plan: PrecisionPlan) -> bytes:
+def _chart(plan: PrecisionPlan, path: str | Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,7 +56,4 @@ def _chart(plan: PrecisionPlan) -> bytes:
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for f, c in FORMAT_COLORS.items()]
     ax.legend(handles, list(FORMAT_COLORS), loc="lower right", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    write_figure_atomic(path, fig)

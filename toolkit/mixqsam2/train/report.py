@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixqsam2.fileio import write_bytes_atomic
+from mixqsam2.fileio import write_figure_atomic
 
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -22,8 +22,6 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 def plot_curve(history: list[dict], path: str | Path, window: int = 50) -> None:
     """Write ``path`` (PNG): smoothed loss (left) and IoU (right) against the step."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,7 +44,4 @@ def plot_curve(history: list[dict], path: str | Path, window: int = 50) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
+    write_figure_atomic(path, fig)
