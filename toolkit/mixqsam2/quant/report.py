@@ -43,9 +43,14 @@ def _chart(plan: PrecisionPlan, path: str | Path) -> None:
 
     names = list(plan.layers)
     scores = [plan.layers[n]["score"] for n in names]
+    floor = 0.5 * min((x for x in scores if x > 0), default=1.0)  # unscored layers (not reached) drawn hatched
     colors = [FORMAT_COLORS.get(plan.layers[n]["format"], "#c44e52") for n in names]
     fig, ax = plt.subplots(figsize=(max(8, len(names) * 0.12), 4))
-    ax.bar(range(len(names)), scores, color=colors)
+    bars = ax.bar(range(len(names)), [x if x > 0 else floor for x in scores], color=colors)
+    for bar, score in zip(bars, scores):
+        if score <= 0:
+            bar.set_hatch("///")
+            bar.set_alpha(0.4)
     ax.set(yscale="log", xlabel="layer (network order)", ylabel="WAIS score (normalized)",
            title=f"{plan.model}: {plan.effective_bits:.2f} effective bits ({plan.solver})")
     parts = sorted({n.split(".")[0] for n in names}, key=lambda p: names.index(next(n for n in names if n.startswith(p))))
