@@ -1,5 +1,6 @@
 """Accuracy retention of mixed-precision plans: ours (exact ILP) vs the paper's greedy, random
-allocation and uniform formats, on held-out generated images and videos.
+allocation, uniform formats and NVIDIA ModelOpt's ``auto_quantize`` (same formats, budget and
+calibration data; loss against ground truth), on held-out generated images and videos.
 
 Calibration statistics are collected once (32 images + 4 videos x 16 frames, seeds 8101/8102)
 and every method allocates from them; each plan is applied as fake quantization and
@@ -9,12 +10,14 @@ allow for this model is reported as infeasible with its minimum. Research mode r
 paper's setting: candidates {w3a3, w4a4, w5a5} at 4 bits and {w5a5, w6a6, w7a7} at 6 bits
 against uniform W4A4 / W6A6.
 
+    pip install nvidia-modelopt requests huggingface_hub   # the peer baseline (CPU is fine)
     python benchmarks/mixed_precision.py --out out/bench/mixed_precision.json
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import sys
@@ -22,6 +25,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import modelopt_baseline  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -58,13 +64,17 @@ def data(root: Path, args):
 def evaluate(model, plan, sets) -> dict:
     import copy
 
-    from mixqsam2.eval.images import evaluate_images
-    from mixqsam2.eval.videos import evaluate_videos
     from mixqsam2.quant.plan import apply_plan
 
-    quantized = apply_plan(copy.deepcopy(model), plan) if plan is not None else model
-    return {"miou": evaluate_images(quantized, sets["eval_images"])["miou"],
-            "jf": evaluate_videos(quantized, sets["eval_videos"])["JF"]}
+    return evaluate_model(apply_plan(copy.deepcopy(model), plan) if plan is not None else model, sets)
+
+
+def evaluate_model(model, sets) -> dict:
+    from mixqsam2.eval.images import evaluate_images
+    from mixqsam2.eval.videos import evaluate_videos
+
+    return {"miou": evaluate_images(model, sets["eval_images"])["miou"],
+            "jf": evaluate_videos(model, sets["eval_videos"])["JF"]}
 
 
 def random_choice(rows, budget, seed):
@@ -103,12 +113,13 @@ def main(argv=None) -> int:
     fp32 = result["fp32"]
     layers = target_layers(model)
 
-    def record(key, plan, seconds):
-        scores = evaluate(model, plan, sets)
-        result["runs"][key] = {"effective_bits": plan.effective_bits, "calib_seconds": seconds, **scores,
+    def record(key, plan, seconds, scores=None, bits=None, extra=None):
+        scores = scores or evaluate(model, plan, sets)
+        bits = plan.effective_bits if bits is None else bits
+        result["runs"][key] = {"effective_bits": bits, "calib_seconds": seconds, **scores, **(extra or {}),
                                "miou_retention": scores["miou"] / fp32["miou"], "jf_retention": scores["jf"] / fp32["jf"]}
         write_json_atomic(out, result)
-        print(f"{key:<28} bits {plan.effective_bits:5.2f}  mIoU ret {result['runs'][key]['miou_retention']:.4f}  "
+        print(f"{key:<28} bits {bits:5.2f}  mIoU ret {result['runs'][key]['miou_retention']:.4f}  "
               f"J&F ret {result['runs'][key]['jf_retention']:.4f}", flush=True)
 
     def statistics(candidates):
@@ -121,6 +132,7 @@ def main(argv=None) -> int:
 
     deployable = ("fp16", "int8", "int4")
     formats, rows, stat_seconds = statistics(deployable)
+    modelopt_batches = modelopt_baseline.batches(sets["calib_images"], sets["calib_videos"], model.image_size, 16)
     result["statistics_seconds"] = stat_seconds
     for budget in [float(b) for b in args.budgets.split(",")]:
         config = CalibrationConfig(budget_bits=budget, candidates=deployable, block_size=args.block_size)
@@ -136,6 +148,11 @@ def main(argv=None) -> int:
             choice = allocate(rows, cfg)
             record(f"{'ours' if solver == 'ilp' else 'paper-greedy'}@{budget:g}",
                    build_plan(rows, choice, cfg, args.model, sha, {}), stat_seconds + time.perf_counter() - start)
+        start = time.perf_counter()
+        quantized, summary = modelopt_baseline.auto_quantize(copy.deepcopy(model), modelopt_batches, budget,
+                                                             args.block_size, list(layers))
+        record(f"modelopt@{budget:g}", None, time.perf_counter() - start, scores=evaluate_model(quantized, sets),
+               bits=summary["effective_bits"], extra=summary)
         random_config = CalibrationConfig(budget_bits=budget, candidates=deployable, block_size=args.block_size,
                                           solver="random")
         for seed in range(args.random_seeds):
