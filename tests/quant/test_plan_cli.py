@@ -98,6 +98,22 @@ def test_calibrate_cli_writes_plan_report_and_chart(image_set, video_set, tmp_pa
     assert json.loads(result.read_text())["plan"] == str(out)
 
 
+def test_budget_in_megabytes_is_met(image_set, video_set, tmp_path, pico):
+    from mixqsam2.quant.calibrate import target_layers
+    from mixqsam2.quant.formats import get_format
+
+    out = tmp_path / "plan.json"
+    params = sum(layer.weight.numel() for layer in target_layers(pico).values())
+    megabytes = params * 6 / 8 / 2**20  # the size of a 6-bit budget
+    argv = ["calibrate", "--model", "pico", "--images", str(image_set), "--videos", str(video_set), "--max-frames", "3",
+            "--budget-mb", f"{megabytes:.6f}", "--block-size", "32", "--out", str(out)]
+    assert main(argv) == 0
+    plan = PrecisionPlan.load(out)
+    assert plan.budget_bits == pytest.approx(6.0, abs=1e-4)
+    bits = sum(layer["params"] * get_format(layer["format"]).effective_bits(32) for layer in plan.layers.values())
+    assert bits / 8 <= megabytes * 2**20 * (1 + 1e-9)  # int4 scales included
+
+
 def test_images_only_calibration_keeps_the_memory_layers_fp16(image_set, tmp_path):
     out = tmp_path / "plan.json"
     argv = ["calibrate", "--model", "pico", "--images", str(image_set), "--budget-bits", "8", "--block-size", "32"]

@@ -74,12 +74,15 @@ def _calibrate(args) -> None:
     from mixqsam2.data.loaders import CocoImages, open_video_set
     from mixqsam2.fileio import ensure_writable_parent
     from mixqsam2.models import build_model
-    from mixqsam2.quant.calibrate import CalibrationConfig, calibrate, format_counts, make_forward_loop
+    from mixqsam2.quant.calibrate import (CalibrationConfig, budget_bits_for_megabytes, calibrate, format_counts,
+                                          make_forward_loop)
     from mixqsam2.quant.report import write_report
 
     ensure_writable_parent(args.out)
+    model = build_model(args.model, args.checkpoint)
+    budget_bits = args.budget_bits if args.budget_bits is not None else budget_bits_for_megabytes(model, args.budget_mb)
     config = CalibrationConfig(
-        budget_bits=args.budget_bits, solver=args.solver, candidates=tuple(args.formats.split(",")),
+        budget_bits=budget_bits, solver=args.solver, candidates=tuple(args.formats.split(",")),
         block_size=args.block_size, observer=args.observer, wais=args.wais,
         keep_fp16=tuple(pattern for fmt, pattern in args.keep), keep_first_last=args.keep_first_last,
     )
@@ -92,7 +95,6 @@ def _calibrate(args) -> None:
             raise UserInputError(f"data folder not found: {folder}")
     images = list(CocoImages.from_dir(args.images))[: args.max_images]
     videos = open_video_set(args.videos)[: args.max_videos] if args.videos else []
-    model = build_model(args.model, args.checkpoint)
     summary = {"images": len(images), "videos": len(videos), "max_frames": args.max_frames,
                "image_dir": str(args.images), "video_dir": str(args.videos) if args.videos else None}
     plan = calibrate(model, make_forward_loop(images, videos, args.max_frames), config, args.model, summary)
@@ -134,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(cal)
     cal.add_argument("--images", required=True, help="COCO-format folder (GT boxes prompt the model)")
     cal.add_argument("--videos", help="DAVIS/SA-V folder (first-frame masks; memory sees real memories)")
-    cal.add_argument("--budget-bits", type=float, required=True, help="effective weight bits (parameter-weighted)")
+    budget = cal.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget-bits", type=float, help="effective weight bits (parameter-weighted)")
+    budget.add_argument("--budget-mb", type=float, help="weight megabytes (MiB) of the quantized layers")
     cal.add_argument("--solver", default="ilp", help="ilp (exact) or greedy (the paper's)")
     cal.add_argument("--formats", default="fp16,int8,int4", help="candidates; research: e.g. w3a3,w4a4,w5a5")
     cal.add_argument("--block-size", type=positive_int, default=128, help="int4 block along the input dimension")

@@ -67,6 +67,12 @@ def target_layers(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
+def budget_bits_for_megabytes(model: nn.Module, megabytes: float) -> float:
+    """The effective-bits budget that puts the quantized layers' weights in ``megabytes`` MiB."""
+    params = sum(layer.weight.numel() for layer in target_layers(model).values())
+    return megabytes * 2**20 * 8 / params
+
+
 def collect_statistics(layers: dict[str, nn.Module], forward_loop: Callable, model: nn.Module) -> dict:
     """Run ``forward_loop(model)`` once with an input observer on every layer."""
     observers, handles = {}, []
