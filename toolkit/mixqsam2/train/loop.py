@@ -3,9 +3,11 @@
 The model is sam2's ``training.model.sam2.SAM2Train`` built from ``pico.yaml`` (it samples
 point/box prompts and correction clicks from the ground truth, and tracks clips with memory
 and object pointers); the loss is sam2's ``MultiStepMultiMasksAndIous`` (focal + dice on the
-best of the multimask outputs, IoU head, object-score head). Steps alternate between an
-image batch and a video batch. Everything random is seeded from ``(seed, step)``, so a run
-is reproducible and a resumed run continues exactly where it stopped.
+best of the multimask outputs, IoU head, object-score head). The first
+``image_only_fraction`` of the steps are image (SAM) steps, as sam2 trains SAM before video;
+then image and video steps alternate. Everything random is seeded from ``(seed, step)``, so
+a run is reproducible (with the same number of torch threads: CPU reductions depend on it)
+and a resumed run continues exactly where it stopped.
 
 Files for ``--out pico.pt``: ``pico.pt`` (sam2 format, fp16), ``pico.pt.state`` (optimizer,
 step, history: what ``--resume`` reads) and ``pico.pt.curve.png``.
