@@ -9,10 +9,11 @@ import pytest
 
 @pytest.fixture(scope="session")
 def pico():
+    """The shipped (trained) pico; test_pico_checkpoint.py fails if it is missing."""
     from mixqsam2.models import build_model
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # random weights until the trained checkpoint ships
+        warnings.simplefilter("ignore")  # without the checkpoint: random weights, said loudly
         return build_model("pico")
 
 
