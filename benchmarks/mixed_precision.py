@@ -149,10 +149,15 @@ def main(argv=None) -> int:
             record(f"{'ours' if solver == 'ilp' else 'paper-greedy'}@{budget:g}",
                    build_plan(rows, choice, cfg, args.model, sha, {}), stat_seconds + time.perf_counter() - start)
         start = time.perf_counter()
-        quantized, summary = modelopt_baseline.auto_quantize(copy.deepcopy(model), modelopt_batches, budget,
-                                                             args.block_size, list(layers))
-        record(f"modelopt@{budget:g}", None, time.perf_counter() - start, scores=evaluate_model(quantized, sets),
-               bits=summary["effective_bits"], extra=summary)
+        try:
+            quantized, summary = modelopt_baseline.auto_quantize(copy.deepcopy(model), modelopt_batches, budget,
+                                                                 args.block_size, list(layers))
+        except ValueError as exc:  # ModelOpt's own accounting can find a budget infeasible that ours allows
+            result["runs"][f"modelopt@{budget:g}"] = {"error": str(exc)}
+            print(f"modelopt@{budget:g}: {exc}", flush=True)
+        else:
+            record(f"modelopt@{budget:g}", None, time.perf_counter() - start, scores=evaluate_model(quantized, sets),
+                   bits=summary["effective_bits"], extra=summary)
         random_config = CalibrationConfig(budget_bits=budget, candidates=deployable, block_size=args.block_size,
                                           solver="random")
         for seed in range(args.random_seeds):
