@@ -48,7 +48,8 @@ def effective_bits(layers: list[LayerOptions], choice: dict[str, str]) -> float:
     return cost / _total_params(layers)
 
 
-def _check_feasible(layers: list[LayerOptions], budget_bits: float) -> None:
+def check_feasible(layers: list[LayerOptions], budget_bits: float) -> None:
+    """A budget below :func:`min_budget` is a user error that names the minimum."""
     floor = min_budget(layers)
     if budget_bits < floor - 1e-9:
         raise UserInputError(
@@ -61,7 +62,7 @@ def solve_exact(layers: list[LayerOptions], budget_bits: float) -> dict[str, str
     """Minimum total error within the budget (integer linear program, HiGHS)."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
-    _check_feasible(layers, budget_bits)
+    check_feasible(layers, budget_bits)
     index = [(layer.name, fmt) for layer in layers for fmt in layer.options]
     errors = np.array([dict(layer.options)[fmt][1] for layer in layers for fmt in layer.options])
     costs = np.array([layer.params * layer.options[fmt][0] for layer in layers for fmt in layer.options])
@@ -80,7 +81,7 @@ def solve_exact(layers: list[LayerOptions], budget_bits: float) -> dict[str, str
 
 def solve_greedy(layers: list[LayerOptions], budget_bits: float) -> dict[str, str]:
     """The paper's greedy allocation (no optimality guarantee), over each layer's allowed formats."""
-    _check_feasible(layers, budget_bits)
+    check_feasible(layers, budget_bits)
     ladders = {layer.name: sorted(layer.options, key=lambda f: layer.options[f][0]) for layer in layers}
     levels = sorted({bits for layer in layers for bits, _ in layer.options.values()}, reverse=True)
     ranked = sorted(layers, key=lambda layer: -layer.importance)

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from mixqsam2.errors import UserInputError
-from mixqsam2.quant.allocate import LayerOptions, effective_bits, min_budget, solve_exact, solve_greedy
+from mixqsam2.quant.allocate import LayerOptions, check_feasible, effective_bits, solve_exact, solve_greedy
 from mixqsam2.quant.formats import allowed_formats, get_format
 from mixqsam2.quant.observers import AMAX_METHODS, InputObserver
 from mixqsam2.quant.plan import PrecisionPlan, state_dict_sha256
@@ -128,12 +128,7 @@ def check_budget(layers: dict[str, nn.Module], formats: dict, config: Calibratio
                      {f: (get_format(f).effective_bits(config.block_size), 0.0) for f in formats[name][1]})
         for name, layer in layers.items()
     ]
-    floor = min_budget(options)
-    if config.budget_bits < floor - 1e-9:
-        raise UserInputError(
-            f"budget of {config.budget_bits:g} effective bits is infeasible: the allowed formats need at least "
-            f"{floor:.4f} (pinned layers and TensorRT's rules included)"
-        )
+    check_feasible(options, config.budget_bits)
 
 
 def layer_table(layers: dict[str, nn.Module], formats: dict, observers: dict, config: CalibrationConfig) -> list[dict]:
