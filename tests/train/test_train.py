@@ -14,8 +14,11 @@ from mixqsam2.train.loop import learning_rate, step_kind, train_pico
 SMALL = TrainConfig(seed=3, steps=4, image_batch=1, video_batch=1, warmup_steps=2, image_only_fraction=0.25)
 
 
-def _losses(history):
-    return [(r["step"], r["kind"], r["loss"]) for r in history]
+def _assert_same_losses(first, second):
+    """Equal up to float round-off: multi-threaded CPU reductions are not bitwise repeatable
+    (seen: 1.5e-5 on a loss of 21 with 2 threads); another seed differs by whole units."""
+    assert [(r["step"], r["kind"]) for r in first] == [(r["step"], r["kind"]) for r in second]
+    np.testing.assert_allclose([r["loss"] for r in first], [r["loss"] for r in second], rtol=1e-4)
 
 
 def test_same_seed_gives_the_same_losses_and_another_seed_does_not(tmp_path):
@@ -23,8 +26,8 @@ def test_same_seed_gives_the_same_losses_and_another_seed_does_not(tmp_path):
     second = train_pico(SMALL, tmp_path / "b.pt")
     other = train_pico(TrainConfig(**{**SMALL.__dict__, "seed": 4}), tmp_path / "c.pt")
     assert [r["kind"] for r in first] == ["image", "video", "image", "video"]
-    assert _losses(first) == _losses(second)
-    assert [r["loss"] for r in first] != [r["loss"] for r in other]
+    _assert_same_losses(first, second)
+    assert not np.allclose([r["loss"] for r in first], [r["loss"] for r in other], rtol=1e-2)
     assert all(math.isfinite(r["loss"]) for r in first)
 
 
@@ -33,7 +36,7 @@ def test_a_resumed_run_continues_exactly_where_it_stopped(tmp_path):
     stopped = train_pico(SMALL, tmp_path / "split.pt", minutes=1e-9)  # stops after its first step
     assert len(stopped) == 1
     resumed = train_pico(SMALL, tmp_path / "split.pt", resume=True)
-    assert _losses(resumed) == _losses(straight)
+    _assert_same_losses(resumed, straight)
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):

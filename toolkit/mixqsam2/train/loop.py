@@ -6,8 +6,8 @@ and object pointers); the loss is sam2's ``MultiStepMultiMasksAndIous`` (focal +
 best of the multimask outputs, IoU head, object-score head). The first
 ``image_only_fraction`` of the steps are image (SAM) steps, as sam2 trains SAM before video;
 then image and video steps alternate. Everything random is seeded from ``(seed, step)``, so
-a run is reproducible (with the same number of torch threads: CPU reductions depend on it)
-and a resumed run continues exactly where it stopped.
+a run is reproducible and a resumed run continues where it stopped, to float round-off
+(multi-threaded CPU reductions are not bitwise repeatable).
 
 Files for ``--out pico.pt``: ``pico.pt`` (sam2 format, fp16), ``pico.pt.state`` (optimizer,
 step, history: what ``--resume`` reads) and ``pico.pt.curve.png``.
