@@ -79,6 +79,12 @@ def _calibrate(args) -> None:
     from mixqsam2.quant.report import write_report
 
     ensure_writable_parent(args.out)
+    for fmt, pattern in args.keep:
+        if fmt != "fp16":
+            raise UserInputError(f"--keep supports fp16 only, got {fmt}")
+    for folder in filter(None, (args.images, args.videos)):
+        if not Path(folder).is_dir():
+            raise UserInputError(f"data folder not found: {folder}")
     model = build_model(args.model, args.checkpoint)
     budget_bits = args.budget_bits if args.budget_bits is not None else budget_bits_for_megabytes(model, args.budget_mb)
     config = CalibrationConfig(
@@ -87,12 +93,6 @@ def _calibrate(args) -> None:
         keep_fp16=tuple(pattern for fmt, pattern in args.keep), keep_first_last=args.keep_first_last,
     )
     config.validate()
-    for fmt, pattern in args.keep:
-        if fmt != "fp16":
-            raise UserInputError(f"--keep supports fp16 only, got {fmt}")
-    for folder in filter(None, (args.images, args.videos)):
-        if not Path(folder).is_dir():
-            raise UserInputError(f"data folder not found: {folder}")
     images = list(CocoImages.from_dir(args.images))[: args.max_images]
     videos = open_video_set(args.videos)[: args.max_videos] if args.videos else []
     summary = {"images": len(images), "videos": len(videos), "max_frames": args.max_frames,

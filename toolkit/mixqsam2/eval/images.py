@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from mixqsam2.data.loaders import CocoImages
 from mixqsam2.eval.metrics import mask_iou
-from mixqsam2.memory.prompts import Prompt
+from mixqsam2.memory.prompts import Prompt, clip_box
 
 
 def _box_mask(box, shape) -> np.ndarray:
@@ -32,7 +32,7 @@ def evaluate_images(model, images: CocoImages) -> dict:
         if not sample.masks:
             continue
         rgb = sample.rgb()
-        prompts = {k: Prompt(box=_clip_box(b, rgb.shape)) for k, b in sample.boxes.items()}
+        prompts = {k: Prompt(box=clip_box(b, *rgb.shape[:2])) for k, b in sample.boxes.items()}
         pred = tracker.segment_image(rgb, prompts)
         scores = [mask_iou(pred[k], sample.masks[k]) for k in prompts]
         fill_ious += [mask_iou(_box_mask(prompts[k].box, rgb.shape[:2]), sample.masks[k]) for k in prompts]
@@ -42,8 +42,3 @@ def evaluate_images(model, images: CocoImages) -> dict:
         raise ValueError("the image set has no annotated instance")
     return {"miou": float(np.mean(ious)), "box_fill_miou": float(np.mean(fill_ious)), "instances": len(ious), "per_image": per_image}
 
-
-def _clip_box(box, shape):
-    height, width = shape[:2]
-    x0, y0, x1, y1 = box
-    return (max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1))

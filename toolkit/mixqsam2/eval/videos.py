@@ -22,22 +22,19 @@ def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: in
     tracker = StreamingTracker(model, memory=memory, capacity=capacity, num_frames=len(video.frame_paths))
     prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
     scores: dict[int, list[tuple[float, float]]] = {k: [] for k in prompts}
-    peak_bytes = 0
     for index, (name, rgb) in enumerate(zip(video.frame_names, video.frames())):
         result = tracker.step(rgb, prompts if index == 0 else None)
-        peak_bytes = max(peak_bytes, tracker.memory_bytes())
         gt = video.annotation(name)
         if gt is None:
             continue
         for obj_id in prompts:
             truth = gt.get(obj_id, np.zeros(rgb.shape[:2], bool))
             scores[obj_id].append((mask_iou(result.masks[obj_id], truth), boundary_f(result.masks[obj_id], truth)))
-    frames = tracker.frame_idx + 1
     return {
         **video_jf(scores),
-        "frames": frames,
-        "memory_bank_bytes": peak_bytes,
-        "latency_ms": {stage: 1000 * sec / frames for stage, sec in tracker.stage_seconds.items()},
+        "frames": tracker.frame_idx + 1,
+        "memory_bank_bytes": tracker.peak_memory_bytes,
+        "latency_ms": tracker.stage_ms_per_frame(),
     }
 
 

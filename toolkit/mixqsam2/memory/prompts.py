@@ -51,3 +51,13 @@ class Prompt:
                     raise UserInputError(f"point ({x}, {y}) lies outside the {width}x{height} frame")
             if self.labels is not None and len(self.labels) != len(self.points):
                 raise UserInputError("points and labels differ in length")
+
+
+def clip_box(box: tuple[float, float, float, float], height: int, width: int) -> tuple[float, float, float, float]:
+    """``box`` (x0, y0, x1, y1) clipped to a ``height`` x ``width`` frame (GT boxes may overhang by rounding).
+
+    >>> clip_box((-2.0, 5.0, 330.0, 20.0), 240, 320)
+    (0.0, 5.0, 320.0, 20.0)
+    """
+    x0, y0, x1, y1 = box
+    return (max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1))

@@ -57,7 +57,7 @@ round(now - position) clipped to [1, num_maskmem - 1], exactly as for raw memori
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -162,8 +162,7 @@ def sis_update(bank: MemoryArrays, new: MemoryArrays, rule: SynthesisRule) -> Me
     chosen, weights = select_merge(cosine_gram(vectors), bank.scores[slots], bank.counts[slots], rule)
     selected = slots[chosen]  # chosen is sorted by age, so selected[0] is the oldest
     merged = _weighted(bank, selected, weights)
-    bank = _write(bank, int(selected[0]), merged, 0)
-    bank = replace(bank, valid=bank.valid.copy())
+    bank = _write(bank, int(selected[0]), merged, 0)  # fresh arrays: safe to edit in place
     bank.valid[selected[1:]] = False
     return _write(bank, int(np.flatnonzero(~bank.valid)[0]), new, 0)
 

@@ -97,6 +97,7 @@ class StreamingTracker:
         self.objects: dict[int, _ObjectState] = {}
         self._memory_pos_enc: torch.Tensor | None = None  # [HW, 1, C_mem], same for every memory
         self.stage_seconds: dict[str, float] = defaultdict(float)
+        self.peak_memory_bytes = 0  # the most memory_bytes() held after any frame
 
     # ------------------------------------------------------------------ public API
     @torch.inference_mode()
@@ -112,6 +113,7 @@ class StreamingTracker:
         for obj_id, state in self.objects.items():
             if obj_id not in prompts:
                 low_res[obj_id], scores[obj_id] = self._track_object(state, feats, pos, sizes)
+        self.peak_memory_bytes = max(self.peak_memory_bytes, self.memory_bytes())
         return FrameResult(self.frame_idx, _to_frame_masks(low_res, frame_hw), scores)
 
     @torch.inference_mode()
@@ -128,6 +130,11 @@ class StreamingTracker:
         for prompt in prompts.values():
             prompt.validate(height, width)
         return height, width
+
+    def stage_ms_per_frame(self) -> dict[str, float]:
+        """Mean milliseconds per frame spent in each of sam2's stages so far."""
+        frames = max(1, self.frame_idx + 1)
+        return {stage: 1000 * seconds / frames for stage, seconds in self.stage_seconds.items()}
 
     def memory_bytes(self) -> int:
         """Bytes of everything the tracker keeps across frames (memories and pointers)."""

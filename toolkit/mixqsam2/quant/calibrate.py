@@ -207,7 +207,7 @@ def calibrate(model: nn.Module, forward_loop: Callable, config: CalibrationConfi
 def make_forward_loop(images: list, videos: list, max_frames: int | None = None) -> Callable:
     """The calibration pass: GT-box prompts on ``images`` (ImageSample), first-frame mask
     prompts on ``videos`` (VideoSample, at most ``max_frames`` frames each)."""
-    from mixqsam2.memory.prompts import Prompt
+    from mixqsam2.memory.prompts import Prompt, clip_box
     from mixqsam2.memory.tracker import StreamingTracker
 
     def forward_loop(model) -> None:
@@ -215,10 +215,7 @@ def make_forward_loop(images: list, videos: list, max_frames: int | None = None)
         for sample in tqdm(images, desc="calibrate images", unit="img"):
             if sample.boxes:
                 rgb = sample.rgb()
-                h, w = rgb.shape[:2]
-                boxes = {k: (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
-                         for k, (x0, y0, x1, y1) in sample.boxes.items()}
-                tracker.segment_image(rgb, {k: Prompt(box=b) for k, b in boxes.items()})
+                tracker.segment_image(rgb, {k: Prompt(box=clip_box(b, *rgb.shape[:2])) for k, b in sample.boxes.items()})
         for video in tqdm(videos, desc="calibrate videos", unit="video"):
             tracker = StreamingTracker(model, num_frames=len(video.frame_paths))
             prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}

@@ -26,14 +26,13 @@ def run_stream(tracker, source: FrameSource, prompts: dict[int, Prompt], out_dir
         for folder in mask_dirs.values():
             folder.mkdir(parents=True, exist_ok=True)
         video = OverlayVideo(tmp / "overlay.mp4", source.fps, source.frame_size)
-        frames, peak_bytes, start = 0, 0, time.perf_counter()
+        frames, start = 0, time.perf_counter()
         try:
             for name, rgb in tqdm(source, total=source.num_frames, desc="run_stream", unit="frame"):
                 result = tracker.step(rgb, prompts if frames == 0 else None)
                 for obj_id, mask in result.masks.items():
                     write_mask_png(mask_dirs[obj_id] / f"{name}.png", mask)
                 video.write(overlay(rgb, result.masks))
-                peak_bytes = max(peak_bytes, tracker.memory_bytes())
                 frames += 1
         finally:
             video.close()
@@ -43,9 +42,9 @@ def run_stream(tracker, source: FrameSource, prompts: dict[int, Prompt], out_dir
             "fps": frames / elapsed,
             "latency_ms": {
                 "total": 1000 * elapsed / frames,
-                **{stage: 1000 * seconds / frames for stage, seconds in tracker.stage_seconds.items()},
+                **tracker.stage_ms_per_frame(),
             },
-            "memory_bank_bytes": peak_bytes,
+            "memory_bank_bytes": tracker.peak_memory_bytes,
             "memory": {"policy": tracker.policy.name, "capacity": tracker.capacity},
             "objects": sorted(prompts),
         }
