@@ -1,14 +1,19 @@
-"""Accuracy retention of mixed-precision plans: ours (exact ILP) vs the paper's greedy, random
-allocation, uniform formats and NVIDIA ModelOpt's ``auto_quantize`` (same formats, budget and
-calibration data; loss against ground truth), on held-out generated images and videos.
+"""Accuracy retention of mixed-precision plans: ours (exact ILP; WAIS or measured importance)
+vs the paper's greedy, random allocation, uniform formats and NVIDIA ModelOpt's
+``auto_quantize`` (same formats, budget and calibration data; loss against ground truth), on
+held-out generated images and videos.
 
 Calibration statistics are collected once (32 images + 4 videos x 16 frames, seeds 8101/8102)
-and every method allocates from them; each plan is applied as fake quantization and
-evaluated on held-out data (seeds 9101/9102: box mIoU on images, J&F on videos). Retention
-is quantized / FP32. Budgets are effective weight bits; a budget below what TensorRT's rules
-allow for this model is reported as infeasible with its minimum. Research mode repeats the
-paper's setting: candidates {w3a3, w4a4, w5a5} at 4 bits and {w5a5, w6a6, w7a7} at 6 bits
-against uniform W4A4 / W6A6.
+and every method allocates from them (the measured importance uses the first 8 images and 2
+videos x 8 frames of them); each plan is applied as fake quantization and evaluated on
+held-out data (seeds 9101/9102: box mIoU on images, J&F on videos). Retention is quantized /
+FP32. Agreement is the mask IoU between the quantized and the FP32 model's masks on the same
+prompts (:mod:`mixqsam2.eval.agreement`): what quantization changed, without the model's own
+errors. Ours is compared with every other method by paired bootstrap over the held-out units
+(95 % intervals of the difference). Budgets are effective weight bits; a budget below what
+TensorRT's rules allow for this model is reported as infeasible with its minimum. Research
+mode repeats the paper's setting: candidates {w3a3, w4a4, w5a5} at 4 bits and {w5a5, w6a6,
+w7a7} at 6 bits against uniform W4A4 / W6A6.
 
     pip install nvidia-modelopt requests huggingface_hub   # the peer baseline (CPU is fine)
     python benchmarks/mixed_precision.py --out out/bench/mixed_precision.json
@@ -36,8 +41,8 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--budgets", default="4.5,5,6,8")
     parser.add_argument("--block-size", type=int, default=64, help="int4 block (pico's linears are 32-2048 wide)")
-    parser.add_argument("--eval-images", type=int, default=100)
-    parser.add_argument("--eval-videos", type=int, default=6)
+    parser.add_argument("--eval-images", type=int, default=400)
+    parser.add_argument("--eval-videos", type=int, default=16)
     parser.add_argument("--eval-frames", type=int, default=48)
     parser.add_argument("--random-seeds", type=int, default=3)
     parser.add_argument("--out", default="out/bench/mixed_precision.json")
@@ -61,20 +66,48 @@ def data(root: Path, args):
     return out
 
 
-def evaluate(model, plan, sets) -> dict:
-    import copy
-
+def evaluate(model, plan, sets, reference) -> dict:
     from mixqsam2.quant.plan import apply_plan
 
-    return evaluate_model(apply_plan(copy.deepcopy(model), plan) if plan is not None else model, sets)
+    return evaluate_model(apply_plan(copy.deepcopy(model), plan), sets, reference)
 
 
-def evaluate_model(model, sets) -> dict:
+def evaluate_model(model, sets, reference=None) -> dict:
+    """Scores with their per-unit values; ``reference`` (FP32 masks: images, videos) adds
+    agreement, and without it the masks are recorded into a new reference."""
+    from mixqsam2.eval.agreement import AgreementScore, ReferenceMasks
     from mixqsam2.eval.images import evaluate_images
     from mixqsam2.eval.videos import evaluate_videos
 
-    return {"miou": evaluate_images(model, sets["eval_images"])["miou"],
-            "jf": evaluate_videos(model, sets["eval_videos"])["JF"]}
+    recording = reference is None
+    reference = reference or (ReferenceMasks(), ReferenceMasks())
+    on_image, on_video = ((r.record for r in reference) if recording else (AgreementScore(r) for r in reference))
+    images = evaluate_images(model, sets["eval_images"], on_image)
+    videos = evaluate_videos(model, sets["eval_videos"], on_mask=on_video)
+    result = {"miou": images["miou"], "jf": videos["JF"], "per_image": images["per_image"],
+              "per_object": {f"{v}/{o}": (s["J"] + s["F"]) / 2 for v, r in videos["per_video"].items()
+                             for o, s in r["per_object"].items()}}
+    if recording:
+        return {**result, "reference": reference}
+    return {**result, "agreement_images": on_image.mean(), "agreement_videos": on_video.mean(),
+            "agreement_per_image": on_image.per_unit(), "agreement_per_video": on_video.per_unit()}
+
+
+COMPARED = (("miou", "per_image"), ("jf", "per_object"), ("agreement_images", "agreement_per_image"),
+            ("agreement_videos", "agreement_per_video"))
+
+
+def mean_run(runs: list[dict]) -> dict:
+    """Per-unit mean of several runs (random allocation over seeds)."""
+    return {units: {u: float(np.mean([r[units][u] for r in runs])) for u in runs[0][units]} for _, units in COMPARED}
+
+
+def compare(ours: dict, other: dict) -> dict:
+    """Paired bootstrap of ours - other on each metric, in points (x100)."""
+    from mixqsam2.eval.paired import paired_difference
+
+    return {metric: {k: 100 * v if k != "units" else v for k, v in paired_difference(ours[units], other[units]).items()}
+            for metric, units in COMPARED}
 
 
 def random_choice(rows, budget, seed):
@@ -98,56 +131,75 @@ def main(argv=None) -> int:
     import torch
 
     from mixqsam2.errors import UserInputError
-    from mixqsam2.fileio import write_json_atomic
+    from mixqsam2.fileio import write_bytes_atomic, write_json_atomic
     from mixqsam2.models import build_model
     from mixqsam2.quant.calibrate import (CalibrationConfig, allocate, build_plan, check_budget, collect_statistics,
                                           layer_formats, layer_table, make_forward_loop, target_layers)
     from mixqsam2.quant.plan import state_dict_sha256
+    from mixqsam2.quant.sensitivity import measure_gains
 
     out = Path(args.out)
     sets = data(out.parent / "data", args)
     model = build_model(args.model, args.checkpoint)
     sha = state_dict_sha256(model)
+    fp32 = evaluate_model(model, sets)
+    reference = fp32.pop("reference")
     result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "model": args.model,
-              "block_size": args.block_size, "fp32": evaluate(model, None, sets), "runs": {}}
-    fp32 = result["fp32"]
+              "block_size": args.block_size, "eval": {"images": args.eval_images, "videos": args.eval_videos,
+                                                      "frames": args.eval_frames},
+              "fp32": fp32, "runs": {}, "comparisons": {}}
     layers = target_layers(model)
 
     def record(key, plan, seconds, scores=None, bits=None, extra=None):
-        scores = scores or evaluate(model, plan, sets)
+        scores = scores or evaluate(model, plan, sets, reference)
         bits = plan.effective_bits if bits is None else bits
-        result["runs"][key] = {"effective_bits": bits, "calib_seconds": seconds, **scores, **(extra or {}),
-                               "miou_retention": scores["miou"] / fp32["miou"], "jf_retention": scores["jf"] / fp32["jf"]}
+        run = result["runs"][key] = {"effective_bits": bits, "calib_seconds": seconds, **scores, **(extra or {}),
+                                     "miou_retention": scores["miou"] / fp32["miou"],
+                                     "jf_retention": scores["jf"] / fp32["jf"]}
         write_json_atomic(out, result)
-        print(f"{key:<28} bits {bits:5.2f}  mIoU ret {result['runs'][key]['miou_retention']:.4f}  "
-              f"J&F ret {result['runs'][key]['jf_retention']:.4f}", flush=True)
+        print(f"{key:<28} bits {bits:5.2f}  retention mIoU {run['miou_retention']:.4f} J&F {run['jf_retention']:.4f}"
+              f"  agreement images {run['agreement_images']:.4f} videos {run['agreement_videos']:.4f}", flush=True)
+        return run
+
+    calib_loop = make_forward_loop(sets["calib_images"], sets["calib_videos"])
 
     def statistics(candidates):
         config = CalibrationConfig(budget_bits=16, candidates=candidates, block_size=args.block_size)
         formats = layer_formats(layers, config)
         start = time.perf_counter()
-        observers = collect_statistics(layers, make_forward_loop(sets["calib_images"], sets["calib_videos"]), model)
-        rows = layer_table(layers, formats, observers, config)
-        return formats, rows, time.perf_counter() - start
+        observers = collect_statistics(layers, calib_loop, model)
+        return formats, observers, time.perf_counter() - start
 
     deployable = ("fp16", "int8", "int4")
-    formats, rows, stat_seconds = statistics(deployable)
+    formats, observers, stat_seconds = statistics(deployable)
+    config = CalibrationConfig(budget_bits=16, candidates=deployable, block_size=args.block_size)
+    start = time.perf_counter()
+    gains = measure_gains(model, layers, make_forward_loop(sets["calib_images"][:8], sets["calib_videos"][:2], 8,
+                                                           progress=False))
+    gain_seconds = time.perf_counter() - start
+    importance = {"wais": (layer_table(layers, formats, observers, config), stat_seconds),
+                  "measured": (layer_table(layers, formats, observers, config, gains), stat_seconds + gain_seconds)}
+    rows = importance["wais"][0]
     modelopt_batches = modelopt_baseline.batches(sets["calib_images"], sets["calib_videos"], model.image_size, 16)
-    result["statistics_seconds"] = stat_seconds
+    result.update(statistics_seconds=stat_seconds, sensitivity_seconds=gain_seconds, gains=gains)
     for budget in [float(b) for b in args.budgets.split(",")]:
-        config = CalibrationConfig(budget_bits=budget, candidates=deployable, block_size=args.block_size)
         try:
-            check_budget(layers, formats, config)
+            check_budget(layers, formats, CalibrationConfig(budget_bits=budget, candidates=deployable,
+                                                             block_size=args.block_size))
         except UserInputError as exc:
             result["runs"][f"infeasible@{budget:g}"] = {"error": str(exc)}
             print(exc, flush=True)
             continue
-        for solver in ("ilp", "greedy"):
-            cfg = CalibrationConfig(budget_bits=budget, candidates=deployable, block_size=args.block_size, solver=solver)
+        runs = {}
+        for label, solver, kind in (("ours", "ilp", "wais"), ("ours-measured", "ilp", "measured"),
+                                    ("paper-greedy", "greedy", "wais")):
+            cfg = CalibrationConfig(budget_bits=budget, candidates=deployable, block_size=args.block_size,
+                                    solver=solver, importance=kind)
+            table, seconds = importance[kind]
             start = time.perf_counter()
-            choice = allocate(rows, cfg)
-            record(f"{'ours' if solver == 'ilp' else 'paper-greedy'}@{budget:g}",
-                   build_plan(rows, choice, cfg, args.model, sha, {}), stat_seconds + time.perf_counter() - start)
+            choice = allocate(table, cfg)
+            runs[label] = record(f"{label}@{budget:g}", build_plan(table, choice, cfg, args.model, sha, {}),
+                                 seconds + time.perf_counter() - start)
         start = time.perf_counter()
         try:
             quantized, summary = modelopt_baseline.auto_quantize(copy.deepcopy(model), modelopt_batches, budget,
@@ -156,28 +208,57 @@ def main(argv=None) -> int:
             result["runs"][f"modelopt@{budget:g}"] = {"error": str(exc)}
             print(f"modelopt@{budget:g}: {exc}", flush=True)
         else:
-            record(f"modelopt@{budget:g}", None, time.perf_counter() - start, scores=evaluate_model(quantized, sets),
-                   bits=summary["effective_bits"], extra=summary)
+            runs["modelopt"] = record(f"modelopt@{budget:g}", None, time.perf_counter() - start,
+                                      scores=evaluate_model(quantized, sets, reference),
+                                      bits=summary["effective_bits"], extra=summary)
         random_config = CalibrationConfig(budget_bits=budget, candidates=deployable, block_size=args.block_size,
                                           solver="random")
-        for seed in range(args.random_seeds):
-            plan = build_plan(rows, random_choice(rows, budget, seed), random_config, args.model, sha, {})
-            record(f"random{seed}@{budget:g}", plan, stat_seconds)
+        runs["random-mean"] = mean_run([
+            record(f"random{seed}@{budget:g}", build_plan(rows, random_choice(rows, budget, seed), random_config,
+                                                          args.model, sha, {}), stat_seconds)
+            for seed in range(args.random_seeds)])
+        result["comparisons"][f"{budget:g}"] = {f"ours - {other}": compare(runs["ours"], run)
+                                                 for other, run in runs.items() if other != "ours"}
+        write_json_atomic(out, result)
     uniform = CalibrationConfig(budget_bits=16, candidates=deployable, block_size=args.block_size, solver="uniform")
     for name, preferred in (("uniform-int8", ["int8", "fp16"]), ("uniform-int4+int8", ["int4", "int8", "fp16"])):
         record(name, build_plan(rows, uniform_choice(rows, preferred), uniform, args.model, sha, {}), stat_seconds)
     for label, candidates, budget, uniform_format in (("avg-4", ("w3a3", "w4a4", "w5a5"), 4.0, "w4a4"),
-                                               ("avg-6", ("w5a5", "w6a6", "w7a7"), 6.0, "w6a6")):
-        _, research_rows, seconds = statistics(candidates)
+                                                      ("avg-6", ("w5a5", "w6a6", "w7a7"), 6.0, "w6a6")):
+        research_formats, research_observers, seconds = statistics(candidates)
+        cfg = CalibrationConfig(budget_bits=budget, candidates=candidates, block_size=args.block_size)
+        research_rows = layer_table(layers, research_formats, research_observers, cfg)
         for solver in ("ilp", "greedy"):
             cfg = CalibrationConfig(budget_bits=budget, candidates=candidates, solver=solver, block_size=args.block_size)
             record(f"research-{label}-{'ours' if solver == 'ilp' else 'paper-greedy'}",
                    build_plan(research_rows, allocate(research_rows, cfg), cfg, args.model, sha, {}), seconds)
         cfg = CalibrationConfig(budget_bits=budget, candidates=candidates, solver="uniform", block_size=args.block_size)
         record(f"research-uniform-{uniform_format}", build_plan(research_rows, uniform_choice(research_rows, [uniform_format]),
-                                                         cfg, args.model, sha, {}), seconds)
-    print(json.dumps({"fp32": fp32, "statistics_seconds": stat_seconds}))
+                                                                cfg, args.model, sha, {}), seconds)
+    write_bytes_atomic(out.with_suffix(".md"), markdown(result).encode())
+    print(markdown(result))
     return 0
+
+
+def markdown(result: dict) -> str:
+    """Retention and agreement per run, then ours - every other method with 95 % intervals."""
+    lines = [f"FP32: box mIoU {result['fp32']['miou']:.4f}, J&F {result['fp32']['jf']:.4f}", "",
+             "| run | eff. bits | mIoU retention | J&F retention | agreement images | agreement videos | calib s |",
+             "|---|---|---|---|---|---|---|"]
+    for key, run in result["runs"].items():
+        if "error" in run:
+            lines.append(f"| {key} | {run['error']} | | | | | |")
+            continue
+        lines.append(f"| {key} | {run['effective_bits']:.2f} | {100 * run['miou_retention']:.2f} % | "
+                     f"{100 * run['jf_retention']:.2f} % | {run['agreement_images']:.4f} | "
+                     f"{run['agreement_videos']:.4f} | {run['calib_seconds']:.1f} |")
+    lines += ["", "| budget | comparison | mIoU pts | J&F pts | agreement images pts | agreement videos pts |",
+              "|---|---|---|---|---|---|"]
+    for budget, comparisons in result["comparisons"].items():
+        for name, metrics in comparisons.items():
+            cells = [f"{m['mean']:+.2f} [{m['low']:+.2f}, {m['high']:+.2f}]" for m in metrics.values()]
+            lines.append(f"| {budget} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

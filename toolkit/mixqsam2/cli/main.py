@@ -38,26 +38,54 @@ def _eval(args) -> None:
     if not Path(args.data).is_dir():
         raise UserInputError(f"data folder not found: {args.data}")
     model = build_model(args.model, args.checkpoint)
+    evaluate = _image_evaluation(args) if args.kind == "images" else _video_evaluation(args)
     if args.plan:
+        import copy
+
+        from mixqsam2.eval.agreement import AgreementScore, ReferenceMasks
         from mixqsam2.quant.plan import PrecisionPlan, apply_plan
 
-        apply_plan(model, PrecisionPlan.load(args.plan))
-    if args.kind == "images":
-        from mixqsam2.data.loaders import CocoImages
-        from mixqsam2.eval.images import evaluate_images
-
-        result = evaluate_images(model, CocoImages.from_dir(args.data))
-        summary = f"mIoU {result['miou']:.4f} over {result['instances']} instances (fill-the-box {result['box_fill_miou']:.4f})"
+        plan = PrecisionPlan.load(args.plan)
+        unquantized, reference = copy.deepcopy(model), ReferenceMasks()
+        apply_plan(model, plan)
+        evaluate(unquantized, reference.record)
+        agreement = AgreementScore(reference)
+        result, summary = evaluate(model, agreement)
+        result["agreement_with_unquantized"] = agreement.mean()
+        summary += f"; agreement with the unquantized model {agreement.mean():.4f} (mask IoU)"
     else:
-        from mixqsam2.data.loaders import open_video_set
-        from mixqsam2.eval.videos import evaluate_videos
-
-        result = evaluate_videos(model, open_video_set(args.data), args.memory, args.capacity)
-        summary = f"J {result['J']:.4f}  F {result['F']:.4f}  J&F {result['JF']:.4f} over {result['objects']} objects"
+        result, summary = evaluate(model, None)
     result["model"] = args.model
     result["plan"] = args.plan
     write_json_atomic(args.out, result)
     print(summary)
+
+
+def _image_evaluation(args):
+    from mixqsam2.data.loaders import CocoImages
+    from mixqsam2.eval.images import evaluate_images
+
+    images = CocoImages.from_dir(args.data)
+
+    def evaluate(model, on_mask):
+        result = evaluate_images(model, images, on_mask)
+        return result, (f"mIoU {result['miou']:.4f} over {result['instances']} instances "
+                        f"(fill-the-box {result['box_fill_miou']:.4f})")
+
+    return evaluate
+
+
+def _video_evaluation(args):
+    from mixqsam2.data.loaders import open_video_set
+    from mixqsam2.eval.videos import evaluate_videos
+
+    videos = open_video_set(args.data)
+
+    def evaluate(model, on_mask):
+        result = evaluate_videos(model, videos, args.memory, args.capacity, on_mask)
+        return result, f"J {result['J']:.4f}  F {result['F']:.4f}  J&F {result['JF']:.4f} over {result['objects']} objects"
+
+    return evaluate
 
 
 def _train_pico(args) -> None:
@@ -89,7 +117,7 @@ def _calibrate(args) -> None:
     budget_bits = args.budget_bits if args.budget_bits is not None else budget_bits_for_megabytes(model, args.budget_mb)
     config = CalibrationConfig(
         budget_bits=budget_bits, solver=args.solver, candidates=tuple(args.formats.split(",")),
-        block_size=args.block_size, observer=args.observer, wais=args.wais,
+        block_size=args.block_size, observer=args.observer, wais=args.wais, importance=args.importance,
         keep_fp16=tuple(pattern for fmt, pattern in args.keep), keep_first_last=args.keep_first_last,
     )
     config.validate()
@@ -97,7 +125,14 @@ def _calibrate(args) -> None:
     videos = open_video_set(args.videos)[: args.max_videos] if args.videos else []
     summary = {"images": len(images), "videos": len(videos), "max_frames": args.max_frames,
                "image_dir": str(args.images), "video_dir": str(args.videos) if args.videos else None}
-    plan = calibrate(model, make_forward_loop(images, videos, args.max_frames), config, args.model, summary)
+    sensitivity_loop = None
+    if args.importance == "measured":
+        summary["sensitivity"] = {"images": min(args.sensitivity_images, len(images)),
+                                  "videos": min(args.sensitivity_videos, len(videos))}
+        sensitivity_loop = make_forward_loop(images[: args.sensitivity_images], videos[: args.sensitivity_videos],
+                                             args.max_frames, progress=False)
+    plan = calibrate(model, make_forward_loop(images, videos, args.max_frames), config, args.model, summary,
+                     sensitivity_loop)
     plan.save(args.out)
     stem = Path(args.out).with_suffix("")
     write_report(plan, f"{stem}.md", f"{stem}.png")
@@ -147,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--keep", nargs=2, action="append", default=[], metavar=("FORMAT", "PATTERN"),
                      help="pin layers whose name matches PATTERN (regex) to FORMAT (fp16)")
     cal.add_argument("--keep-first-last", action="store_true", help="keep the first and last layer in fp16")
+    cal.add_argument("--importance", default="wais",
+                     help="layer weights: wais (the paper) or measured (output distortion per unit of noise in "
+                          "each layer; one pass of the sensitivity subset per layer)")
+    cal.add_argument("--sensitivity-images", type=positive_int, default=8, help="images measured per layer")
+    cal.add_argument("--sensitivity-videos", type=positive_int, default=2, help="videos measured per layer")
     cal.add_argument("--max-images", type=positive_int, default=32)
     cal.add_argument("--max-videos", type=positive_int, default=8)
     cal.add_argument("--max-frames", type=positive_int, default=16, help="frames per calibration video")
@@ -160,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_model_args(p)
         p.add_argument("--data", required=True, help="COCO-format folder (images) or DAVIS/SA-V folder (videos)")
         p.add_argument("--out", required=True, help="result JSON")
-        p.add_argument("--plan", help="precision plan: evaluate the fake-quantized model")
+        p.add_argument("--plan", help="precision plan: evaluate the fake-quantized model (and its agreement with "
+                                      "the unquantized one)")
         if kind == "videos":
             add_memory_args(p)
         p.set_defaults(run=_eval)

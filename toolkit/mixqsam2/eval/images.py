@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mixqsam2.data.loaders import CocoImages
+from mixqsam2.eval.agreement import MaskCallback
 from mixqsam2.eval.metrics import mask_iou
 from mixqsam2.memory.prompts import Prompt, clip_box
 
@@ -22,8 +23,10 @@ def _box_mask(box, shape) -> np.ndarray:
     return mask
 
 
-def evaluate_images(model, images: CocoImages) -> dict:
-    """``{"miou", "box_fill_miou", "instances", "per_image": {image_id: miou}}``."""
+def evaluate_images(model, images: CocoImages, on_mask: MaskCallback | None = None) -> dict:
+    """``{"miou", "box_fill_miou", "instances", "per_image": {image_id: miou}}``;
+    ``on_mask((image_id, object_id), mask)`` sees every predicted mask (see
+    :mod:`mixqsam2.eval.agreement`)."""
     from mixqsam2.memory.tracker import StreamingTracker
 
     tracker = StreamingTracker(model)
@@ -35,6 +38,8 @@ def evaluate_images(model, images: CocoImages) -> dict:
         prompts = {k: Prompt(box=clip_box(b, *rgb.shape[:2])) for k, b in sample.boxes.items()}
         pred = tracker.segment_image(rgb, prompts)
         scores = [mask_iou(pred[k], sample.masks[k]) for k in prompts]
+        for k in prompts if on_mask else ():
+            on_mask((str(sample.image_id), k), pred[k])
         fill_ious += [mask_iou(_box_mask(prompts[k].box, rgb.shape[:2]), sample.masks[k]) for k in prompts]
         ious += scores
         per_image[str(sample.image_id)] = float(np.mean(scores))

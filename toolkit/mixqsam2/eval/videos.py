@@ -12,11 +12,13 @@ import numpy as np
 from tqdm import tqdm
 
 from mixqsam2.data.loaders import VideoSample
+from mixqsam2.eval.agreement import MaskCallback
 from mixqsam2.eval.metrics import boundary_f, mask_iou, video_jf
 from mixqsam2.memory.prompts import Prompt
 
 
-def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: int | None = None) -> dict:
+def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: int | None = None,
+                   on_mask: MaskCallback | None = None) -> dict:
     from mixqsam2.memory.tracker import StreamingTracker
 
     tracker = StreamingTracker(model, memory=memory, capacity=capacity, num_frames=len(video.frame_paths))
@@ -24,6 +26,8 @@ def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: in
     scores: dict[int, list[tuple[float, float]]] = {k: [] for k in prompts}
     for index, (name, rgb) in enumerate(zip(video.frame_names, video.frames())):
         result = tracker.step(rgb, prompts if index == 0 else None)
+        for obj_id in prompts if on_mask else ():
+            on_mask((video.name, obj_id, name), result.masks[obj_id])
         gt = video.annotation(name)
         if gt is None:
             continue
@@ -38,13 +42,15 @@ def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: in
     }
 
 
-def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capacity: int | None = None) -> dict:
+def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capacity: int | None = None,
+                    on_mask: MaskCallback | None = None) -> dict:
     """``{"J", "F", "JF", "objects", "memory_bank_bytes" (peak), "latency_ms" (per stage, mean
-    per frame), "per_video": {name: {"J", "F", "JF", "per_object", ...}}}``."""
+    per frame), "per_video": {name: {"J", "F", "JF", "per_object", ...}}}``;
+    ``on_mask((video, object_id, frame), mask)`` sees every predicted mask of every frame."""
     capacity = model.num_maskmem - 1 if capacity is None else capacity
     per_video = {}
     for video in tqdm(videos, desc="eval videos", unit="video"):
-        per_video[video.name] = evaluate_video(model, video, memory, capacity)
+        per_video[video.name] = evaluate_video(model, video, memory, capacity, on_mask)
     objects = [s for v in per_video.values() for s in v["per_object"].values()]
     j = float(np.mean([s["J"] for s in objects]))
     f = float(np.mean([s["F"] for s in objects]))

@@ -32,6 +32,7 @@ from mixqsam2.quant.scores import format_error, wais_score
 
 QUANTIZED_PARTS = ("image_encoder.", "memory_attention.", "memory_encoder.", "sam_mask_decoder.")
 SOLVERS = {"ilp": solve_exact, "greedy": solve_greedy}
+IMPORTANCES = ("wais", "measured")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class CalibrationConfig:
     block_size: int = 128
     observer: str = "percentile"
     wais: str = "l2"  # "l2" (the paper) or "rms" (the reimplementation)
+    importance: str = "wais"  # layer weights of the objective: "wais" or "measured" (mixqsam2.quant.sensitivity)
     keep_fp16: tuple[str, ...] = ()  # regular expressions of layer names pinned to fp16
     keep_first_last: bool = False
 
@@ -52,6 +54,8 @@ class CalibrationConfig:
             raise UserInputError(f"unknown observer '{self.observer}'; use one of {', '.join(AMAX_METHODS)}")
         if self.wais not in ("l2", "rms"):
             raise UserInputError(f"unknown WAIS variant '{self.wais}'; use l2 or rms")
+        if self.importance not in IMPORTANCES:
+            raise UserInputError(f"unknown importance '{self.importance}'; use one of {', '.join(IMPORTANCES)}")
         if self.block_size < 1:
             raise UserInputError(f"block size must be positive, got {self.block_size}")
         for name in self.candidates:
@@ -131,11 +135,19 @@ def check_budget(layers: dict[str, nn.Module], formats: dict, config: Calibratio
     check_feasible(options, config.budget_bits)
 
 
-def layer_table(layers: dict[str, nn.Module], formats: dict, observers: dict, config: CalibrationConfig) -> list[dict]:
-    """Per layer: kind, params, WAIS score, amax, allowed formats with (bits, error), pin reason."""
-    raw = {name: wais_score(layer, observers[name], rms=config.wais == "rms") if observers[name].tokens else 0.0
-           for name, layer in layers.items()}
-    total = sum(raw.values()) or 1.0
+def _normalized(values: dict[str, float]) -> dict[str, float]:
+    total = sum(values.values()) or 1.0
+    return {name: value / total for name, value in values.items()}
+
+
+def layer_table(layers: dict[str, nn.Module], formats: dict, observers: dict, config: CalibrationConfig,
+                gains: dict[str, float] | None = None) -> list[dict]:
+    """Per layer: kind, params, WAIS, the importance the objective uses (``score``: WAIS, or
+    the measured ``gains`` when given; both normalized to sum 1), amax, allowed formats with
+    (bits, error), pin reason."""
+    wais = _normalized({name: wais_score(layer, observers[name], rms=config.wais == "rms") if observers[name].tokens
+                        else 0.0 for name, layer in layers.items()})
+    score = wais if gains is None else _normalized(gains)
     rows = []
     for name, layer in tqdm(layers.items(), desc="score layers", unit="layer"):
         kind, names, pin = formats[name]
@@ -146,8 +158,8 @@ def layer_table(layers: dict[str, nn.Module], formats: dict, observers: dict, co
                   format_error(layer, observer, get_format(fmt), amax[fmt], config.block_size) if observer.tokens else 0.0)
             for fmt in names
         }
-        rows.append({"name": name, "kind": kind, "params": layer.weight.numel(), "score": raw[name] / total,
-                     "amax": amax, "options": options, "pin": pin})
+        rows.append({"name": name, "kind": kind, "params": layer.weight.numel(), "score": score[name],
+                     "wais": wais[name], "amax": amax, "options": options, "pin": pin})
     return rows
 
 
@@ -171,7 +183,7 @@ def build_plan(rows: list[dict], choice: dict[str, str], config: CalibrationConf
         fmt = get_format(choice[r["name"]])
         layers[r["name"]] = {
             "kind": r["kind"], "params": r["params"], "format": fmt.name, "w_bits": fmt.w_bits, "a_bits": fmt.a_bits,
-            "block_size": config.block_size if fmt.blockwise else None, "score": r["score"],
+            "block_size": config.block_size if fmt.blockwise else None, "score": r["score"], "wais": r["wais"],
             "act_amax": r["amax"][fmt.name], "error": r["options"][fmt.name][1],
             "reason": r["pin"] or f"{config.solver} solver at {config.budget_bits:g} bits",
         }
@@ -188,8 +200,10 @@ def _jsonable(config: dict) -> dict:
 
 
 def calibrate(model: nn.Module, forward_loop: Callable, config: CalibrationConfig, model_name: str,
-              data_summary: dict | None = None) -> PrecisionPlan:
-    """Statistics, scores and allocation in one call; returns the plan (the model is unchanged)."""
+              data_summary: dict | None = None, sensitivity_loop: Callable | None = None) -> PrecisionPlan:
+    """Statistics, scores and allocation in one call; returns the plan (the model is unchanged).
+    With ``config.importance == "measured"`` the layer gains are measured on
+    ``sensitivity_loop`` (default: ``forward_loop``), one pass per layer."""
     config.validate()
     start = time.perf_counter()
     layers = target_layers(model)
@@ -198,13 +212,18 @@ def calibrate(model: nn.Module, forward_loop: Callable, config: CalibrationConfi
     observers = collect_statistics(layers, forward_loop, model)
     formats = pin_unreached(formats, observers)
     check_budget(layers, formats, config)
-    rows = layer_table(layers, formats, observers, config)
+    gains = None
+    if config.importance == "measured":
+        from mixqsam2.quant.sensitivity import measure_gains
+
+        gains = measure_gains(model, layers, sensitivity_loop or forward_loop)
+    rows = layer_table(layers, formats, observers, config, gains)
     choice = allocate(rows, config)
     summary = {**(data_summary or {}), "seconds": time.perf_counter() - start}
     return build_plan(rows, choice, config, model_name, state_dict_sha256(model), summary)
 
 
-def make_forward_loop(images: list, videos: list, max_frames: int | None = None) -> Callable:
+def make_forward_loop(images: list, videos: list, max_frames: int | None = None, progress: bool = True) -> Callable:
     """The calibration pass: GT-box prompts on ``images`` (ImageSample), first-frame mask
     prompts on ``videos`` (VideoSample, at most ``max_frames`` frames each)."""
     from mixqsam2.memory.prompts import Prompt, clip_box
@@ -212,11 +231,11 @@ def make_forward_loop(images: list, videos: list, max_frames: int | None = None)
 
     def forward_loop(model) -> None:
         tracker = StreamingTracker(model)
-        for sample in tqdm(images, desc="calibrate images", unit="img"):
+        for sample in tqdm(images, desc="calibrate images", unit="img", disable=not progress):
             if sample.boxes:
                 rgb = sample.rgb()
                 tracker.segment_image(rgb, {k: Prompt(box=clip_box(b, *rgb.shape[:2])) for k, b in sample.boxes.items()})
-        for video in tqdm(videos, desc="calibrate videos", unit="video"):
+        for video in tqdm(videos, desc="calibrate videos", unit="video", disable=not progress):
             tracker = StreamingTracker(model, num_frames=len(video.frame_paths))
             prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
             for index, rgb in enumerate(video.frames()):
