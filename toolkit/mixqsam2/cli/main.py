@@ -183,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pin layers whose name matches PATTERN (regex) to FORMAT (fp16)")
     cal.add_argument("--keep-first-last", action="store_true", help="keep the first and last layer in fp16")
     cal.add_argument("--importance", default="wais",
-                     help="layer weights: wais (the paper) or measured (output distortion per unit of noise in "
-                          "each layer; one pass of the sensitivity subset per layer)")
+                     help="objective: wais (WAIS x expected NSR, the default) or measured (output distortion "
+                          "with only that layer quantized; one pass of the sensitivity subset per layer and format)")
     cal.add_argument("--sensitivity-images", type=positive_int, default=8, help="images measured per layer")
     cal.add_argument("--sensitivity-videos", type=positive_int, default=2, help="videos measured per layer")
     cal.add_argument("--max-images", type=positive_int, default=32)

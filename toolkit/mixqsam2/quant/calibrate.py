@@ -43,7 +43,7 @@ class CalibrationConfig:
     block_size: int = 128
     observer: str = "percentile"
     wais: str = "l2"  # "l2" (the paper) or "rms" (the reimplementation)
-    importance: str = "wais"  # layer weights of the objective: "wais" or "measured" (mixqsam2.quant.sensitivity)
+    importance: str = "wais"  # the objective: "wais" (WAIS x NSR) or "measured" (mixqsam2.quant.sensitivity)
     keep_fp16: tuple[str, ...] = ()  # regular expressions of layer names pinned to fp16
     keep_first_last: bool = False
 
@@ -135,19 +135,12 @@ def check_budget(layers: dict[str, nn.Module], formats: dict, config: Calibratio
     check_feasible(options, config.budget_bits)
 
 
-def _normalized(values: dict[str, float]) -> dict[str, float]:
-    total = sum(values.values()) or 1.0
-    return {name: value / total for name, value in values.items()}
-
-
-def layer_table(layers: dict[str, nn.Module], formats: dict, observers: dict, config: CalibrationConfig,
-                gains: dict[str, float] | None = None) -> list[dict]:
-    """Per layer: kind, params, WAIS, the importance the objective uses (``score``: WAIS, or
-    the measured ``gains`` when given; both normalized to sum 1), amax, allowed formats with
-    (bits, error), pin reason."""
-    wais = _normalized({name: wais_score(layer, observers[name], rms=config.wais == "rms") if observers[name].tokens
-                        else 0.0 for name, layer in layers.items()})
-    score = wais if gains is None else _normalized(gains)
+def layer_table(layers: dict[str, nn.Module], formats: dict, observers: dict, config: CalibrationConfig) -> list[dict]:
+    """Per layer: kind, params, WAIS score (normalized to sum 1), the objective's layer
+    ``weight`` (the WAIS score), amax, allowed formats with (bits, expected NSR), pin reason."""
+    raw = {name: wais_score(layer, observers[name], rms=config.wais == "rms") if observers[name].tokens else 0.0
+           for name, layer in layers.items()}
+    total = sum(raw.values()) or 1.0
     rows = []
     for name, layer in tqdm(layers.items(), desc="score layers", unit="layer"):
         kind, names, pin = formats[name]
@@ -158,9 +151,21 @@ def layer_table(layers: dict[str, nn.Module], formats: dict, observers: dict, co
                   format_error(layer, observer, get_format(fmt), amax[fmt], config.block_size) if observer.tokens else 0.0)
             for fmt in names
         }
-        rows.append({"name": name, "kind": kind, "params": layer.weight.numel(), "score": score[name],
-                     "wais": wais[name], "amax": amax, "options": options, "pin": pin})
+        rows.append({"name": name, "kind": kind, "params": layer.weight.numel(), "score": raw[name] / total,
+                     "weight": raw[name] / total, "amax": amax, "options": options, "pin": pin})
     return rows
+
+
+def with_measured_errors(rows: list[dict], model: nn.Module, layers: dict[str, nn.Module], config: CalibrationConfig,
+                         sensitivity_loop: Callable) -> list[dict]:
+    """The rows with the objective replaced by the measured output distortion of each format
+    (:mod:`mixqsam2.quant.sensitivity`; layer weight 1)."""
+    from mixqsam2.quant.sensitivity import measure_format_errors
+
+    errors = measure_format_errors(model, layers, {r["name"]: r["amax"] for r in rows}, config.block_size,
+                                   sensitivity_loop)
+    return [{**r, "weight": 1.0, "options": {f: (bits, errors[r["name"]][f]) for f, (bits, _) in r["options"].items()}}
+            for r in rows]
 
 
 def _amax(observer: InputObserver, method: str, bits: int | None) -> float | None:
@@ -168,9 +173,9 @@ def _amax(observer: InputObserver, method: str, bits: int | None) -> float | Non
 
 
 def allocate(rows: list[dict], config: CalibrationConfig) -> dict[str, str]:
-    """Formats by the configured solver; the objective is sum_l score_l * error_l(format)."""
+    """Formats by the configured solver; the objective is sum_l weight_l * error_l(format)."""
     layers = [
-        LayerOptions(r["name"], r["params"], r["score"], {f: (b, r["score"] * e) for f, (b, e) in r["options"].items()})
+        LayerOptions(r["name"], r["params"], r["score"], {f: (b, r["weight"] * e) for f, (b, e) in r["options"].items()})
         for r in rows
     ]
     return SOLVERS[config.solver](layers, config.budget_bits)
@@ -183,7 +188,7 @@ def build_plan(rows: list[dict], choice: dict[str, str], config: CalibrationConf
         fmt = get_format(choice[r["name"]])
         layers[r["name"]] = {
             "kind": r["kind"], "params": r["params"], "format": fmt.name, "w_bits": fmt.w_bits, "a_bits": fmt.a_bits,
-            "block_size": config.block_size if fmt.blockwise else None, "score": r["score"], "wais": r["wais"],
+            "block_size": config.block_size if fmt.blockwise else None, "score": r["score"],
             "act_amax": r["amax"][fmt.name], "error": r["options"][fmt.name][1],
             "reason": r["pin"] or f"{config.solver} solver at {config.budget_bits:g} bits",
         }
@@ -202,8 +207,8 @@ def _jsonable(config: dict) -> dict:
 def calibrate(model: nn.Module, forward_loop: Callable, config: CalibrationConfig, model_name: str,
               data_summary: dict | None = None, sensitivity_loop: Callable | None = None) -> PrecisionPlan:
     """Statistics, scores and allocation in one call; returns the plan (the model is unchanged).
-    With ``config.importance == "measured"`` the layer gains are measured on
-    ``sensitivity_loop`` (default: ``forward_loop``), one pass per layer."""
+    With ``config.importance == "measured"`` each layer's formats are measured on
+    ``sensitivity_loop`` (default: ``forward_loop``), one pass per layer and format."""
     config.validate()
     start = time.perf_counter()
     layers = target_layers(model)
@@ -212,12 +217,9 @@ def calibrate(model: nn.Module, forward_loop: Callable, config: CalibrationConfi
     observers = collect_statistics(layers, forward_loop, model)
     formats = pin_unreached(formats, observers)
     check_budget(layers, formats, config)
-    gains = None
+    rows = layer_table(layers, formats, observers, config)
     if config.importance == "measured":
-        from mixqsam2.quant.sensitivity import measure_gains
-
-        gains = measure_gains(model, layers, sensitivity_loop or forward_loop)
-    rows = layer_table(layers, formats, observers, config, gains)
+        rows = with_measured_errors(rows, model, layers, config, sensitivity_loop or forward_loop)
     choice = allocate(rows, config)
     summary = {**(data_summary or {}), "seconds": time.perf_counter() - start}
     return build_plan(rows, choice, config, model_name, state_dict_sha256(model), summary)

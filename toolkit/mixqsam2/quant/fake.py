@@ -16,6 +16,8 @@ tensor([ 1., -1.,  0.])
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -60,10 +62,11 @@ class TensorQuantizer(nn.Module):
         return f"{self.bits} bit, {self.axis}{block}{amax}"
 
 
-def quantize_layer(layer: nn.Module, fmt: QuantFormat, act_amax: float | None, block_size: int) -> None:
-    """Fake-quantize ``layer`` in place: its weight now, its input on every call."""
+def quantize_layer(layer: nn.Module, fmt: QuantFormat, act_amax: float | None, block_size: int):
+    """Fake-quantize ``layer`` in place: its weight now, its input on every call. Returns the
+    input hook's handle (None for fp32, which changes nothing)."""
     if fmt.name == "fp32":
-        return
+        return None
     weight = layer.weight.data
     if fmt.w_bits is None:
         layer.weight_quantizer = TensorQuantizer(None, "per-tensor")
@@ -78,7 +81,21 @@ def quantize_layer(layer: nn.Module, fmt: QuantFormat, act_amax: float | None, b
         layer.input_quantizer = TensorQuantizer(None, "per-tensor")
     else:
         layer.input_quantizer = TensorQuantizer(fmt.a_bits, "per-tensor", amax=act_amax)
-    layer.register_forward_pre_hook(lambda module, args: (module.input_quantizer(args[0]), *args[1:]))
+    return layer.register_forward_pre_hook(lambda module, args: (module.input_quantizer(args[0]), *args[1:]))
+
+
+@contextmanager
+def layer_quantized(layer: nn.Module, fmt: QuantFormat, act_amax: float | None, block_size: int):
+    """``layer`` fake-quantized inside the ``with`` block and exactly as before after it."""
+    weight = layer.weight.data.clone()
+    handle = quantize_layer(layer, fmt, act_amax, block_size)
+    try:
+        yield layer
+    finally:
+        layer.weight.data = weight
+        if handle is not None:
+            handle.remove()
+            del layer.weight_quantizer, layer.input_quantizer
 
 
 def quant_summary(model: nn.Module) -> str:

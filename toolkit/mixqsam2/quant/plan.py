@@ -2,9 +2,9 @@
 
 It is the contract between calibration, export and TensorRT, written as JSON (atomically).
 Per layer (module name as in the PyTorch model): ``kind`` (linear|conv), ``params``,
-``format``, ``w_bits``, ``a_bits``, ``block_size`` (int4), ``score`` (the importance the
-allocator used: WAIS, or the measured gain), ``wais``, ``act_amax``
-(int8), ``error`` (expected NSR of the chosen format), ``reason``. Plus the model name and
+``format``, ``w_bits``, ``a_bits``, ``block_size`` (int4), ``score`` (WAIS), ``act_amax``
+(int8), ``error`` (of the chosen format: the expected NSR, or with ``--importance measured``
+the measured output distortion), ``reason``. Plus the model name and
 state-dict hash, the budget, the achieved effective bits, the solver and a calibration
 summary. Applying a plan to a model whose layers or weights differ fails with a clear message.
 

@@ -17,13 +17,14 @@ from mixqsam2.quant.plan import PrecisionPlan
 FORMAT_COLORS = {"fp32": "#444444", "fp16": "#4c72b0", "int8": "#55a868", "int4": "#dd8452"}
 
 
-def importance_label(plan: PrecisionPlan) -> str:
-    """What the plan's ``score`` is: WAIS, or the measured gain."""
-    return {"measured": "measured gain"}.get(plan.calibration.get("config", {}).get("importance"), "WAIS")
+def error_label(plan: PrecisionPlan) -> str:
+    """What the plan's ``error`` is: the expected NSR, or the measured output distortion."""
+    measured = plan.calibration.get("config", {}).get("importance") == "measured"
+    return "measured distortion" if measured else "expected NSR"
 
 
 def markdown_table(plan: PrecisionPlan) -> str:
-    lines = [f"| layer | kind | params | format | {importance_label(plan)} | expected NSR | act amax | reason |",
+    lines = [f"| layer | kind | params | format | WAIS | {error_label(plan)} | act amax | reason |",
              "|---|---|---|---|---|---|---|---|"]
     for name, layer in plan.layers.items():
         amax = f"{layer['act_amax']:.3f}" if layer.get("act_amax") is not None else "-"
@@ -56,7 +57,7 @@ def _chart(plan: PrecisionPlan, path: str | Path) -> None:
         if score <= 0:
             bar.set_hatch("///")
             bar.set_alpha(0.4)
-    ax.set(yscale="log", xlabel="layer (network order)", ylabel=f"{importance_label(plan)} (normalized)",
+    ax.set(yscale="log", xlabel="layer (network order)", ylabel="WAIS score (normalized)",
            title=f"{plan.model}: {plan.effective_bits:.2f} effective bits ({plan.solver})")
     parts = sorted({n.split(".")[0] for n in names}, key=lambda p: names.index(next(n for n in names if n.startswith(p))))
     for part in parts:

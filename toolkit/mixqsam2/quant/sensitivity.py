@@ -1,38 +1,43 @@
-"""Measured sensitivity: how far the model's outputs move per unit of noise in one layer.
+"""Measured sensitivity: how far the model's outputs move when one layer is quantized.
 
-The paper weighs layers by WAIS, a statistic of the layer alone. A layer's real importance
-is how much of its error reaches the masks, through everything downstream of it (and, in
-video, through the memories it helps write). :func:`measure_gains` measures that directly:
+The paper weighs layers by WAIS, a statistic of the layer alone, and our default multiplies
+it by each format's expected noise-to-signal ratio. A layer's real cost is how much of its
+error reaches the masks, through everything downstream of it (and, in video, through the
+memories it helps write). :func:`measure_format_errors` measures that directly:
 
-1. ``forward_loop(model)`` runs once clean while a hook records every call of the mask
-   decoder: the mask probabilities (sigmoid of its logits), the predicted IoUs and the
-   object-score probability.
-2. For each layer it runs again with seeded Gaussian noise added to that layer's output,
-   at a noise-to-signal ratio ``nsr`` (noise variance = ``nsr`` x the output's mean
-   square, per call). The distortion D_l is the mean squared difference from the clean
-   run, summed over the three outputs; video clips run through the tracker, so a disturbed
-   mask also disturbs the memory written from it.
-3. The gain is G_l = D_l / nsr.
+1. ``forward_loop(model)`` runs once unquantized while every call of the mask decoder's
+   ``predict_masks`` is recorded: the probabilities (sigmoid of the logits) of all its
+   masks, the predicted IoUs and the object-score probability. These are the raw
+   predictions, before sam2 picks one mask or gates an absent object: those are thresholds
+   that the smallest change (even fp16 rounding) flips on borderline cases, and a flip is
+   as likely under one format as under another, so it would only add noise.
+2. For each layer and candidate format it runs again with only that layer fake-quantized.
+   The distortion D_l(f) is the mean squared difference from the unquantized run per
+   decoder call, summed over the three outputs. Video clips run through the tracker, so a
+   changed mask also changes the memory written from it.
 
-To first order a format that leaves noise-to-signal ratio NSR_l(f) at the layer's output
-(:func:`mixqsam2.quant.scores.format_error`) costs G_l x NSR_l(f), and the costs of
-different layers add. ``calibrate --importance measured`` therefore minimizes
-sum_l G_l x NSR_l(f_l), the expected output distortion of the whole plan, in place of
-sum_l WAIS_l x NSR_l(f_l). It costs one pass of the sensitivity data per layer.
+``calibrate --importance measured`` minimizes sum_l D_l(f_l), the plan's output
+distortion under the assumption that the layers' effects add (first order), in place of
+sum_l WAIS_l x NSR_l(f_l). fp16 costs 0: it is the reference every format is weighed
+against (TensorRT runs the unquantized layers in fp16). The price is one pass of the
+sensitivity data per layer and non-fp16 format.
 
 >>> import torch
 >>> from torch import nn
->>> class Toy(nn.Module):  # two layers feeding a stand-in "mask decoder"
+>>> class Decoder(nn.Module):  # stands in for sam2's mask decoder
+...     def predict_masks(self, y):
+...         return y, y[:, :1], None, y[:, :1]
+>>> class Toy(nn.Module):  # two layers feeding the decoder
 ...     def __init__(self):
 ...         super().__init__()
 ...         self.big, self.small = nn.Linear(4, 4), nn.Linear(4, 4)
-...         self.sam_mask_decoder = nn.Identity()
+...         self.sam_mask_decoder = Decoder()
 ...     def forward(self, x):
-...         y = self.big(x) + 0.01 * self.small(x)
-...         return self.sam_mask_decoder((y, y[:, :1], y[:, :1], y[:, :1]))
->>> toy = Toy()
->>> gains = measure_gains(toy, {"big": toy.big, "small": toy.small}, lambda m: m(torch.randn(64, 4, generator=torch.Generator().manual_seed(0))))
->>> gains["big"] > 100 * gains["small"]
+...         return self.sam_mask_decoder.predict_masks(self.big(x) + 0.01 * self.small(x))
+>>> toy, x = Toy(), torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+>>> errors = measure_format_errors(toy, {"big": toy.big, "small": toy.small},
+...                                {"big": {"int8": 3.0}, "small": {"int8": 3.0}}, 128, lambda m: m(x))
+>>> errors["big"]["int8"] > 100 * errors["small"]["int8"]
 True
 """
 
@@ -46,7 +51,7 @@ from tqdm import tqdm
 
 
 class OutputDistortion:
-    """How far a model's mask-decoder outputs move from a reference run of ``forward_loop``.
+    """How far a model's raw mask-decoder predictions move from a reference run of ``forward_loop``.
 
     Built once on the reference model (its outputs are recorded, in call order);
     :meth:`measure` runs ``forward_loop`` on a perturbed model (the same model with a hook,
@@ -67,14 +72,28 @@ class OutputDistortion:
         return (torch.sigmoid(masks.detach().float()), ious.detach().float(), torch.sigmoid(object_scores.detach().float()))
 
     def _run(self, model: nn.Module, consume: Callable) -> None:
-        handle = model.sam_mask_decoder.register_forward_hook(lambda module, args, output: consume(self._outputs(output)))
+        decoder = model.sam_mask_decoder
+        predict_masks = decoder.predict_masks
+
+        def recorded(*args, **kwargs):
+            output = predict_masks(*args, **kwargs)
+            consume(self._outputs(output))
+            return output
+
+        decoder.predict_masks = recorded  # an instance attribute over the class's method
         try:
             with torch.no_grad():
                 self.forward_loop(model)
         finally:
-            handle.remove()
+            del decoder.predict_masks
 
     def measure(self, model: nn.Module) -> float:
+        """The mean over decoder calls of :meth:`per_call`."""
+        errors = self.per_call(model)
+        return sum(errors) / len(errors)
+
+    def per_call(self, model: nn.Module) -> list[float]:
+        """The squared difference from the reference, call by call."""
         errors: list[float] = []
 
         def compare(outputs) -> None:
@@ -85,30 +104,20 @@ class OutputDistortion:
         self._run(model, compare)
         if len(errors) != len(self.reference):
             raise RuntimeError("the perturbed run called the mask decoder fewer times than the reference run")
-        return sum(errors) / len(errors)
+        return errors
 
 
-def _noise_hook(nsr: float, seed: int):
-    generator: dict[torch.device, torch.Generator] = {}
+def measure_format_errors(model: nn.Module, layers: dict[str, nn.Module], candidates: dict[str, dict[str, float | None]],
+                          block_size: int, forward_loop: Callable) -> dict[str, dict[str, float]]:
+    """D_l(f) for every layer and every candidate format but fp16/fp32 (those cost 0);
+    ``candidates[name]`` maps a format name to its activation amax. The model is left as it was."""
+    from mixqsam2.quant.fake import layer_quantized
+    from mixqsam2.quant.formats import get_format
 
-    def hook(module, args, output: torch.Tensor) -> torch.Tensor:
-        if output.device not in generator:
-            generator[output.device] = torch.Generator(device=output.device).manual_seed(seed)
-        noise = torch.randn(output.shape, generator=generator[output.device], device=output.device, dtype=output.dtype)
-        return output + noise * torch.sqrt(nsr * output.detach().pow(2).mean())
-
-    return hook
-
-
-def measure_gains(model: nn.Module, layers: dict[str, nn.Module], forward_loop: Callable, nsr: float = 1e-3,
-                  seed: int = 0) -> dict[str, float]:
-    """G_l per layer name (see the module docstring); the model is left unchanged."""
     distortion = OutputDistortion(model, forward_loop)
-    gains = {}
-    for index, (name, layer) in enumerate(tqdm(layers.items(), desc="measure sensitivity", unit="layer")):
-        noise = layer.register_forward_hook(_noise_hook(nsr, seed + index))
-        try:
-            gains[name] = distortion.measure(model) / nsr
-        finally:
-            noise.remove()
-    return gains
+    measured = [(name, fmt) for name in layers for fmt in candidates[name] if fmt not in ("fp16", "fp32")]
+    errors = {name: {fmt: 0.0 for fmt in candidates[name]} for name in layers}
+    for name, fmt in tqdm(measured, desc="measure layer errors", unit="pass"):
+        with layer_quantized(layers[name], get_format(fmt), candidates[name][fmt], block_size):
+            errors[name][fmt] = distortion.measure(model)
+    return errors
