@@ -1,15 +1,19 @@
-"""Accuracy retention of mixed-precision plans: ours (exact ILP; WAIS or measured importance)
-vs the paper's greedy, random allocation, uniform formats and NVIDIA ModelOpt's
+"""Accuracy retention of mixed-precision plans: ours (exact ILP; WAIS x expected NSR, or the
+measured per-layer distortion) vs the paper's greedy, random allocation, uniform formats and NVIDIA ModelOpt's
 ``auto_quantize`` (same formats, budget and calibration data; loss against ground truth), on
 held-out generated images and videos.
 
 Calibration statistics are collected once (32 images + 4 videos x 16 frames, seeds 8101/8102)
-and every method allocates from them (the measured importance uses the first 8 images and 2
+and every method allocates from them (the measured objective uses the first 8 images and 2
 videos x 8 frames of them); each plan is applied as fake quantization and evaluated on
 held-out data (seeds 9101/9102: box mIoU on images, J&F on videos). Retention is quantized /
 FP32. Agreement is the mask IoU between the quantized and the FP32 model's masks on the same
 prompts (:mod:`mixqsam2.eval.agreement`): what quantization changed, without the model's own
-errors. Ours is compared with every other method by paired bootstrap over the held-out units
+errors. Distortion is the mean squared change of the mask decoder's raw predictions on the
+held-out images (:class:`mixqsam2.quant.sensitivity.OutputDistortion`, x 1e4): the smooth
+part of that change, without the threshold flips (object present or not, which of the
+masks) that make mask metrics jump. "fp16" is every layer in fp16, TensorRT's floor. Ours
+is compared with every other method by paired bootstrap over the held-out units
 (95 % intervals of the difference). Budgets are effective weight bits; a budget below what
 TensorRT's rules allow for this model is reported as infeasible with its minimum. Research
 mode repeats the paper's setting: candidates {w3a3, w4a4, w5a5} at 4 bits and {w5a5, w6a6,
@@ -73,28 +77,31 @@ def evaluate(model, plan, sets, reference) -> dict:
 
 
 def evaluate_model(model, sets, reference=None) -> dict:
-    """Scores with their per-unit values; ``reference`` (FP32 masks: images, videos) adds
-    agreement, and without it the masks are recorded into a new reference."""
+    """Scores with their per-unit values; ``reference`` (FP32 masks of images and videos, and
+    the FP32 :class:`OutputDistortion` on the images) adds agreement and distortion; without
+    it the masks are recorded (``"reference"``)."""
     from mixqsam2.eval.agreement import AgreementScore, ReferenceMasks
     from mixqsam2.eval.images import evaluate_images
     from mixqsam2.eval.videos import evaluate_videos
 
     recording = reference is None
-    reference = reference or (ReferenceMasks(), ReferenceMasks())
-    on_image, on_video = ((r.record for r in reference) if recording else (AgreementScore(r) for r in reference))
+    masks = (ReferenceMasks(), ReferenceMasks()) if recording else reference[:2]
+    on_image, on_video = ((r.record for r in masks) if recording else (AgreementScore(r) for r in masks))
     images = evaluate_images(model, sets["eval_images"], on_image)
     videos = evaluate_videos(model, sets["eval_videos"], on_mask=on_video)
     result = {"miou": images["miou"], "jf": videos["JF"], "per_image": images["per_image"],
               "per_object": {f"{v}/{o}": (s["J"] + s["F"]) / 2 for v, r in videos["per_video"].items()
                              for o, s in r["per_object"].items()}}
     if recording:
-        return {**result, "reference": reference}
+        return {**result, "reference": masks}
+    distortion = {str(call): 1e4 * error for call, error in enumerate(reference[2].per_call(model))}
     return {**result, "agreement_images": on_image.mean(), "agreement_videos": on_video.mean(),
-            "agreement_per_image": on_image.per_unit(), "agreement_per_video": on_video.per_unit()}
+            "agreement_per_image": on_image.per_unit(), "agreement_per_video": on_video.per_unit(),
+            "distortion": float(np.mean(list(distortion.values()))), "distortion_per_call": distortion}
 
 
 COMPARED = (("miou", "per_image"), ("jf", "per_object"), ("agreement_images", "agreement_per_image"),
-            ("agreement_videos", "agreement_per_video"))
+            ("agreement_videos", "agreement_per_video"), ("distortion", "distortion_per_call"))
 
 
 def mean_run(runs: list[dict]) -> dict:
@@ -103,10 +110,15 @@ def mean_run(runs: list[dict]) -> dict:
 
 
 def compare(ours: dict, other: dict) -> dict:
-    """Paired bootstrap of ours - other on each metric, in points (x100)."""
+    """Paired bootstrap of ours - other on each metric: points (x100) for the scores, the
+    distortion as it is (lower is better)."""
     from mixqsam2.eval.paired import paired_difference
 
-    return {metric: {k: 100 * v if k != "units" else v for k, v in paired_difference(ours[units], other[units]).items()}
+    def scale(metric):
+        return 1.0 if metric == "distortion" else 100.0
+
+    return {metric: {k: scale(metric) * v if k != "units" else v
+                     for k, v in paired_difference(ours[units], other[units]).items()}
             for metric, units in COMPARED}
 
 
@@ -134,16 +146,17 @@ def main(argv=None) -> int:
     from mixqsam2.fileio import write_bytes_atomic, write_json_atomic
     from mixqsam2.models import build_model
     from mixqsam2.quant.calibrate import (CalibrationConfig, allocate, build_plan, check_budget, collect_statistics,
-                                          layer_formats, layer_table, make_forward_loop, target_layers)
+                                          layer_formats, layer_table, make_forward_loop, target_layers,
+                                          with_measured_errors)
     from mixqsam2.quant.plan import state_dict_sha256
-    from mixqsam2.quant.sensitivity import measure_gains
+    from mixqsam2.quant.sensitivity import OutputDistortion
 
     out = Path(args.out)
     sets = data(out.parent / "data", args)
     model = build_model(args.model, args.checkpoint)
     sha = state_dict_sha256(model)
     fp32 = evaluate_model(model, sets)
-    reference = fp32.pop("reference")
+    reference = (*fp32.pop("reference"), OutputDistortion(model, make_forward_loop(sets["eval_images"], [], progress=False)))
     result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "model": args.model,
               "block_size": args.block_size, "eval": {"images": args.eval_images, "videos": args.eval_videos,
                                                       "frames": args.eval_frames},
@@ -158,7 +171,8 @@ def main(argv=None) -> int:
                                      "jf_retention": scores["jf"] / fp32["jf"]}
         write_json_atomic(out, result)
         print(f"{key:<28} bits {bits:5.2f}  retention mIoU {run['miou_retention']:.4f} J&F {run['jf_retention']:.4f}"
-              f"  agreement images {run['agreement_images']:.4f} videos {run['agreement_videos']:.4f}", flush=True)
+              f"  agreement images {run['agreement_images']:.4f} videos {run['agreement_videos']:.4f}"
+              f"  distortion {run['distortion']:.3f}", flush=True)
         return run
 
     calib_loop = make_forward_loop(sets["calib_images"], sets["calib_videos"])
@@ -174,14 +188,13 @@ def main(argv=None) -> int:
     formats, observers, stat_seconds = statistics(deployable)
     config = CalibrationConfig(budget_bits=16, candidates=deployable, block_size=args.block_size)
     start = time.perf_counter()
-    gains = measure_gains(model, layers, make_forward_loop(sets["calib_images"][:8], sets["calib_videos"][:2], 8,
-                                                           progress=False))
-    gain_seconds = time.perf_counter() - start
-    importance = {"wais": (layer_table(layers, formats, observers, config), stat_seconds),
-                  "measured": (layer_table(layers, formats, observers, config, gains), stat_seconds + gain_seconds)}
-    rows = importance["wais"][0]
+    rows = layer_table(layers, formats, observers, config)
+    sensitivity_loop = make_forward_loop(sets["calib_images"][:8], sets["calib_videos"][:2], 8, progress=False)
+    measured_rows = with_measured_errors(rows, model, layers, config, sensitivity_loop)
+    measure_seconds = time.perf_counter() - start
+    importance = {"wais": (rows, stat_seconds), "measured": (measured_rows, stat_seconds + measure_seconds)}
     modelopt_batches = modelopt_baseline.batches(sets["calib_images"], sets["calib_videos"], model.image_size, 16)
-    result.update(statistics_seconds=stat_seconds, sensitivity_seconds=gain_seconds, gains=gains)
+    result.update(statistics_seconds=stat_seconds, sensitivity_seconds=measure_seconds)
     for budget in [float(b) for b in args.budgets.split(",")]:
         try:
             check_budget(layers, formats, CalibrationConfig(budget_bits=budget, candidates=deployable,
@@ -221,7 +234,8 @@ def main(argv=None) -> int:
                                                  for other, run in runs.items() if other != "ours"}
         write_json_atomic(out, result)
     uniform = CalibrationConfig(budget_bits=16, candidates=deployable, block_size=args.block_size, solver="uniform")
-    for name, preferred in (("uniform-int8", ["int8", "fp16"]), ("uniform-int4+int8", ["int4", "int8", "fp16"])):
+    for name, preferred in (("fp16", ["fp16"]), ("uniform-int8", ["int8", "fp16"]),
+                            ("uniform-int4+int8", ["int4", "int8", "fp16"])):
         record(name, build_plan(rows, uniform_choice(rows, preferred), uniform, args.model, sha, {}), stat_seconds)
     for label, candidates, budget, uniform_format in (("avg-4", ("w3a3", "w4a4", "w5a5"), 4.0, "w4a4"),
                                                       ("avg-6", ("w5a5", "w6a6", "w7a7"), 6.0, "w6a6")):
@@ -243,17 +257,18 @@ def main(argv=None) -> int:
 def markdown(result: dict) -> str:
     """Retention and agreement per run, then ours - every other method with 95 % intervals."""
     lines = [f"FP32: box mIoU {result['fp32']['miou']:.4f}, J&F {result['fp32']['jf']:.4f}", "",
-             "| run | eff. bits | mIoU retention | J&F retention | agreement images | agreement videos | calib s |",
-             "|---|---|---|---|---|---|---|"]
+             "| run | eff. bits | mIoU retention | J&F retention | agreement images | agreement videos | "
+             "distortion (1e-4) | calib s |",
+             "|---|---|---|---|---|---|---|---|"]
     for key, run in result["runs"].items():
         if "error" in run:
-            lines.append(f"| {key} | {run['error']} | | | | | |")
+            lines.append(f"| {key} | {run['error']} | | | | | | |")
             continue
         lines.append(f"| {key} | {run['effective_bits']:.2f} | {100 * run['miou_retention']:.2f} % | "
                      f"{100 * run['jf_retention']:.2f} % | {run['agreement_images']:.4f} | "
-                     f"{run['agreement_videos']:.4f} | {run['calib_seconds']:.1f} |")
-    lines += ["", "| budget | comparison | mIoU pts | J&F pts | agreement images pts | agreement videos pts |",
-              "|---|---|---|---|---|---|"]
+                     f"{run['agreement_videos']:.4f} | {run['distortion']:.3f} | {run['calib_seconds']:.1f} |")
+    lines += ["", "| budget | comparison | mIoU pts | J&F pts | agreement images pts | agreement videos pts | "
+              "distortion (lower is better) |", "|---|---|---|---|---|---|---|"]
     for budget, comparisons in result["comparisons"].items():
         for name, metrics in comparisons.items():
             cells = [f"{m['mean']:+.2f} [{m['low']:+.2f}, {m['high']:+.2f}]" for m in metrics.values()]

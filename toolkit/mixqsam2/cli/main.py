@@ -104,40 +104,55 @@ def _calibrate(args) -> None:
     from mixqsam2.models import build_model
     from mixqsam2.quant.calibrate import (CalibrationConfig, budget_bits_for_megabytes, calibrate, format_counts,
                                           make_forward_loop)
+    from mixqsam2.quant.recipe import Recipe
     from mixqsam2.quant.report import write_report
 
     ensure_writable_parent(args.out)
     for fmt, pattern in args.keep:
         if fmt != "fp16":
             raise UserInputError(f"--keep supports fp16 only, got {fmt}")
-    for folder in filter(None, (args.images, args.videos)):
+    recipe = Recipe.load(args.recipe) if args.recipe else Recipe()
+    s = recipe.settings({**vars(args), "keep_fp16": tuple(pattern for _, pattern in args.keep)})
+    _check_calibration_settings(s, recipe)
+    folders = recipe.data_folders(s)
+    if folders["images"] is None:
+        raise UserInputError("no calibration images: give --images DIR (or a recipe with images or synth-images)")
+    for folder in filter(None, folders.values()):
         if not Path(folder).is_dir():
             raise UserInputError(f"data folder not found: {folder}")
-    model = build_model(args.model, args.checkpoint)
-    budget_bits = args.budget_bits if args.budget_bits is not None else budget_bits_for_megabytes(model, args.budget_mb)
+    model = build_model(s["model"], s["checkpoint"])
+    budget_bits = s["budget_bits"] if s["budget_bits"] is not None else budget_bits_for_megabytes(model, s["budget_mb"])
     config = CalibrationConfig(
-        budget_bits=budget_bits, solver=args.solver, candidates=tuple(args.formats.split(",")),
-        block_size=args.block_size, observer=args.observer, wais=args.wais, importance=args.importance,
-        keep_fp16=tuple(pattern for fmt, pattern in args.keep), keep_first_last=args.keep_first_last,
+        budget_bits=budget_bits, solver=s["solver"], candidates=s["formats"], block_size=s["block_size"],
+        observer=s["observer"], wais=s["wais"], importance=s["importance"], keep_fp16=s["keep_fp16"],
+        keep_first_last=s["keep_first_last"],
     )
     config.validate()
-    images = list(CocoImages.from_dir(args.images))[: args.max_images]
-    videos = open_video_set(args.videos)[: args.max_videos] if args.videos else []
-    summary = {"images": len(images), "videos": len(videos), "max_frames": args.max_frames,
-               "image_dir": str(args.images), "video_dir": str(args.videos) if args.videos else None}
+    images = list(CocoImages.from_dir(folders["images"]))[: s["max_images"]]
+    videos = open_video_set(folders["videos"])[: s["max_videos"]] if folders["videos"] else []
+    summary = {"recipe": recipe.name, "images": len(images), "videos": len(videos), "max_frames": s["max_frames"],
+               "image_dir": folders["images"], "video_dir": folders["videos"]}
     sensitivity_loop = None
-    if args.importance == "measured":
-        summary["sensitivity"] = {"images": min(args.sensitivity_images, len(images)),
-                                  "videos": min(args.sensitivity_videos, len(videos))}
-        sensitivity_loop = make_forward_loop(images[: args.sensitivity_images], videos[: args.sensitivity_videos],
-                                             args.max_frames, progress=False)
-    plan = calibrate(model, make_forward_loop(images, videos, args.max_frames), config, args.model, summary,
+    if s["importance"] == "measured":
+        subset = images[: s["sensitivity_images"]], videos[: s["sensitivity_videos"]]
+        summary["sensitivity"] = {"images": len(subset[0]), "videos": len(subset[1])}
+        sensitivity_loop = make_forward_loop(*subset, s["max_frames"], progress=False)
+    plan = calibrate(model, make_forward_loop(images, videos, s["max_frames"]), config, s["model"], summary,
                      sensitivity_loop)
     plan.save(args.out)
     stem = Path(args.out).with_suffix("")
     write_report(plan, f"{stem}.md", f"{stem}.png")
     print(f"{plan.effective_bits:.3f} effective bits (budget {plan.budget_bits:g}), {format_counts(plan)}, "
           f"{plan.calibration['seconds']:.1f} s; wrote {args.out}, {stem}.md, {stem}.png")
+
+
+def _check_calibration_settings(settings: dict, recipe) -> None:
+    if settings["model"] is None:
+        raise UserInputError("no model: give --model (or a recipe with model)")
+    budgets = [k for k in ("budget_bits", "budget_mb") if settings[k] is not None]
+    if len(budgets) != 1:
+        raise UserInputError(f"give exactly one budget, --budget-bits or --budget-mb (recipe {recipe.name!r} and "
+                             f"command line together give {len(budgets)})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,29 +182,32 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run saved in OUT.state")
     train.set_defaults(run=_train_pico)
 
-    cal = verbs.add_parser("calibrate", help="score layers and allocate formats under a bit budget -> PLAN.json")
-    add_model_args(cal)
-    cal.add_argument("--images", required=True, help="COCO-format folder (GT boxes prompt the model)")
+    cal = verbs.add_parser("calibrate", help="score layers and allocate formats under a bit budget -> PLAN.json",
+                           description="Options left out come from --recipe, then from the defaults shown.")
+    cal.add_argument("--recipe", help="YAML recipe (calib/recipes/): device budget, settings and data")
+    cal.add_argument("--model", help="pico (bundled) or an official config, e.g. sam2.1_hiera_t")
+    cal.add_argument("--checkpoint", help="sam2-format checkpoint ({'model': state_dict}); pico has a default")
+    cal.add_argument("--images", help="COCO-format folder (GT boxes prompt the model)")
     cal.add_argument("--videos", help="DAVIS/SA-V folder (first-frame masks; memory sees real memories)")
-    budget = cal.add_mutually_exclusive_group(required=True)
+    budget = cal.add_mutually_exclusive_group()
     budget.add_argument("--budget-bits", type=float, help="effective weight bits (parameter-weighted)")
     budget.add_argument("--budget-mb", type=float, help="weight megabytes (MiB) of the quantized layers")
-    cal.add_argument("--solver", default="ilp", help="ilp (exact) or greedy (the paper's)")
-    cal.add_argument("--formats", default="fp16,int8,int4", help="candidates; research: e.g. w3a3,w4a4,w5a5")
-    cal.add_argument("--block-size", type=positive_int, default=128, help="int4 block along the input dimension")
-    cal.add_argument("--observer", default="percentile", help="int8 activation range: max, percentile, mse")
-    cal.add_argument("--wais", default="l2", help="channel energy: l2 (paper) or rms")
+    cal.add_argument("--solver", help="ilp (exact, default) or greedy (the paper's)")
+    cal.add_argument("--formats", help="candidates (default fp16,int8,int4); research: e.g. w3a3,w4a4,w5a5")
+    cal.add_argument("--block-size", type=positive_int, help="int4 block along the input dimension (default 128)")
+    cal.add_argument("--observer", help="int8 activation range: max, percentile (default), mse")
+    cal.add_argument("--wais", help="channel energy: l2 (paper, default) or rms")
     cal.add_argument("--keep", nargs=2, action="append", default=[], metavar=("FORMAT", "PATTERN"),
-                     help="pin layers whose name matches PATTERN (regex) to FORMAT (fp16)")
-    cal.add_argument("--keep-first-last", action="store_true", help="keep the first and last layer in fp16")
-    cal.add_argument("--importance", default="wais",
+                     help="pin layers matching the regular expression PATTERN to FORMAT (fp16)")
+    cal.add_argument("--keep-first-last", action="store_true", default=None, help="keep the first and last layer in fp16")
+    cal.add_argument("--importance",
                      help="objective: wais (WAIS x expected NSR, the default) or measured (output distortion "
                           "with only that layer quantized; one pass of the sensitivity subset per layer and format)")
-    cal.add_argument("--sensitivity-images", type=positive_int, default=8, help="images measured per layer")
-    cal.add_argument("--sensitivity-videos", type=positive_int, default=2, help="videos measured per layer")
-    cal.add_argument("--max-images", type=positive_int, default=32)
-    cal.add_argument("--max-videos", type=positive_int, default=8)
-    cal.add_argument("--max-frames", type=positive_int, default=16, help="frames per calibration video")
+    cal.add_argument("--sensitivity-images", type=positive_int, help="images measured per layer (default 8)")
+    cal.add_argument("--sensitivity-videos", type=positive_int, help="videos measured per layer (default 2)")
+    cal.add_argument("--max-images", type=positive_int, help="default 32")
+    cal.add_argument("--max-videos", type=positive_int, help="default 8")
+    cal.add_argument("--max-frames", type=positive_int, help="frames per calibration video (default 16)")
     cal.add_argument("--out", required=True, help="PLAN.json (PLAN.md and PLAN.png are written beside it)")
     cal.set_defaults(run=_calibrate)
 
