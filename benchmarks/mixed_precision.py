@@ -230,8 +230,11 @@ def main(argv=None) -> int:
             record(f"random{seed}@{budget:g}", build_plan(rows, random_choice(rows, budget, seed), random_config,
                                                           args.model, sha, {}), stat_seconds)
             for seed in range(args.random_seeds)])
-        result["comparisons"][f"{budget:g}"] = {f"ours - {other}": compare(runs["ours"], run)
-                                                 for other, run in runs.items() if other != "ours"}
+        ours = ("ours", "ours-measured")
+        result["comparisons"][f"{budget:g}"] = {
+            f"{mine} - {other}": compare(runs[mine], runs[other])
+            for mine in ours for other in runs if other not in ours} | {
+            "ours-measured - ours": compare(runs["ours-measured"], runs["ours"])}
         write_json_atomic(out, result)
     uniform = CalibrationConfig(budget_bits=16, candidates=deployable, block_size=args.block_size, solver="uniform")
     for name, preferred in (("fp16", ["fp16"]), ("uniform-int8", ["int8", "fp16"]),
