@@ -78,8 +78,11 @@ def test_calibrate_from_a_recipe_with_generated_data(tmp_path, monkeypatch, caps
     (["--model", "pico", "--budget-bits", "6"], "no calibration images"),
     (["--images", "."], "no model"),
     (["--model", "pico", "--images", "."], "give exactly one budget"),
+    (["--model", "pico", "--images", ".", "--budget-bits", "6", "--device", "cuda:7"], "is not available"),
+    (["--model", "pico", "--images", ".", "--budget-bits", "6", "--device", "tpu"], "unknown device"),
+    (["--model", "pico", "--images", ".", "--budget-bits", "6", "--device", "meta"], "unsupported device"),
 ])
-def test_calibrate_needs_model_images_and_one_budget(argv, message, tmp_path, capsys):
+def test_calibrate_needs_model_images_one_budget_and_a_real_device(argv, message, tmp_path, capsys):
     assert main(["calibrate", *argv, "--out", str(tmp_path / "p.json")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()

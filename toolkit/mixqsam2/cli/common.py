@@ -42,3 +42,17 @@ def add_memory_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("memory bank")
     group.add_argument("--memory", default="fifo", choices=sorted(POLICIES), help="full-bank policy (fifo = SAM2)")
     group.add_argument("--capacity", type=positive_int, help="non-conditioning memories kept (default num_maskmem-1 = 6)")
+
+
+def check_device(name: str) -> None:
+    """A torch device this machine has (``cpu``, ``cuda``, ``cuda:1``, ...)."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserInputError(f"unknown device '{name}'; use cpu or cuda") from None
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        raise UserInputError(f"device '{name}' is not available on this machine")
+    if device.type not in ("cpu", "cuda"):
+        raise UserInputError(f"unsupported device '{name}'; use cpu or cuda")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from mixqsam2.cli.common import add_memory_args, add_model_args, positive_int, run_cli
+from mixqsam2.cli.common import add_memory_args, add_model_args, check_device, positive_int, run_cli
 from mixqsam2.errors import UserInputError
 from mixqsam2.train.config import TrainConfig
 
@@ -120,7 +120,8 @@ def _calibrate(args) -> None:
     for folder in filter(None, folders.values()):
         if not Path(folder).is_dir():
             raise UserInputError(f"data folder not found: {folder}")
-    model = build_model(s["model"], s["checkpoint"])
+    check_device(args.device)
+    model = build_model(s["model"], s["checkpoint"], device=args.device)
     budget_bits = s["budget_bits"] if s["budget_bits"] is not None else budget_bits_for_megabytes(model, s["budget_mb"])
     config = CalibrationConfig(
         budget_bits=budget_bits, solver=s["solver"], candidates=s["formats"], block_size=s["block_size"],
@@ -208,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--max-images", type=positive_int, help="default 32")
     cal.add_argument("--max-videos", type=positive_int, help="default 8")
     cal.add_argument("--max-frames", type=positive_int, help="frames per calibration video (default 16)")
+    cal.add_argument("--device", default="cpu", help="torch device for the calibration passes, e.g. cuda")
     cal.add_argument("--out", required=True, help="PLAN.json (PLAN.md and PLAN.png are written beside it)")
     cal.set_defaults(run=_calibrate)
 

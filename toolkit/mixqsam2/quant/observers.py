@@ -49,7 +49,7 @@ class InputObserver:
             self.hist = np.concatenate([self.hist.reshape(-1, 2).sum(1), np.zeros(BINS // 2)])
             self.range *= 2
         counts = torch.histc(values, bins=BINS, min=0.0, max=self.range)
-        self.hist += counts.double().numpy()
+        self.hist += counts.double().cpu().numpy()
 
     def channel_energy(self, rms: bool = False) -> torch.Tensor:
         """WAIS's A_j: sqrt(sum_n x_nj^2), or with ``rms`` sqrt(mean_n x_nj^2)."""
