@@ -93,7 +93,11 @@ def test_calibrate_cli_writes_plan_report_and_chart(image_set, video_set, tmp_pa
     assert (tmp_path / "plan.png").stat().st_size > 1000
     result = tmp_path / "r.json"
     assert main(["eval", "images", "--model", "pico", "--data", str(image_set), "--plan", str(out), "--out", str(result)]) == 0
-    assert json.loads(result.read_text())["plan"] == str(out)
+    evaluated = json.loads(result.read_text())
+    assert evaluated["plan"] == str(out)
+    assert 0.5 < evaluated["agreement_with_unquantized"] <= 1.0  # the plan moved the masks a little, if at all
+    assert main(["eval", "images", "--model", "pico", "--data", str(image_set), "--out", str(result)]) == 0
+    assert "agreement_with_unquantized" not in json.loads(result.read_text())  # nothing to agree with
 
 
 def test_budget_in_megabytes_is_met(image_set, video_set, tmp_path, pico):
