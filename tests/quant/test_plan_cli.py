@@ -144,3 +144,18 @@ def test_eval_with_a_missing_plan_is_one_line_exit_2(image_set, tmp_path, capsys
     code = main(["eval", "images", "--model", "pico", "--data", str(image_set), "--plan", str(tmp_path / "p.json"),
                  "--out", str(tmp_path / "r.json")])
     assert code == 2 and "plan not found" in capsys.readouterr().err
+
+
+def test_calibrate_cli_with_the_measured_objective(image_set, video_set, tmp_path):
+    out = tmp_path / "plan.json"
+    argv = ["calibrate", "--model", "pico", "--images", str(image_set), "--videos", str(video_set), "--max-frames", "3",
+            "--budget-bits", "14", "--block-size", "32", "--keep", "fp16", "^(image_encoder|memory_)",
+            "--importance", "measured", "--sensitivity-images", "1", "--sensitivity-videos", "1",
+            "--sensitivity-frames", "3", "--out", str(out)]
+    assert main(argv) == 0
+    plan = PrecisionPlan.load(out)
+    assert plan.calibration["sensitivity"] == {"images": 1, "videos": 1, "frames": 3}
+    assert plan.calibration["config"]["importance"] == "measured"
+    decoder = [layer for name, layer in plan.layers.items() if name.startswith("sam_mask_decoder")]
+    assert any(layer["format"] != "fp16" and layer["error"] > 0 for layer in decoder)  # measured, not modelled
+    assert "measured distortion" in (tmp_path / "plan.md").read_text()

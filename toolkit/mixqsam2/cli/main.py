@@ -136,8 +136,8 @@ def _calibrate(args) -> None:
     sensitivity_loop = None
     if s["importance"] == "measured":
         subset = images[: s["sensitivity_images"]], videos[: s["sensitivity_videos"]]
-        summary["sensitivity"] = {"images": len(subset[0]), "videos": len(subset[1])}
-        sensitivity_loop = make_forward_loop(*subset, s["max_frames"], progress=False)
+        summary["sensitivity"] = {"images": len(subset[0]), "videos": len(subset[1]), "frames": s["sensitivity_frames"]}
+        sensitivity_loop = make_forward_loop(*subset, s["sensitivity_frames"], progress=False)
     plan = calibrate(model, make_forward_loop(images, videos, s["max_frames"]), config, s["model"], summary,
                      sensitivity_loop)
     plan.save(args.out)
@@ -206,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "with only that layer quantized; one pass of the sensitivity subset per layer and format)")
     cal.add_argument("--sensitivity-images", type=positive_int, help="images measured per layer (default 8)")
     cal.add_argument("--sensitivity-videos", type=positive_int, help="videos measured per layer (default 2)")
+    cal.add_argument("--sensitivity-frames", type=positive_int, help="frames per measured video (default 8)")
     cal.add_argument("--max-images", type=positive_int, help="default 32")
     cal.add_argument("--max-videos", type=positive_int, help="default 8")
     cal.add_argument("--max-frames", type=positive_int, help="frames per calibration video (default 16)")
