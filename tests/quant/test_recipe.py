@@ -23,7 +23,8 @@ def test_shipped_recipes_are_valid(path):
     assert settings["model"] in model_names()
     assert (settings["budget_bits"] is None) != (settings["budget_mb"] is None)
     CalibrationConfig(budget_bits=settings["budget_bits"], solver=settings["solver"], candidates=settings["formats"],
-                      block_size=settings["block_size"], observer=settings["observer"]).validate()
+                      block_size=settings["block_size"], observer=settings["observer"],
+                      importance=settings["importance"]).validate()
 
 
 def test_there_is_a_runnable_default_and_device_profiles():
