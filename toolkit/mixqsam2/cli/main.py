@@ -99,7 +99,8 @@ def _train_pico(args) -> None:
 
 
 def _calibrate(args) -> None:
-    from mixqsam2.data.loaders import CocoImages, open_video_set
+    from dataclasses import replace
+
     from mixqsam2.fileio import ensure_writable_parent
     from mixqsam2.models import build_model
     from mixqsam2.quant.calibrate import (CalibrationConfig, budget_bits_for_megabytes, calibrate, format_counts,
@@ -108,31 +109,23 @@ def _calibrate(args) -> None:
     from mixqsam2.quant.report import write_report
 
     ensure_writable_parent(args.out)
+    check_device(args.device)
     for fmt, pattern in args.keep:
         if fmt != "fp16":
             raise UserInputError(f"--keep supports fp16 only, got {fmt}")
     recipe = Recipe.load(args.recipe) if args.recipe else Recipe()
     s = recipe.settings({**vars(args), "keep_fp16": tuple(pattern for _, pattern in args.keep)})
     _check_calibration_settings(s, recipe)
-    folders = recipe.data_folders(s)
-    if folders["images"] is None:
-        raise UserInputError("no calibration images: give --images DIR (or a recipe with images or synth-images)")
-    for folder in filter(None, folders.values()):
-        if not Path(folder).is_dir():
-            raise UserInputError(f"data folder not found: {folder}")
-    check_device(args.device)
-    model = build_model(s["model"], s["checkpoint"], device=args.device)
-    budget_bits = s["budget_bits"] if s["budget_bits"] is not None else budget_bits_for_megabytes(model, s["budget_mb"])
     config = CalibrationConfig(
-        budget_bits=budget_bits, solver=s["solver"], candidates=s["formats"], block_size=s["block_size"],
+        budget_bits=s["budget_bits"] or 0.0, solver=s["solver"], candidates=s["formats"], block_size=s["block_size"],
         observer=s["observer"], wais=s["wais"], importance=s["importance"], keep_fp16=s["keep_fp16"],
         keep_first_last=s["keep_first_last"],
     )
     config.validate()
-    images = list(CocoImages.from_dir(folders["images"]))[: s["max_images"]]
-    videos = open_video_set(folders["videos"])[: s["max_videos"]] if folders["videos"] else []
-    summary = {"recipe": recipe.name, "images": len(images), "videos": len(videos), "max_frames": s["max_frames"],
-               "image_dir": folders["images"], "video_dir": folders["videos"]}
+    images, videos, summary = _calibration_data(recipe, s)
+    model = build_model(s["model"], s["checkpoint"], device=args.device)
+    if s["budget_mb"] is not None:
+        config = replace(config, budget_bits=budget_bits_for_megabytes(model, s["budget_mb"]))
     sensitivity_loop = None
     if s["importance"] == "measured":
         subset = images[: s["sensitivity_images"]], videos[: s["sensitivity_videos"]]
@@ -145,6 +138,23 @@ def _calibrate(args) -> None:
     write_report(plan, f"{stem}.md", f"{stem}.png")
     print(f"{plan.effective_bits:.3f} effective bits (budget {plan.budget_bits:g}), {format_counts(plan)}, "
           f"{plan.calibration['seconds']:.1f} s; wrote {args.out}, {stem}.md, {stem}.png")
+
+
+def _calibration_data(recipe, settings: dict) -> tuple[list, list, dict]:
+    """Images, videos (the settings' folders or the recipe's generated sets) and their summary."""
+    from mixqsam2.data.loaders import CocoImages, open_video_set
+
+    folders = recipe.data_folders(settings)
+    if folders["images"] is None:
+        raise UserInputError("no calibration images: give --images DIR (or a recipe with images or synth-images)")
+    for folder in filter(None, folders.values()):
+        if not Path(folder).is_dir():
+            raise UserInputError(f"data folder not found: {folder}")
+    images = list(CocoImages.from_dir(folders["images"]))[: settings["max_images"]]
+    videos = open_video_set(folders["videos"])[: settings["max_videos"]] if folders["videos"] else []
+    summary = {"recipe": recipe.name, "images": len(images), "videos": len(videos), "max_frames": settings["max_frames"],
+               "image_dir": folders["images"], "video_dir": folders["videos"]}
+    return images, videos, summary
 
 
 def _check_calibration_settings(settings: dict, recipe) -> None:
