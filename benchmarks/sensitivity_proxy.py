@@ -10,7 +10,10 @@ rank correlation over the layers, with:
   noise-to-signal ratio at the layer's output);
 - NSR alone, and WAIS alone (what the paper's greedy ranks layers by).
 
-A scatter plot (measured vs WAIS x NSR, per format) is written next to the JSON.
+A scatter plot (measured vs WAIS x NSR, per format) is written next to the JSON. Then the
+additivity the measured objective assumes is checked: for the plans both objectives make at
+5, 6 and 8 bits, the sum of the plan's per-layer distortions against the distortion of the
+whole plan, measured on the same data.
 
     python benchmarks/sensitivity_proxy.py --out out/bench/sensitivity_proxy.json
 """
@@ -46,6 +49,26 @@ def correlations(points: list[dict]) -> dict:
     return {name: float(spearmanr(measured, values)[0]) for name, values in proxies.items()} | {"layers": len(points)}
 
 
+def additivity(model, rows: list[dict], measured: list[dict], args, sensitivity_loop) -> dict:
+    """Sum of the per-layer measured distortions of a plan vs the plan's own distortion."""
+    import copy
+
+    from mixqsam2.quant.calibrate import CalibrationConfig, allocate, build_plan
+    from mixqsam2.quant.plan import apply_plan, state_dict_sha256
+    from mixqsam2.quant.sensitivity import OutputDistortion
+
+    distortion, sha, checks = OutputDistortion(model, sensitivity_loop), state_dict_sha256(model), {}
+    errors = {r["name"]: {f: e for f, (_, e) in r["options"].items()} for r in measured}
+    for budget in (5.0, 6.0, 8.0):
+        for label, table in (("wais", rows), ("measured", measured)):
+            config = CalibrationConfig(budget_bits=budget, block_size=args.block_size, importance=label)
+            plan = build_plan(table, allocate(table, config), config, args.model, sha, {})
+            checks[f"{label}@{budget:g}"] = {
+                "sum_of_layers": sum(errors[name][layer["format"]] for name, layer in plan.layers.items()),
+                "whole_plan": distortion.measure(apply_plan(copy.deepcopy(model), plan))}
+    return checks
+
+
 def plot(points: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -79,22 +102,25 @@ def main(argv=None) -> int:
     config = CalibrationConfig(budget_bits=16, block_size=args.block_size)
     observers = collect_statistics(layers, make_forward_loop(sets["calib_images"], sets["calib_videos"]), model)
     rows = layer_table(layers, layer_formats(layers, config), observers, config)
+    sensitivity_loop = make_forward_loop(sets["calib_images"][:8], sets["calib_videos"][:2], 8, progress=False)
     start = time.perf_counter()
-    measured = with_measured_errors(rows, model, layers, config,
-                                    make_forward_loop(sets["calib_images"][:8], sets["calib_videos"][:2], 8, progress=False))
+    measured = with_measured_errors(rows, model, layers, config, sensitivity_loop)
     seconds = time.perf_counter() - start
     points = [{"layer": r["name"], "format": fmt, "wais": r["score"], "nsr": r["options"][fmt][1],
                "measured": m["options"][fmt][1]}
               for r, m in zip(rows, measured) for fmt in r["options"] if fmt in ("int8", "int4")]
     result = {"model": args.model, "block_size": args.block_size, "measure_seconds": seconds,
               "spearman": {fmt: correlations([p for p in points if p["format"] == fmt]) for fmt in ("int8", "int4")}
-              | {"all": correlations(points)}, "points": points}
+              | {"all": correlations(points)}, "additivity": additivity(model, rows, measured, args, sensitivity_loop),
+              "points": points}
     write_json_atomic(out, result)
     plot(points, out.with_suffix(".png"))
     print("| formats | layers | WAIS x NSR | NSR | WAIS |\n|---|---|---|---|---|")
     for fmt, c in result["spearman"].items():
         print(f"| {fmt} | {c['layers']} | {c['wais_x_nsr']:.2f} | {c['nsr']:.2f} | {c['wais']:.2f} |")
-    print(f"measured in {seconds:.0f} s")
+    print(f"measured in {seconds:.0f} s\n\n| plan | sum of per-layer distortions | whole plan |\n|---|---|---|")
+    for name, check in result["additivity"].items():
+        print(f"| {name} | {check['sum_of_layers']:.3g} | {check['whole_plan']:.3g} |")
     return 0
 
 
