@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mixqsam2.eval.agreement import AgreementScore, ReferenceMasks
+from mixqsam2.quant.sensitivity import OutputDistortion
 
 sys.path.insert(0, str(Path(__file__).parent))
 import modelopt_baseline  # noqa: E402
@@ -76,25 +79,41 @@ def evaluate(model, plan, sets, reference) -> dict:
     return evaluate_model(apply_plan(copy.deepcopy(model), plan), sets, reference)
 
 
-def evaluate_model(model, sets, reference=None) -> dict:
-    """Scores with their per-unit values; ``reference`` (FP32 masks of images and videos, and
-    the FP32 :class:`OutputDistortion` on the images) adds agreement and distortion; without
-    it the masks are recorded (``"reference"``)."""
-    from mixqsam2.eval.agreement import AgreementScore, ReferenceMasks
+@dataclass
+class Reference:
+    """What the FP32 model gives on the held-out sets, to measure the others against."""
+
+    image_masks: ReferenceMasks
+    video_masks: ReferenceMasks
+    distortion: OutputDistortion
+
+
+def ground_truth_scores(model, sets, on_image=None, on_video=None) -> dict:
+    """Ground-truth scores with their per-unit values (images; video objects)."""
     from mixqsam2.eval.images import evaluate_images
     from mixqsam2.eval.videos import evaluate_videos
 
-    recording = reference is None
-    masks = (ReferenceMasks(), ReferenceMasks()) if recording else reference[:2]
-    on_image, on_video = ((r.record for r in masks) if recording else (AgreementScore(r) for r in masks))
     images = evaluate_images(model, sets["eval_images"], on_image)
     videos = evaluate_videos(model, sets["eval_videos"], on_mask=on_video)
-    result = {"miou": images["miou"], "jf": videos["JF"], "per_image": images["per_image"],
-              "per_object": {f"{v}/{o}": (s["J"] + s["F"]) / 2 for v, r in videos["per_video"].items()
-                             for o, s in r["per_object"].items()}}
-    if recording:
-        return {**result, "reference": masks}
-    distortion = {str(call): 1e4 * error for call, error in enumerate(reference[2].per_call(model))}
+    return {"miou": images["miou"], "jf": videos["JF"], "per_image": images["per_image"],
+            "per_object": {f"{v}/{o}": (s["J"] + s["F"]) / 2 for v, r in videos["per_video"].items()
+                           for o, s in r["per_object"].items()}}
+
+
+def fp32_reference(model, sets) -> tuple[dict, Reference]:
+    """The FP32 scores, and its masks and raw predictions recorded."""
+    from mixqsam2.quant.calibrate import make_forward_loop
+
+    reference = Reference(ReferenceMasks(), ReferenceMasks(),
+                          OutputDistortion(model, make_forward_loop(sets["eval_images"], [], progress=False)))
+    return ground_truth_scores(model, sets, reference.image_masks.record, reference.video_masks.record), reference
+
+
+def evaluate_model(model, sets, reference: Reference) -> dict:
+    """Scores, plus agreement with the FP32 masks and distortion of the FP32 raw predictions."""
+    on_image, on_video = AgreementScore(reference.image_masks), AgreementScore(reference.video_masks)
+    result = ground_truth_scores(model, sets, on_image, on_video)
+    distortion = {str(call): 1e4 * error for call, error in enumerate(reference.distortion.per_call(model))}
     return {**result, "agreement_images": on_image.mean(), "agreement_videos": on_video.mean(),
             "agreement_per_image": on_image.per_unit(), "agreement_per_video": on_video.per_unit(),
             "distortion": float(np.mean(list(distortion.values()))), "distortion_per_call": distortion}
@@ -149,14 +168,12 @@ def main(argv=None) -> int:
                                           layer_formats, layer_table, make_forward_loop, target_layers,
                                           with_measured_errors)
     from mixqsam2.quant.plan import state_dict_sha256
-    from mixqsam2.quant.sensitivity import OutputDistortion
 
     out = Path(args.out)
     sets = data(out.parent / "data", args)
     model = build_model(args.model, args.checkpoint)
     sha = state_dict_sha256(model)
-    fp32 = evaluate_model(model, sets)
-    reference = (*fp32.pop("reference"), OutputDistortion(model, make_forward_loop(sets["eval_images"], [], progress=False)))
+    fp32, reference = fp32_reference(model, sets)
     result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "model": args.model,
               "block_size": args.block_size, "eval": {"images": args.eval_images, "videos": args.eval_videos,
                                                       "frames": args.eval_frames},
