@@ -1,4 +1,4 @@
-"""SIS memory synthesis: the algorithm, and its torch-free NumPy implementation.
+"""Memory-bank updates (FIFO, SIS synthesis, pruning): the algorithm, in torch-free NumPy.
 
 This module is the specification the PyTorch bank policy, the NumPy (ONNX Runtime) path and
 the CUDA kernel in ``plugins/sis/`` all implement. It imports only NumPy.
@@ -22,6 +22,10 @@ Conditioning (prompted) frames are never in the bank, so they are never merged.
 
 1. If a slot is free, ``new`` is written into the first free slot. Nothing is merged, so
    until the bank is full every rule behaves like FIFO.
+   Two rules only drop a memory when the bank is full (no synthesis, so nothing the model
+   has not seen in training): ``fifo`` (SAM2) frees the oldest candidate, ``prune``
+   (Surgical SAM2's rule) frees the candidate most similar to ``new`` (cosine as in step 2;
+   ties: the older). ``new`` then takes the freed slot. The steps below are the merges.
 2. Otherwise the *candidates* are the K held memories, ordered by temporal position (ties:
    lower slot first); ``new`` is the *reference*. Each memory is flattened to a vector of
    HW*C values and the cosine similarity of every pair is taken (an (K+1)x(K+1) Gram
@@ -67,15 +71,32 @@ CONFIDENCE_FLOOR = 1e-3
 
 @dataclass(frozen=True)
 class SynthesisRule:
-    """How a full bank is synthesized: ``kind`` "topk-to-newest" (paper) or "closest-pair" (ours)."""
+    """How a full bank is updated. ``kind``: "drop-oldest" (fifo), "drop-most-similar"
+    (prune), "topk-to-newest" (the paper's SIS, ``top_k`` >= 2) or "closest-pair" (ours)."""
 
     name: str
     kind: str
     top_k: int = 3
     temperature: float = 1.0
 
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown bank-update kind {self.kind!r}; one of {', '.join(KINDS)}")
+        if self.kind == "topk-to-newest" and self.top_k < 2:
+            raise ValueError(f"top_k must be at least 2 (a merge of one memory frees no slot), got {self.top_k}")
+
+    @property
+    def merges(self) -> bool:
+        """Whether a full bank synthesizes entries (otherwise it drops one)."""
+        return self.kind in ("topk-to-newest", "closest-pair")
+
+
+KINDS = ("drop-oldest", "drop-most-similar", "topk-to-newest", "closest-pair")
+
 
 RULES = {
+    "fifo": SynthesisRule("fifo", "drop-oldest"),
+    "prune": SynthesisRule("prune", "drop-most-similar"),
     "sis": SynthesisRule("sis", "topk-to-newest", top_k=3, temperature=1.0),
     "sis-pair": SynthesisRule("sis-pair", "closest-pair"),
 }
@@ -148,8 +169,22 @@ def select_merge(gram: np.ndarray, scores: np.ndarray, counts: np.ndarray, rule:
         confidence = 1.0 / (1.0 + np.exp(-np.asarray(scores, np.float32)[chosen])) + CONFIDENCE_FLOOR
         weights = np.asarray(counts, np.float32)[chosen] * confidence
     else:
-        raise ValueError(f"unknown synthesis kind {rule.kind!r}")
+        raise ValueError(f"{rule.name!r} drops memories; it does not merge them")
     return chosen, (weights / weights.sum()).astype(np.float32)
+
+
+def select_drop(gram: np.ndarray, rule: SynthesisRule) -> int:
+    """Which candidate (index, oldest first) a dropping rule frees; ``gram`` as in :func:`select_merge`.
+
+    >>> gram = np.array([[1, .2, .9], [.2, 1, .1], [.9, .1, 1]], np.float32)
+    >>> select_drop(gram, RULES["fifo"]), select_drop(gram, RULES["prune"])
+    (0, 0)
+    """
+    if rule.kind == "drop-oldest":
+        return 0
+    if rule.kind == "drop-most-similar":
+        return int(np.argmax(gram[:-1, -1]))  # first maximum: the older of equals
+    raise ValueError(f"{rule.name!r} merges memories; it does not drop them")
 
 
 def sis_update(bank: MemoryArrays, new: MemoryArrays, rule: SynthesisRule) -> MemoryArrays:
@@ -158,7 +193,11 @@ def sis_update(bank: MemoryArrays, new: MemoryArrays, rule: SynthesisRule) -> Me
     if free.size:
         return _write(bank, int(free[0]), new, 0)
     slots = np.lexsort((np.arange(bank.valid.size), bank.positions))  # candidates, oldest first
+    if rule.kind == "drop-oldest":
+        return _write(bank, int(slots[0]), new, 0)
     vectors = np.concatenate([bank.features[slots], new.features]).reshape(slots.size + 1, -1)
+    if not rule.merges:
+        return _write(bank, int(slots[select_drop(cosine_gram(vectors), rule)]), new, 0)
     chosen, weights = select_merge(cosine_gram(vectors), bank.scores[slots], bank.counts[slots], rule)
     selected = slots[chosen]  # chosen is sorted by age, so selected[0] is the oldest
     merged = _weighted(bank, selected, weights)
