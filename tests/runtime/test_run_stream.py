@@ -1,6 +1,8 @@
-"""run_stream end to end, and its bad-input contract: one line on stderr, exit 2, no output."""
+"""run_stream end to end; its bad-input contract (one line on stderr, exit 2, no output); output folders
+that keep the user's files; frames that cannot be read or change size; stopping by signal."""
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -110,6 +112,7 @@ def _bad_inputs(clip, tmp_path, pico_checkpoint):
         "box outside the frame": (["--model", "pico", "--frames", f, "--box", "10,10,400,50"], "outside"),
         "point outside the frame": (["--model", "pico", "--frames", f, "--point=-3,10"], "outside"),
         "sis capacity below 2": (["--model", "pico", "--memory", "sis", "--capacity", "1", "--frames", f, "--box", box], "at least 2"),
+        "colour photo as prompt mask": (["--model", "pico", "--frames", f, "--prompt-mask", str(_photo_png(folder, tmp_path))], "colour image, not a mask"),
         "ort backend not built yet": (["--model", "pico", "--backend", "ort", "--frames", f, "--box", box], "not available"),
         "trt without TensorRT": (["--engine-dir", str(tmp_path), "--backend", "trt", "--frames", f, "--box", box], "TensorRT"),
     }
@@ -118,8 +121,15 @@ def _bad_inputs(clip, tmp_path, pico_checkpoint):
 CASES = [
     "missing checkpoint", "checkpoint/config mismatch", "unknown model", "unreadable video", "missing video",
     "empty frame folder", "mask of wrong size", "empty mask", "box outside the frame", "point outside the frame",
-    "sis capacity below 2", "ort backend not built yet", "trt without TensorRT",
+    "sis capacity below 2", "colour photo as prompt mask", "ort backend not built yet", "trt without TensorRT",
 ]
+
+
+def _photo_png(folder, tmp_path):
+    """A frame of the clip saved as an RGB PNG: a photo, not a mask."""
+    path = tmp_path / "photo.png"
+    Image.open(sorted(folder.glob("*.jpg"))[0]).convert("RGB").save(path)
+    return path
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -156,3 +166,156 @@ def test_capacity_below_one_is_a_usage_error(clip, tmp_path, capacity, capsys):
     assert exc.value.code == 2
     assert "must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ output folders
+def _tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_an_existing_folder_is_refused_and_kept(clip, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("the user's")
+    code = main(["--model", "pico", "--frames", str(clip[0]), "--box", "40,30,200,180", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not empty" in err[0] and "--overwrite" in err[0]
+    assert _tree(tmp_path) == ["out", "out/keep.txt"]
+
+
+def test_overwrite_replaces_our_outputs_and_keeps_the_users_files(clip, tmp_path):
+    out = tmp_path / "out"
+    (out / "masks").mkdir(parents=True)
+    (out / "masks" / "99999.png").write_text("a mask of an earlier run")
+    (out / "stats.json").write_text("{}")
+    (out / "keep.txt").write_text("the user's")
+    argv = ["--model", "pico", "--frames", str(clip[0]), "--box", "40,30,200,180", "--max-frames", "3", "--out", str(out)]
+    assert main([*argv, "--overwrite"]) == 0
+    assert _tree(tmp_path) == ["out", "out/keep.txt", "out/masks", "out/masks/00000.png", "out/masks/00001.png",
+                               "out/masks/00002.png", "out/overlay.mp4", "out/stats.json"]
+    assert (out / "keep.txt").read_text() == "the user's"
+    assert json.loads((out / "stats.json").read_text())["ended"] == "max_frames"
+
+
+# ------------------------------------------------------------------ frames that go wrong
+@pytest.fixture
+def frames_copy(clip, tmp_path):
+    """A writable copy of the 20-frame clip."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for path in clip[0].iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+def _overlay_frames(path):
+    capture = cv2.VideoCapture(str(path))
+    sizes = []
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            return sizes
+        sizes.append(bgr.shape[:2])
+
+
+def test_a_truncated_frame_is_skipped_and_tracking_goes_on(frames_copy, tmp_path, capsys):
+    _truncate(frames_copy / "00007.jpg")
+    out = tmp_path / "out"
+    assert main(["--model", "pico", "--frames", str(frames_copy), "--box", "40,30,200,180", "--out", str(out)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "00007" in warnings[0]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["frames"] == 19 and stats["skipped_frames"] == ["00007"] and stats["ended"] == "end_of_input"
+    masks = sorted(p.stem for p in (out / "masks").glob("*.png"))
+    assert len(masks) == 19 and "00007" not in masks and masks[-1] == "00019"
+    assert len(_overlay_frames(out / "overlay.mp4")) == 19
+
+
+def test_consecutive_failures_end_the_stream_with_exit_1_and_keep_the_output(frames_copy, tmp_path, capsys):
+    for index in range(6, 10):
+        _truncate(frames_copy / f"{index:05d}.jpg")
+    out = tmp_path / "out"
+    argv = ["--model", "pico", "--frames", str(frames_copy), "--box", "40,30,200,180", "--max-read-failures", "3"]
+    assert main([*argv, "--out", str(out)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "3 frames in a row could not be read" in errors[0]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["ended"] == "read_failures" and stats["frames"] == 6
+    assert stats["skipped_frames"] == ["00006", "00007", "00008"]
+    assert len(list((out / "masks").glob("*.png"))) == 6 and len(_overlay_frames(out / "overlay.mp4")) == 6
+    assert not list(tmp_path.glob(".out.*"))
+
+
+def test_a_frame_of_another_size_is_resized_and_the_overlay_keeps_one_size(frames_copy, tmp_path, capsys):
+    small = frames_copy / "00005.jpg"
+    Image.open(small).resize((160, 120)).save(small)
+    out = tmp_path / "out"
+    assert main(["--model", "pico", "--frames", str(frames_copy), "--box", "40,30,200,180", "--out", str(out)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "00005 is 160x120" in warnings[0] and "resized" in warnings[0]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["frames"] == 20 and stats["resized_frames"] == 1 and stats["skipped_frames"] == []
+    assert _overlay_frames(out / "overlay.mp4") == [(240, 320)] * 20
+    assert np.asarray(Image.open(out / "masks" / "00005.png")).shape == (240, 320)
+
+
+# ------------------------------------------------------------------ stopping
+@pytest.fixture(scope="module")
+def long_clip(clip, tmp_path_factory):
+    """400 frames (the clip's 20, looped, as links): long enough to stop mid-stream."""
+    folder = tmp_path_factory.mktemp("long") / "frames"
+    folder.mkdir()
+    paths = sorted(clip[0].glob("*.jpg"))
+    for index in range(400):
+        (folder / f"{index:05d}.jpg").symlink_to(paths[index % len(paths)])
+    return folder
+
+
+def _start_stream(long_clip, out):
+    argv = [sys.executable, "-m", "mixqsam2.cli.run_stream", "--model", "pico", "--frames", str(long_clip),
+            "--box", "40,30,200,180", "--out", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_masks(proc, out, count=5, timeout=120.0):
+    """Wait until the stream has written ``count`` masks into its temporary folder."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while len(list(out.parent.glob(f".{out.name}.*.tmp/masks/*.png"))) < count:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the stream did not start"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_the_stream_after_the_current_frame_and_keeps_the_output(long_clip, tmp_path, signum):
+    out = tmp_path / "out"
+    proc = _start_stream(long_clip, out)
+    _wait_for_masks(proc, out)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and f"{signum.name}: stopping after this frame" in err
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["ended"] == "signal" and 5 <= stats["frames"] < 400
+    assert len(list((out / "masks").glob("*.png"))) == stats["frames"]
+    assert len(_overlay_frames(out / "overlay.mp4")) == stats["frames"]  # a playable overlay of every frame
+    assert _tree(tmp_path) == ["out", *(f"out/{p}" for p in _tree(out))]  # no temp folder
+
+
+def test_a_second_signal_aborts_at_once_without_output(long_clip, tmp_path):
+    out = tmp_path / "out"
+    proc = _start_stream(long_clip, out)
+    _wait_for_masks(proc, out)
+    proc.send_signal(signal.SIGINT)  # stop after this frame ...
+    proc.send_signal(signal.SIGTERM)  # ... no: abort (a different signal, so the two never merge into one)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "aborted by a second SIGTERM: no output written"
+    assert _tree(tmp_path) == []  # neither output nor temp folder

@@ -1,7 +1,9 @@
 """Atomic outputs: a crash or a bad input never leaves a half-written file or folder.
 
 Files go to a temporary sibling and are renamed into place; output folders are filled as a
-temporary sibling folder and renamed when complete.
+temporary sibling folder and renamed when complete. Nothing of the user's is ever deleted: a
+non-empty output folder is refused unless the caller overwrites, and then only our own
+outputs in it are replaced (:func:`atomic_output_dir`).
 
 >>> import json, tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -16,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -67,26 +70,84 @@ def write_figure_atomic(path: str | os.PathLike, figure, dpi: int = 110) -> None
     write_bytes_atomic(path, buf.getvalue())
 
 
-@contextlib.contextmanager
-def atomic_output_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``path`` only if the block completes.
+def check_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Refuse an output folder that would hide the user's files: ``path`` must be absent, an
+    empty folder, or (with ``overwrite``) any folder. Call it before any long work.
 
-    An existing ``path`` is replaced as a whole (old results never mix with new ones).
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); (d / "keep.txt").write_text("mine")
+    4
+    >>> check_output_dir(d)
+    Traceback (most recent call last):
+    ...
+    mixqsam2.errors.UserInputError: output folder ... is not empty (give --overwrite to replace our outputs in it)
+    >>> check_output_dir(d, overwrite=True) == d
+    True
     """
     path = ensure_writable_parent(path)
     if path.exists() and not path.is_dir():
         raise UserInputError(f"output folder {path} exists and is not a folder")
+    if not overwrite and path.is_dir() and any(path.iterdir()):
+        raise UserInputError(f"output folder {path} is not empty (give --overwrite to replace our outputs in it)")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False, owned: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield a temporary sibling folder whose contents become ``path`` only if the block completes.
+
+    A missing or empty ``path`` is the temporary folder renamed into place. An existing
+    non-empty ``path`` is refused (:func:`check_output_dir`) unless ``overwrite``; then each
+    entry the block wrote replaces the entry of that name, entries named in ``owned`` that
+    the block did not write (stale outputs of an earlier run) go, and every other file stays.
+    If the block raises (or is interrupted), the temporary folder is removed and ``path`` is
+    untouched. SIGINT/SIGTERM wait while the results are moved into place.
+
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "run"
+    >>> out.mkdir(); (out / "keep.txt").write_text("mine"); (out / "stats.json").write_text("old")
+    4
+    3
+    >>> with atomic_output_dir(out, overwrite=True, owned=("masks", "stats.json")) as tmp:
+    ...     _ = (tmp / "stats.json").write_text("new")
+    >>> sorted(p.name for p in out.iterdir()), (out / "stats.json").read_text()
+    (['keep.txt', 'stats.json'], 'new')
+    """
+    path = check_output_dir(path, overwrite)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
+    with _signals_deferred():
+        if path.is_dir() and any(path.iterdir()):
+            _replace_entries(tmp, path, owned)
+        else:
+            os.replace(tmp, path)  # rename over a missing or empty folder
+
+
+def _replace_entries(new: Path, target: Path, owned: tuple[str, ...]) -> None:
+    """Move every entry of ``new`` into ``target`` (replacing same-named ones) and drop the
+    ``owned`` entries of ``target`` that ``new`` does not have; ``new`` is removed."""
+    trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    try:
+        for name in {*owned, *(p.name for p in new.iterdir())}:
+            if os.path.lexists(target / name):
+                os.replace(target / name, trash / name)
+            if os.path.lexists(new / name):
+                os.replace(new / name, target / name)
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+        shutil.rmtree(new, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT/SIGTERM back (delivered on exit) while results are moved into place."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

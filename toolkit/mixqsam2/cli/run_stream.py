@@ -3,12 +3,14 @@
     run_stream --demo --out out/demo
     run_stream --model pico --frames clip/ --box 40,30,120,90 --memory fifo --capacity 6 --out out/run
 
-Writes ``OUT/masks/<frame>.png``, ``OUT/overlay.mp4`` and ``OUT/stats.json``.
+Writes ``OUT/masks/<frame>.png``, ``OUT/overlay.mp4`` and ``OUT/stats.json``. Ctrl-C or
+SIGTERM ends the stream after the current frame, keeping the output (``"ended": "signal"``).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import numpy as np
 
 from mixqsam2.cli.common import add_memory_args, positive_int, run_cli
 from mixqsam2.errors import UserInputError
+from mixqsam2.runtime.io import MAX_READ_FAILURES
 
 DEMO_CLIP = Path(__file__).resolve().parent.parent / "assets" / "demo_clip"
 
@@ -70,12 +73,12 @@ def _refuse_unavailable_backend(args) -> None:
     )
 
 
-def _run(args) -> None:
-    from mixqsam2.fileio import ensure_writable_parent
+def _run(args) -> int:
+    from mixqsam2.fileio import check_output_dir
     from mixqsam2.runtime.io import open_source
     from mixqsam2.runtime.stream import run_stream
 
-    ensure_writable_parent(args.out)
+    check_output_dir(args.out, args.overwrite)
     if args.demo:
         args.frames = args.frames or DEMO_CLIP / "frames"
         if not (args.prompt_mask or args.box or args.point):
@@ -85,15 +88,22 @@ def _run(args) -> None:
     elif not (args.prompt_mask or args.box or args.point):
         raise UserInputError("give a prompt: --prompt-mask PNG, --box x0,y0,x1,y1 or --point x,y")
     prompts = _prompts(args)
-    source = open_source(frames=args.frames, video=args.video, camera=args.camera, max_frames=args.max_frames)
+    source = open_source(frames=args.frames, video=args.video, camera=args.camera,
+                         max_read_failures=args.max_read_failures)
     for prompt in prompts.values():
         prompt.validate(*source.frame_size)
     tracker = _tracker(args)
-    stats = run_stream(tracker, source, prompts, args.out)
+    stats = run_stream(tracker, source, prompts, args.out, args.max_frames, args.max_read_failures, args.overwrite)
     print(
-        f"{stats['frames']} frames at {stats['fps']:.1f} fps, memory bank {stats['memory_bank_bytes'] / 1024:.0f} KiB "
+        f"{stats['frames']} frames at {stats['fps']:.1f} fps ({stats['ended'].replace('_', ' ')}; "
+        f"{len(stats['skipped_frames'])} skipped), memory bank {stats['memory_bank_bytes'] / 1024:.0f} KiB "
         f"-> {args.out}"
     )
+    if stats["ended"] == "read_failures":
+        print(f"error: {args.max_read_failures} frames in a row could not be read; the stream ended there "
+              f"(output for the frames before is in {args.out})", file=sys.stderr)
+        return 1
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,19 +119,40 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--video", help="video file (OpenCV)")
     source.add_argument("--frames", help="folder of frames (named in order)")
     source.add_argument("--camera", type=int, help="camera index")
-    parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames (cameras run until stopped)")
+    parser.add_argument("--max-frames", type=positive_int,
+                        help="stop after tracking this many frames (otherwise at the end of the input, or on "
+                             "Ctrl-C/SIGTERM: cameras run until stopped)")
+    parser.add_argument("--max-read-failures", type=positive_int, default=MAX_READ_FAILURES,
+                        help="end the stream (exit 1, output kept) after this many frames in a row cannot be read "
+                             "(default %(default)s); single bad frames are skipped")
     prompt = parser.add_argument_group("prompt (first frame)").add_mutually_exclusive_group()
     prompt.add_argument("--prompt-mask", help="PNG mask (0/255, or DAVIS palette ids for several objects)")
     prompt.add_argument("--box", help="x0,y0,x1,y1 in frame pixels")
     prompt.add_argument("--point", help="x,y in frame pixels (foreground click)")
     add_memory_args(parser)
-    parser.add_argument("--out", required=True, help="output folder (masks/, overlay.mp4, stats.json)")
+    parser.add_argument("--out", required=True, help="output folder (masks/, overlay.mp4, stats.json); "
+                                                       "it appears once the stream has ended")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an existing non-empty --out, replacing only masks/, overlay.mp4 and "
+                             "stats.json (other files stay)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 when the stream ended (end of input, --max-frames, or stopped by SIGINT/SIGTERM:
+    a stop is how a camera stream ends, and its output is complete); 1 when frames could not
+    be read; 2 on bad input; 128 + signal number when a second signal aborted it (no output)."""
+    from mixqsam2.runtime.stream import StreamAborted
+
     args = build_parser().parse_args(argv)
-    return run_cli(_run, args)
+    try:
+        return run_cli(_run, args)
+    except StreamAborted as exc:
+        print(f"aborted by a second {exc}: no output written", file=sys.stderr)
+        return 128 + exc.signum
+    except KeyboardInterrupt:  # Ctrl-C before the stream started (loading the model)
+        print("aborted: no output written", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

@@ -69,7 +69,22 @@ def write_mask_png(path: str | Path, mask: np.ndarray) -> None:
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
-    """Object-id map from a DAVIS palette PNG, or from a 0/255 mask PNG (object id 1)."""
+    """Object-id map (uint8, 0 = background) from a mask image.
+
+    Accepted: a palette PNG (DAVIS: palette indices are object ids), a grayscale or 1-bit
+    mask (object id 1 where > 127, or where 1 for a 0/1 mask), and an RGB(A) image only when
+    its colour channels are equal and binary (a grayscale mask saved as RGB). Anything else,
+    e.g. a photo, is refused: it is not a mask.
+
+    >>> import tempfile, pathlib
+    >>> from PIL import Image
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "photo.png"
+    >>> Image.fromarray(np.dstack([np.full((4, 4), v, np.uint8) for v in (10, 200, 90)])).save(path)
+    >>> read_label_png(path)
+    Traceback (most recent call last):
+    ...
+    mixqsam2.errors.UserInputError: ... is a colour image, not a mask (give a grayscale, binary or palette PNG)
+    """
     try:
         image = Image.open(path)
         image.load()
@@ -77,5 +92,17 @@ def read_label_png(path: str | Path) -> np.ndarray:
         raise UserInputError(f"cannot read mask {path}: {exc}") from None
     if image.mode == "P":
         return np.asarray(image, dtype=np.uint8)
-    gray = np.asarray(image.convert("L"))
-    return (gray > 127).astype(np.uint8)
+    if image.mode in ("1", "L", "LA"):
+        return _binary_labels(np.asarray(image.convert("L")))
+    if image.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(image.convert("RGB"))
+        values = set(np.unique(rgb).tolist())
+        if (rgb == rgb[..., :1]).all() and (values <= {0, 255} or values <= {0, 1}):
+            return _binary_labels(rgb[..., 0])
+        raise UserInputError(f"mask {path} is a colour image, not a mask (give a grayscale, binary or palette PNG)")
+    raise UserInputError(f"mask {path} has pixel mode {image.mode}; give a grayscale, binary or palette PNG")
+
+
+def _binary_labels(gray: np.ndarray) -> np.ndarray:
+    """Object id 1 where a 0/1 mask is 1, or where a 0..255 mask is above 127."""
+    return (gray > (0 if gray.max() <= 1 else 127)).astype(np.uint8)

@@ -1,21 +1,25 @@
 """Frame sources that stream (a 10,000-frame input is never loaded whole) and the overlay.
 
-Every source yields ``(name, rgb)`` pairs; ``name`` is the input file's stem for a frame
-folder and a zero-padded index for video files and cameras. Opening a source reads its
-first frame, so an unreadable input fails before any output is created.
+Every source yields :class:`Frame` items; ``name`` is the input file's stem for a frame
+folder and a zero-padded index for video files and cameras. A frame that cannot be decoded
+is yielded too, with ``rgb`` None and the reason, so the stream can skip and count it.
+Opening a source reads up to its first decodable frame, so an unreadable input fails before
+any output is created.
 
 >>> import numpy as np, tempfile, pathlib
 >>> from PIL import Image
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(d / "00007.jpg")
+>>> _ = (d / "00008.jpg").write_bytes(b"not a jpeg")
 >>> source = open_source(frames=d)
->>> source.frame_size, [name for name, _ in source]
-((8, 8), ['00007'])
+>>> source.frame_size, [(frame.name, frame.rgb is None) for frame in source]
+((8, 8), [('00007', False), ('00008', True)])
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -26,46 +30,73 @@ from mixqsam2.data.formats import davis_palette
 from mixqsam2.data.loaders import list_frames, read_rgb
 from mixqsam2.errors import UserInputError
 
+MAX_READ_FAILURES = 30  # consecutive frames that cannot be read before a stream ends
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a stream: ``rgb`` uint8 (H, W, 3), or None with ``error`` when it could
+    not be decoded."""
+
+    name: str
+    rgb: np.ndarray | None
+    error: str | None = None
+
 
 class FrameSource:
-    """Iterable of ``(name, rgb uint8 HxWx3)``; ``frame_size`` is (height, width)."""
+    """Iterable of :class:`Frame`; ``frame_size`` (height, width) is the first decodable frame's.
 
-    def __init__(self, frames: Iterator[tuple[str, np.ndarray]], num_frames: int | None, fps: float):
-        first = next(frames, None)
+    Frames that fail before the first decodable one are kept (the stream counts them); more
+    than ``max_read_failures`` of them, or none decodable, is bad input.
+    """
+
+    def __init__(self, frames: Iterator[Frame], num_frames: int | None, fps: float, description: str,
+                 max_read_failures: int = MAX_READ_FAILURES):
+        leading = list(itertools.islice(frames, max_read_failures + 1))
+        first = next((frame for frame in leading if frame.rgb is not None), None)
         if first is None:
-            raise UserInputError("the input has no frames")
-        self.frame_size = first[1].shape[:2]
+            reason = f": {leading[-1].error}" if leading else " (no frames)"
+            raise UserInputError(f"cannot read {description}{reason}")
+        self.frame_size = first.rgb.shape[:2]
         self.num_frames = num_frames
         self.fps = fps
-        self._frames = itertools.chain([first], frames)
+        self._frames = itertools.chain(leading, frames)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Frame]:
         return self._frames
 
 
-def _folder_frames(paths: list[Path]):
+def _folder_frames(paths: list[Path]) -> Iterator[Frame]:
     for path in paths:
-        yield path.stem, read_rgb(path)
+        try:
+            yield Frame(path.stem, read_rgb(path))
+        except UserInputError as exc:
+            yield Frame(path.stem, None, str(exc))
 
 
-def _capture_frames(capture: cv2.VideoCapture, limit: int | None):
+def _capture_frames(capture, frame_count: int | None, live: bool) -> Iterator[Frame]:
+    """Frames of an OpenCV capture. A failed read of a ``live`` source (camera) is a frame
+    that could not be read; a video file ends at its first failed read past ``frame_count``
+    (or at any failed read when the count is unknown)."""
     try:
         for index in itertools.count():
-            if limit is not None and index >= limit:
-                return
             ok, bgr = capture.read()
-            if not ok:
+            if ok:
+                yield Frame(f"{index:05d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            elif live or (frame_count is not None and index < frame_count):
+                yield Frame(f"{index:05d}", None, "no frame could be decoded")
+            else:
                 return
-            yield f"{index:05d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     finally:
         capture.release()
 
 
-def open_source(frames=None, video=None, camera: int | None = None, max_frames: int | None = None) -> FrameSource:
+def open_source(frames=None, video=None, camera: int | None = None,
+                max_read_failures: int = MAX_READ_FAILURES) -> FrameSource:
     """Open exactly one of a frame folder, a video file (OpenCV) or a camera index."""
     if frames is not None:
-        paths = list_frames(frames)[:max_frames]
-        return FrameSource(_folder_frames(paths), len(paths), fps=24.0)
+        paths = list_frames(frames)
+        return FrameSource(_folder_frames(paths), len(paths), 24.0, f"frames in {frames}", max_read_failures)
     if video is not None:
         if not Path(video).is_file():
             raise UserInputError(f"video not found: {video}")
@@ -73,17 +104,14 @@ def open_source(frames=None, video=None, camera: int | None = None, max_frames: 
         if not capture.isOpened():
             raise UserInputError(f"cannot read video {video}")
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-        if count is not None and max_frames is not None:
-            count = min(count, max_frames)
         fps = capture.get(cv2.CAP_PROP_FPS) or 24.0
-        try:
-            return FrameSource(_capture_frames(capture, max_frames), count, fps)
-        except UserInputError:
-            raise UserInputError(f"cannot read video {video}: no decodable frame") from None
+        return FrameSource(_capture_frames(capture, count, live=False), count, fps, f"video {video}",
+                           max_read_failures)
     capture = cv2.VideoCapture(int(camera))
     if not capture.isOpened():
         raise UserInputError(f"cannot open camera {camera}")
-    return FrameSource(_capture_frames(capture, max_frames), max_frames, capture.get(cv2.CAP_PROP_FPS) or 30.0)
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    return FrameSource(_capture_frames(capture, None, live=True), None, fps, f"camera {camera}", max_read_failures)
 
 
 def overlay(rgb: np.ndarray, masks: dict[int, np.ndarray], alpha: float = 0.5) -> np.ndarray:
