@@ -1,7 +1,7 @@
 """GPU time of one SIS bank update (CUDA kernels of plugins/sis), full bank so every update merges.
 
-K=7 slots of 64x64 tokens x 64 channels (an official SAM2 memory at 1024 px), fp32 and fp16,
-both rules; CUDA events around 200 updates after 20 warm-up ones. Needs a CUDA GPU, nvcc and
+K=7 slots of 64x64 tokens x 64 channels (an official SAM2 memory at 1024 px), one object, fp32 and
+fp16, every rule (fifo and prune drop, sis and sis-pair merge); CUDA events around 200 updates after 20 warm-up ones. Needs a CUDA GPU, nvcc and
 a CUDA build of torch (for device buffers); compare against tests/gpu/test_sis_kernel.py
 first.
 
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     import torch
 
     from mixqsam2.fileio import write_json_atomic
-    from mixqsam2.memory.sis_cuda import SISKernelLibrary, build_library
+    from mixqsam2.memory.sis_cuda import KernelRule, SISKernelLibrary, build_library
     from mixqsam2.memory.synthesis import RULES
 
     if not torch.cuda.is_available():
@@ -40,21 +40,22 @@ def main(argv=None) -> int:
     result = {"device": torch.cuda.get_device_name(), "capacity": cap, "tokens": args.tokens,
               "channels": args.channels, "ms_per_update": {}}
     for dtype in ("float32", "float16"):
-        for rule in ("sis", "sis-pair"):
+        for rule in ("fifo", "prune", "sis", "sis-pair"):
             t = getattr(torch, dtype)
             bank = {"features": torch.randn(cap, dim, dtype=t, device="cuda"),
                     "pointers": torch.randn(cap, 256, dtype=t, device="cuda"),
                     "positions": torch.arange(cap, dtype=torch.float32, device="cuda"),
                     "scores": torch.ones(cap, device="cuda"), "counts": torch.ones(cap, device="cuda"),
-                    "valid": torch.ones(cap, dtype=torch.uint8, device="cuda")}
+                    "valid": torch.ones(cap, dtype=torch.int32, device="cuda")}
             new = {"features": torch.randn(dim, dtype=t, device="cuda"), "pointer": torch.randn(256, dtype=t, device="cuda"),
                    "position": torch.tensor([float(cap)], device="cuda"), "score": torch.ones(1, device="cuda")}
             workspace = torch.empty(library.workspace_bytes(cap), dtype=torch.uint8, device="cuda")
             pointers = ({k: v.data_ptr() for k, v in bank.items()}, {k: v.data_ptr() for k, v in new.items()})
 
             def update():
-                bank["valid"].fill_(1)  # keep the bank full: every update merges
-                status = library.update(dtype, *pointers, cap, dim, 256, RULES[rule], workspace.data_ptr())
+                bank["valid"].fill_(1)  # keep the bank full: every update merges or drops
+                status = library.update(dtype, *pointers, cap, dim, 256, KernelRule.from_spec(RULES[rule]),
+                                        workspace.data_ptr())
                 assert status == 0, status
 
             for _ in range(20):

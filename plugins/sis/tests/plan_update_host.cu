@@ -15,16 +15,12 @@ int main() {
     const int n = capacity + 1;
     float gram[(SIS_MAX_CAPACITY + 1) * (SIS_MAX_CAPACITY + 1)], positions[SIS_MAX_CAPACITY],
         scores[SIS_MAX_CAPACITY], counts[SIS_MAX_CAPACITY], weights[SIS_MAX_CAPACITY];
-    uint8_t valid[SIS_MAX_CAPACITY];
+    int32_t valid[SIS_MAX_CAPACITY];
     int plan[SIS_MAX_CAPACITY + 2];
     for (int i = 0; i < n * n; ++i) std::scanf("%f", &gram[i]);
     for (float* field : {positions, scores, counts})
         for (int i = 0; i < capacity; ++i) std::scanf("%f", &field[i]);
-    for (int i = 0; i < capacity; ++i) {
-        int v;
-        std::scanf("%d", &v);
-        valid[i] = static_cast<uint8_t>(v);
-    }
+    for (int i = 0; i < capacity; ++i) std::scanf("%d", &valid[i]);
     const sis_rule rule{kind, top_k, temperature};
     plan_update(gram, positions, scores, counts, valid, capacity, new_position, new_score, rule, weights, plan);
     std::printf("%d %d\n", plan[0], plan[1]);
