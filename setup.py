@@ -30,6 +30,8 @@ setup(
         # sam2's own training package (training.model.sam2, training.loss_fns) imports these
         "train": ["tensordict>=0.5", "tensorboard>=2.10", "matplotlib>=3.7"],
         "jetson": ["pycocotools>=2.0.7"],
+        # the TensorRT backend: tensorrt itself comes with JetPack / NVIDIA's TensorRT containers
+        "trt": ["cuda-python>=12.0"],
         "dev": ["pytest>=7", "scikit-image>=0.21"],
     },
     entry_points={

@@ -71,6 +71,10 @@ class TensorRTRunner:
         self._latency.setdefault(graph, []).append((time.perf_counter() - start) * 1e3)
         return outputs
 
+    def example_inputs(self, graph: str, seed: int = 0) -> dict[str, np.ndarray]:
+        """Inputs of ``graph``'s engine for timing: the profile's opt shapes, random floats, banks full."""
+        return self._engine(graph).example_inputs(np.random.default_rng(seed))
+
     def latency_ms(self) -> dict[str, dict[str, float]]:
         """Per graph: runs, mean and median wall ms of :meth:`run`."""
         return {graph: {"runs": len(ms), "mean": float(np.mean(ms)), "median": float(np.median(ms))}
@@ -159,6 +163,21 @@ class _Engine:
             stream.to_host(array, pointers[name])
         stream.synchronize()
         return results
+
+    def example_inputs(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        inputs = {}
+        for name in self.inputs:
+            shape = tuple(self.engine.get_tensor_shape(name))
+            if -1 in shape:
+                shape = tuple(self.engine.get_tensor_profile_shape(name, 0)[1])  # (min, opt, max)
+            dtype = self.dtypes[name]
+            if dtype == np.bool_:
+                inputs[name] = np.ones(shape, bool)
+            elif np.issubdtype(dtype, np.floating):
+                inputs[name] = rng.standard_normal(shape).astype(dtype)
+            else:
+                inputs[name] = np.zeros(shape, dtype)
+        return inputs
 
     def free(self) -> None:
         for buffer in self.buffers.values():
