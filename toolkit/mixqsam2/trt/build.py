@@ -3,9 +3,10 @@
 Per engine: parse the ONNX graph (strongly typed or not, as the attempt says), set the
 workspace, flags, preview features, the optimization profile and the per-layer precision,
 build against a shared timing cache; the first attempt that builds wins. The output folder
-gets ``<graph>.engine`` files, ``build_config.json`` (the plan, as a dry run prints it) and
+gets ``<graph>.engine`` files, ``build_config.json`` (the plan, as a dry run prints it),
 ``engines.json`` (TensorRT version, GPU, plugin and plan sha256, and per engine the attempt
-that built it), all at once when every engine is built.
+that built it) and the export's ``manifest.json`` + ``constants.npz`` (what the runtime needs
+besides the engines), all at once when every engine is built.
 
 >>> from mixqsam2.trt.config import TensorRTVersion, plan_engines  # doctest: +SKIP
 >>> plan = plan_engines(ExportManifest.load("out/export"), installed_version())  # doctest: +SKIP
@@ -14,6 +15,7 @@ that built it), all at once when every engine is built.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from mixqsam2.errors import UserInputError
@@ -23,6 +25,7 @@ from mixqsam2.trt.manifest import ExportManifest, file_sha256
 
 ENGINES_SCHEMA = "mixqsam2.engines/1"
 INDEX, BUILD_CONFIG = "engines.json", "build_config.json"
+EXPORT_FILES = ("manifest.json", "constants.npz")  # copied along: the engine folder is all a device needs
 
 
 def import_tensorrt():
@@ -39,13 +42,17 @@ def installed_version() -> TensorRTVersion:
     return TensorRTVersion.parse(import_tensorrt().__version__)
 
 
+PLUGIN_IDENTITY = ("SISSynthesize", "1", "mixqsam2")  # op_type, plugin_version, plugin_namespace of the node
+
+
 def load_plugin_library(registry, path: str | Path) -> str:
-    """Register the SISSynthesize plugin library with a TensorRT plugin registry; returns its sha256."""
+    """Register the SISSynthesize plugin library with a TensorRT plugin registry (once per process:
+    TensorRT refuses a second registration); returns the library's sha256."""
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"SIS plugin library not found: {path} (build it: cmake -S plugins/sis -B build/sis "
                              "-DTensorRT_ROOT=... && cmake --build build/sis)")
-    if registry.load_library(str(path)) is None:
+    if registry.get_creator(*PLUGIN_IDENTITY) is None and registry.load_library(str(path)) is None:
         raise UserInputError(f"TensorRT could not load the plugin library {path} (see TensorRT's log above)")
     return file_sha256(path)
 
@@ -65,12 +72,16 @@ def build_engines(plan: BuildPlan, manifest: ExportManifest, out_dir: str | Path
     if needs_plugin and plugin_library is None:
         raise UserInputError("the export has SISSynthesize graphs: give --plugin-lib (or set MIXQSAM2_SIS_PLUGIN)")
     plugin_sha = load_plugin_library(trt.get_plugin_registry(), plugin_library) if needs_plugin else None
+    gpu = device_name()
     builder = trt.Builder(logger)
     cache_file = Path(timing_cache) if timing_cache else None
     cache = builder.create_builder_config().create_timing_cache(
         cache_file.read_bytes() if cache_file and cache_file.is_file() else b"")
-    owned = (INDEX, BUILD_CONFIG, *(engine.engine for engine in plan.engines))
+    owned = (INDEX, BUILD_CONFIG, *EXPORT_FILES, *(engine.engine for engine in plan.engines))
     with atomic_output_dir(out_dir, overwrite=overwrite, owned=owned) as tmp:
+        for name in EXPORT_FILES:
+            if (manifest.folder / name).is_file():
+                shutil.copyfile(manifest.folder / name, tmp / name)
         records = {}
         for engine in plan.engines:
             serialized, attempt, failures = _build_first_that_works(trt, builder, logger, manifest, engine, cache)
@@ -78,7 +89,7 @@ def build_engines(plan: BuildPlan, manifest: ExportManifest, out_dir: str | Path
             records[engine.graph] = {"file": engine.engine, "sha256": file_sha256(tmp / engine.engine),
                                      "typing": attempt.typing, "flags": list(attempt.flags),
                                      "needs_plugin": engine.needs_plugin, "failed_attempts": failures}
-        index = {"schema": ENGINES_SCHEMA, "tensorrt": trt.__version__, "gpu": device_name(),
+        index = {"schema": ENGINES_SCHEMA, "tensorrt": trt.__version__, "gpu": gpu,
                  "plugin": {"path": str(Path(plugin_library).resolve()), "sha256": plugin_sha} if needs_plugin else None,
                  "plan_sha256": plan.plan_sha256, "export": str(manifest.folder), "engines": records}
         write_json_atomic(tmp / BUILD_CONFIG, plan.to_json())
