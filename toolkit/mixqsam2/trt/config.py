@@ -22,7 +22,7 @@ graphs with the SISSynthesize node ask for aliased plugin I/O (in-place bank upd
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 from mixqsam2.errors import UserInputError
@@ -96,7 +96,7 @@ class BuildPlan:
     export: str
     plan_sha256: str | None
     formats: dict[str, int]  # plan layers per format over all engines
-    engines: tuple[EngineConfig, ...] = field(default_factory=tuple)
+    engines: tuple[EngineConfig, ...]
 
     def to_json(self) -> dict:
         return asdict(self)
