@@ -86,3 +86,13 @@ def test_json_write_is_atomic_and_refuses_unwritable_places(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(UserInputError, match="cannot create output location"):
         write_json_atomic(tmp_path / "file" / "r.json", {})
+
+
+def test_a_folder_filled_by_someone_else_meanwhile_is_not_touched(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(UserInputError, match="filled by another program"):
+        with atomic_output_dir(out, owned=OWNED) as tmp:
+            (tmp / "stats.json").write_text("ours")
+            out.mkdir()
+            (out / "stats.json").write_text("theirs")
+    assert _tree(tmp_path) == ["run", "run/stats.json"] and (out / "stats.json").read_text() == "theirs"

@@ -64,3 +64,39 @@ def test_videos_have_look_alikes_occluders_and_objects_that_leave_and_return():
             found["leaves_and_returns"] |= gone.size > 0 and (series[gone[0]:] > 0).any()
             found["occluded"] |= series.min() < 0.5 * series.max()
     assert all(found.values()), found
+
+
+def test_default_synth_images_are_not_training_images(tmp_path):
+    """``synth images`` at its default seed (0) and training at its default seed (0) share no
+    image: they draw from separate seed spaces (NumPy once made synth image k training image
+    0 of step k)."""
+    from PIL import Image
+
+    from mixqsam2.data.synth import write_image_set
+    from mixqsam2.train.config import TrainConfig
+    from mixqsam2.train.data import training_image
+
+    write_image_set(tmp_path / "set", num=6, seed=0)
+    synth = [np.asarray(Image.open(p)).astype(int) for p in sorted((tmp_path / "set" / "images").iterdir())]
+    seed, per_step = TrainConfig().seed, TrainConfig().image_batch
+    for step in range(6):
+        for index in range(per_step):
+            rgb = training_image(seed, step, index)[0].astype(int)
+            closest = min(np.abs(image - rgb).mean() for image in synth)  # JPEG round trip: ~1 grey level
+            assert closest > 10, (step, index, closest)
+
+
+def test_synth_refuses_a_non_empty_folder_and_overwrite_keeps_the_users_files(tmp_path, capsys):
+    from mixqsam2.cli.main import main
+
+    out = tmp_path / "set"
+    out.mkdir()
+    (out / "keep.txt").write_text("the user's")
+    assert main(["synth", "images", "--out", str(out), "--num", "2"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert main(["synth", "images", "--out", str(out), "--num", "2", "--overwrite"]) == 0
+    assert main(["synth", "images", "--out", str(out), "--num", "1", "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "images", "keep.txt"]
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["000000.jpg"]  # the new set only
+    assert (out / "keep.txt").read_text() == "the user's"

@@ -121,10 +121,15 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False, owned: t
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     with _signals_deferred():
-        if path.is_dir() and any(path.iterdir()):
+        if overwrite and path.is_dir() and any(path.iterdir()):
             _replace_entries(tmp, path, owned)
-        else:
-            os.replace(tmp, path)  # rename over a missing or empty folder
+            return
+        try:
+            os.replace(tmp, path)  # rename over a missing or empty folder; refused over a non-empty one
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise UserInputError(f"output folder {path} was filled by another program while this one ran; "
+                                 "nothing was written") from None
 
 
 def _replace_entries(new: Path, target: Path, owned: tuple[str, ...]) -> None:

@@ -24,9 +24,9 @@ def _synth(args) -> None:
     from mixqsam2.data import synth
 
     if args.kind == "images":
-        synth.write_image_set(args.out, num=args.num, seed=args.seed)
+        synth.write_image_set(args.out, num=args.num, seed=args.seed, overwrite=args.overwrite)
     else:
-        synth.write_video_set(args.out, num=args.num, frames=args.frames, seed=args.seed)
+        synth.write_video_set(args.out, num=args.num, frames=args.frames, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote {args.out}")
 
 
@@ -176,9 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth_kinds = synth.add_subparsers(dest="kind", required=True)
     for kind, help_text in (("images", "COCO-format image set"), ("videos", "DAVIS-layout video set")):
         p = synth_kinds.add_parser(kind, help=help_text)
-        p.add_argument("--out", required=True)
+        p.add_argument("--out", required=True, help="output folder (must be absent or empty, or give --overwrite)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="write into a non-empty --out, replacing only the set's own files (other files stay)")
         p.add_argument("--num", type=positive_int, required=True)
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, default=0,
+                       help="generated sets have their own seed space: no seed reproduces training data")
         if kind == "videos":
             p.add_argument("--frames", type=positive_int, default=32)
         p.set_defaults(run=_synth)

@@ -4,7 +4,9 @@ Objects are star-shaped polygons textured with crops of real photographs shipped
 scikit-image, composited over a photo background. Videos add what makes tracking hard:
 objects that move, scale and rotate, unannotated occluders passing in front, look-alike
 distractors (the same shape and texture as a target, not annotated), and targets that
-leave the frame and come back. Everything is a pure function of the seed.
+leave the frame and come back. Everything is a pure function of the seed, and the seeds of
+generated sets live in their own seed space, apart from training's (:func:`scene_rng`): no
+generated set reproduces a training scene, whatever its seed.
 
 >>> import tempfile, pathlib
 >>> out = pathlib.Path(tempfile.mkdtemp()) / "videos"
@@ -26,11 +28,18 @@ from PIL import Image
 from tqdm import tqdm
 
 from mixqsam2.data.formats import encode_rle, write_label_png
+from mixqsam2.errors import UserInputError
 from mixqsam2.fileio import atomic_output_dir
 
 _COLOR_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
 _GRAY_PHOTOS = ("camera", "brick", "grass", "gravel", "moon", "clock", "coins")
 PATCH = 96  # canonical object patch size (pixels) before scaling
+# The seed spaces of generated sets. Training (mixqsam2.train.data) seeds NumPy with plain
+# lists [seed, step, ...]; NumPy pads a list to 4 words, so [0, k] and [0, k, 0, 0] are one
+# seed and a set seeded with [seed, index] repeated training batches. A spawn key puts each
+# kind of set in a space of its own (SeedSequence mixes it in after the padded seed).
+SEED_SPACES = {"images": 0x5EED_0001, "videos": 0x5EED_0002}
+GENERATOR_VERSION = 2  # changes when the same seed gives other data (cached sets are named by it)
 
 
 @lru_cache(maxsize=1)
@@ -172,13 +181,26 @@ def sample_video_scene(rng, height: int, width: int, min_visible: float = 0.01):
             return background, objects
 
 
-def write_image_set(out: str | Path, num: int, seed: int, height: int = 240, width: int = 320) -> None:
-    """COCO-format set: ``out/images/*.jpg`` + ``out/annotations.json`` (RLE masks, boxes)."""
+def scene_rng(kind: str, seed: int, index: int) -> np.random.Generator:
+    """The random stream of scene ``index`` of a generated ``kind`` set ("images" or "videos").
+
+    >>> float(scene_rng("images", 0, 3).random()) == float(scene_rng("images", 0, 3).random())
+    True
+    >>> float(scene_rng("images", 0, 3).random()) == float(np.random.default_rng([0, 3, 0, 0]).random())
+    False
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SEED_SPACES[kind], index)))
+
+
+def write_image_set(out: str | Path, num: int, seed: int, height: int = 240, width: int = 320,
+                    overwrite: bool = False) -> None:
+    """COCO-format set: ``out/images/*.jpg`` + ``out/annotations.json`` (RLE masks, boxes).
+    A non-empty ``out`` is refused unless ``overwrite`` (then only those two are replaced)."""
     images, annotations = [], []
-    with atomic_output_dir(out) as tmp:
+    with atomic_output_dir(out, overwrite, owned=("images", "annotations.json")) as tmp:
         (tmp / "images").mkdir()
         for index in tqdm(range(num), desc="synth images", unit="img"):
-            rng = np.random.default_rng([seed, index])
+            rng = scene_rng("images", seed, index)
             background, objects = sample_image_scene(rng, height, width)
             rgb, labels = render(background, objects, 0.0)
             name = f"{index:06d}.jpg"
@@ -198,12 +220,14 @@ def write_image_set(out: str | Path, num: int, seed: int, height: int = 240, wid
         (tmp / "annotations.json").write_text(json.dumps(coco))
 
 
-def write_video_set(out: str | Path, num: int, frames: int, seed: int, height: int = 240, width: int = 320) -> None:
+def write_video_set(out: str | Path, num: int, frames: int, seed: int, height: int = 240, width: int = 320,
+                    overwrite: bool = False) -> None:
     """DAVIS layout: ``out/JPEGImages/<vid>/00000.jpg`` + ``out/Annotations/<vid>/00000.png``
-    (palette PNGs, object ids 1..n)."""
-    with atomic_output_dir(out) as tmp:
+    (palette PNGs, object ids 1..n). A non-empty ``out`` is refused unless ``overwrite`` (then
+    only those two folders are replaced)."""
+    with atomic_output_dir(out, overwrite, owned=("JPEGImages", "Annotations")) as tmp:
         for index in tqdm(range(num), desc="synth videos", unit="video"):
-            rng = np.random.default_rng([seed, index])
+            rng = scene_rng("videos", seed, index)
             background, objects = sample_video_scene(rng, height, width)
             name = f"vid{index:04d}"
             (tmp / "JPEGImages" / name).mkdir(parents=True)
@@ -212,3 +236,21 @@ def write_video_set(out: str | Path, num: int, frames: int, seed: int, height: i
                 rgb, labels = render(background, objects, float(t))
                 Image.fromarray(rgb).save(tmp / "JPEGImages" / name / f"{t:05d}.jpg", quality=95)
                 write_label_png(tmp / "Annotations" / name / f"{t:05d}.png", labels)
+
+
+def cached_set(cache: str | Path, kind: str, **spec) -> Path:
+    """A generated ``kind`` set ("images": ``num, seed``; "videos": ``num, frames, seed``) in
+    ``cache``, made once and reused; its folder name holds the spec and the generator version.
+
+    >>> import tempfile
+    >>> cached_set(tempfile.mkdtemp(), "videos", num=1, frames=2, seed=5).name
+    'videos-num1-frames2-seed5-gen2'
+    """
+    path = Path(cache) / "-".join([kind, *(f"{k}{v}" for k, v in spec.items()), f"gen{GENERATOR_VERSION}"])
+    if not path.is_dir():
+        try:
+            (write_image_set if kind == "images" else write_video_set)(path, **spec)
+        except UserInputError:
+            if not path.is_dir():  # not another process that made the same set meanwhile
+                raise
+    return path

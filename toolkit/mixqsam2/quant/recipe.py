@@ -16,7 +16,6 @@ over the built-in default. Unknown keys and wrong types are refused with the key
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,17 +121,6 @@ def _cache_dir() -> Path:
 
 
 def _generated(kind: str, spec: dict) -> Path:
-    from mixqsam2.data import synth
+    from mixqsam2.data.synth import cached_set
 
-    path = _cache_dir() / f"{kind}-{'-'.join(f'{k}{v}' for k, v in spec.items())}"
-    if not path.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        (synth.write_image_set if kind == "images" else synth.write_video_set)(tmp, **spec)
-        try:
-            tmp.rename(path)
-        except OSError:  # another process made it first: the same seeded data
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
-
+    return cached_set(_cache_dir(), kind, **spec)

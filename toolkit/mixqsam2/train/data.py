@@ -56,17 +56,23 @@ def _collate(videos: list[tuple[np.ndarray, np.ndarray]]):
     )
 
 
+def training_image(seed: int, step: int, index: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Image ``index`` of training step ``step``: (rgb, label map, target ids), at the
+    generators' frame size. Scenes without a big enough object are redrawn."""
+    rng = np.random.default_rng([seed, step, 0, index])
+    while True:
+        background, objects = sample_image_scene(rng, FRAME_HEIGHT, FRAME_WIDTH)
+        rgb, labels = render(background, objects, 0.0)
+        ids = _prompt_targets(labels)
+        if ids:
+            return rgb, labels, ids
+
+
 def image_batch(seed: int, step: int, num_images: int, image_size: int):
     """A batch of ``num_images`` single-frame scenes with every visible object as a target."""
     videos = []
     for index in range(num_images):
-        rng = np.random.default_rng([seed, step, 0, index])
-        while True:
-            background, objects = sample_image_scene(rng, FRAME_HEIGHT, FRAME_WIDTH)
-            rgb, labels = render(background, objects, 0.0)
-            ids = _prompt_targets(labels)
-            if ids:
-                break
+        rgb, labels, ids = training_image(seed, step, index)
         frames = preprocess_frame(rgb, image_size)[None]
         videos.append((frames, _square_masks(labels, ids, image_size)[None]))
     return _collate(videos)
