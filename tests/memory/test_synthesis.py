@@ -1,13 +1,13 @@
-"""SIS synthesis: hand-made banks with known answers, the bank invariants, torch == NumPy."""
+"""Bank updates: hand-made banks with known answers, the bank invariants, the torch graph == the NumPy spec."""
 
 import numpy as np
 import pytest
 import torch
 
 from mixqsam2.errors import UserInputError
-from mixqsam2.memory.bank import MemoryBank, MemoryEntry, make_policy
 from mixqsam2.memory.prompts import Prompt
-from mixqsam2.memory.synthesis import RULES, empty_bank, entry, select_merge, sis_update
+from mixqsam2.memory.synthesis import RULES, MemoryArrays, empty_bank, entry, select_merge, sis_update
+from mixqsam2.models.graph_config import BANK_FIELDS
 from mixqsam2.memory.tracker import StreamingTracker
 from mixqsam2.data.loaders import open_video_set
 
@@ -70,84 +70,116 @@ def test_ours_weights_a_synthesized_entry_by_the_frames_it_holds():
     np.testing.assert_allclose(weights, [0.75, 0.25], rtol=1e-6)
 
 
-@pytest.mark.parametrize("policy", ["sis", "sis-pair"])
+@pytest.mark.parametrize("policy", ["fifo", "prune", "sis", "sis-pair"])
 @pytest.mark.parametrize("capacity", [2, 3, 6])
 def test_capacity_is_never_exceeded_and_the_newest_memory_is_kept_raw(policy, capacity):
     rng = np.random.default_rng(capacity)
-    bank = MemoryBank(capacity, make_policy(policy))
-    arrays = empty_bank(capacity, tokens=4, channels=3, pointer_dim=2)
+    bank = empty_bank(capacity, tokens=4, channels=3, pointer_dim=2)
+    dropped = 0
     for t in range(30):
-        features = rng.normal(size=(4, 3)).astype(np.float32)
-        bank.add(MemoryEntry(features, float(t), 1.0, obj_ptr=np.zeros(2, np.float32)))
-        arrays = sis_update(arrays, entry(features, [0, 0], t, 1.0), RULES[policy])
-        assert len(bank.entries) <= capacity and arrays.valid.sum() <= capacity
-        newest = bank.entries[-1]
-        assert newest.temporal_pos == t and newest.frames == 1.0
-        assert sum(e.frames for e in bank.entries) == arrays.counts[arrays.valid].sum() == t + 1
+        bank = sis_update(bank, entry(rng.normal(size=(4, 3)), [0, 0], t, 1.0), RULES[policy])
+        newest = int(np.argmax(np.where(bank.valid, bank.positions, -1)))
+        assert bank.valid.sum() <= capacity and bank.positions[newest] == t and bank.counts[newest] == 1
+        dropped = t + 1 - bank.counts[bank.valid].sum()
+    assert (dropped == 0) == RULES[policy].merges  # merges keep every frame, drops lose some
 
 
-@pytest.mark.parametrize("policy", ["sis", "sis-pair"])
-def test_sis_behaves_like_fifo_until_the_bank_is_full(policy):
-    fifo, sis = MemoryBank(4, make_policy("fifo")), MemoryBank(4, make_policy(policy))
+@pytest.mark.parametrize("policy", ["prune", "sis", "sis-pair"])
+def test_every_policy_behaves_like_fifo_until_the_bank_is_full(policy):
+    fifo = policy_bank = empty_bank(4, tokens=2, channels=2, pointer_dim=1)
     for t in range(4):
-        features = np.full((2, 2), t, np.float32)
-        fifo.add(MemoryEntry(features, float(t), 0.0))
-        sis.add(MemoryEntry(features, float(t), 0.0))
-        assert fifo.entries == sis.entries
+        new = entry(np.full((2, 2), t), [t], t, 0.0)
+        fifo, policy_bank = sis_update(fifo, new, RULES["fifo"]), sis_update(policy_bank, new, RULES[policy])
+        for name in ("features", "positions", "valid"):
+            np.testing.assert_array_equal(getattr(fifo, name), getattr(policy_bank, name))
 
 
-def test_sis_needs_a_capacity_of_two():
+def test_fifo_drops_the_oldest_and_prune_the_most_similar_to_the_newest():
+    vectors = [[1, 0], [0, 1], [1, 0.1], [1, 0.05]]  # frame 3 is closest to frame 2, then frame 0
+    fifo, prune = _numpy_bank(vectors, rule="fifo"), _numpy_bank(vectors, rule="prune")
+    assert sorted(fifo.positions.tolist()) == [1.0, 2.0, 3.0]
+    assert sorted(prune.positions.tolist()) == [0.0, 1.0, 3.0]
+    assert fifo.counts.tolist() == prune.counts.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_the_paper_rule_needs_two_memories_to_merge():
+    with pytest.raises(ValueError, match="top_k must be at least 2"):
+        RULES["sis"].__class__("sis-1", "topk-to-newest", top_k=1)
+
+
+def test_capacity_below_the_policy_minimum_is_a_user_error(pico):
     with pytest.raises(UserInputError, match="at least 2 with memory policy 'sis'"):
-        MemoryBank(1, make_policy("sis"))
+        StreamingTracker(pico, memory="sis", capacity=1)
+    with pytest.raises(UserInputError, match="unknown memory policy"):
+        StreamingTracker(pico, memory="lru")
 
 
-def _torch_and_numpy_banks(memories, capacity, policy):
-    bank = MemoryBank(capacity, make_policy(policy))
-    arrays = empty_bank(capacity, *memories[0][0].shape, pointer_dim=memories[0][1].size)
-    for t, (features, pointer, score) in enumerate(memories):
-        bank.add(MemoryEntry(torch.from_numpy(features), float(t), float(score), obj_ptr=torch.from_numpy(pointer)))
-        arrays = sis_update(arrays, entry(features, pointer, t, score), RULES[policy])
-    return bank, arrays
-
-
-def _assert_same_bank(bank, arrays):
-    order = np.lexsort((np.arange(arrays.valid.size), arrays.positions))
-    order = order[arrays.valid[order]]
-    assert len(bank.entries) == order.size
-    for e, slot in zip(bank.entries, order):
-        np.testing.assert_allclose(e.features.numpy(), arrays.features[slot], atol=1e-5)
-        np.testing.assert_allclose(e.obj_ptr.numpy(), arrays.pointers[slot], atol=1e-5)
-        np.testing.assert_allclose([e.temporal_pos, e.object_score, e.frames],
-                                   [arrays.positions[slot], arrays.scores[slot], arrays.counts[slot]], atol=1e-5)
-
-
-@pytest.mark.parametrize("policy", ["sis", "sis-pair"])
-def test_torch_and_numpy_give_the_same_bank_on_random_memories(policy):
-    rng = np.random.default_rng(7)
-    base = rng.normal(size=(64, 8)).astype(np.float32)
-    memories = [
-        ((base + rng.normal(scale=rng.uniform(0.1, 2.0), size=base.shape)).astype(np.float32),
-         rng.normal(size=16).astype(np.float32), float(rng.normal(scale=3)))
-        for _ in range(40)
+def _random_memories(rng, count, shape=(64, 8), pointer_dim=16):
+    base = rng.normal(size=shape).astype(np.float32)
+    return [
+        ((base + rng.normal(scale=rng.uniform(0.1, 2.0), size=shape)).astype(np.float32),
+         rng.normal(size=pointer_dim).astype(np.float32), float(rng.normal(scale=3)))
+        for _ in range(count)
     ]
-    bank, arrays = _torch_and_numpy_banks(memories, capacity=4, policy=policy)
-    _assert_same_bank(bank, arrays)
-    assert max(e.frames for e in bank.entries) > 2  # merges happened, and were compared
 
 
-@pytest.mark.parametrize("policy", ["sis", "sis-pair"])
-def test_torch_and_numpy_give_the_same_bank_on_tracker_memories(pico, video_set, policy):
+def _batched_graph_banks(memories_per_object, capacity, policy):
+    """Feed each object's memories through BankUpdateGraph (all objects in one batch) and the spec."""
+    from mixqsam2.models.graphs import BankUpdateGraph
+
+    graph = BankUpdateGraph(RULES[policy])
+    shape, pointer_dim = memories_per_object[0][0][0].shape, memories_per_object[0][0][1].size
+    graph_banks = [empty_bank(capacity, *shape, pointer_dim) for _ in memories_per_object]
+    spec_banks = list(graph_banks)
+    for t in range(len(memories_per_object[0])):
+        news = [entry(*memories[t][:2], t, memories[t][2]) for memories in memories_per_object]
+        stacked = [torch.from_numpy(np.stack([getattr(b, f) for b in graph_banks])) for f in BANK_FIELDS]
+        new = [torch.from_numpy(np.concatenate([getattr(n, f) for n in news])) for f in BANK_FIELDS[:4]]
+        with torch.no_grad():
+            out = graph(*stacked, *new)
+        graph_banks = [MemoryArrays(*(o[i].numpy() for o in out)) for i in range(len(news))]
+        spec_banks = [sis_update(b, n, RULES[policy]) for b, n in zip(spec_banks, news)]
+    return graph_banks, spec_banks
+
+
+def assert_same_bank(got, expected, atol=1e-5):
+    np.testing.assert_array_equal(got.valid, expected.valid)
+    for name in ("features", "pointers", "positions", "scores", "counts"):
+        np.testing.assert_allclose(getattr(got, name)[got.valid], getattr(expected, name)[expected.valid], atol=atol)
+
+
+@pytest.mark.parametrize("policy", ["fifo", "prune", "sis", "sis-pair"])
+def test_the_graph_module_gives_the_spec_bank_on_random_memories(policy):
+    rng = np.random.default_rng(7)
+    objects = [_random_memories(rng, 30) for _ in range(3)]
+    graph_banks, spec_banks = _batched_graph_banks(objects, capacity=4, policy=policy)
+    for got, expected in zip(graph_banks, spec_banks):
+        assert_same_bank(got, expected)
+    if RULES[policy].merges:
+        assert max(b.counts.max() for b in spec_banks) > 2  # merges happened, and were compared
+
+
+def test_the_graph_module_breaks_ties_as_the_spec_does():
+    """Identical memories: every similarity ties, so only the tie rules decide."""
+    same = [(np.ones((4, 2), np.float32), np.full(3, t, np.float32), 1.0) for t in range(9)]
+    for policy in RULES:
+        graph_banks, spec_banks = _batched_graph_banks([same], capacity=3, policy=policy)
+        assert_same_bank(graph_banks[0], spec_banks[0])
+
+
+@pytest.mark.parametrize("policy", ["prune", "sis", "sis-pair"])
+def test_the_graph_module_gives_the_spec_bank_on_tracker_memories(pico, video_set, policy):
     video = open_video_set(video_set)[1]
-    tracker = StreamingTracker(pico, capacity=100, storage_dtype=torch.float32)  # keeps every memory
+    tracker = StreamingTracker(pico, capacity=19)  # keeps every memory of the 20 frames
     for index, rgb in enumerate(video.frames()):
         tracker.step(rgb, {1: Prompt(mask=video.prompt_masks()[1])} if index == 0 else None)
-    memories = [
-        (e.features[0].flatten(1).T.numpy(), e.obj_ptr[0].numpy(), e.object_score)
-        for e in tracker.objects[1].bank.entries
-    ]
-    bank, arrays = _torch_and_numpy_banks(memories, capacity=3, policy=policy)
-    _assert_same_bank(bank, arrays)
-    assert max(e.frames for e in bank.entries) > 1
+    bank = tracker.objects[1].bank
+    order = np.argsort(bank.positions)
+    memories = [(bank.features[i], bank.pointers[i], float(bank.scores[i])) for i in order]
+    graph_banks, spec_banks = _batched_graph_banks([memories], capacity=3, policy=policy)
+    assert_same_bank(graph_banks[0], spec_banks[0])
+    if RULES[policy].merges:
+        assert spec_banks[0].counts.max() > 1
 
 
 @pytest.mark.parametrize("policy", ["sis", "sis-pair"])
@@ -159,10 +191,10 @@ def test_tracker_with_sis_never_merges_the_conditioning_memory(pico, video_set, 
     for index, rgb in enumerate(video.frames()):
         result = tracker.step(rgb, prompts if index == 0 else None)
         if index == 0:
-            cond_before = {k: s.cond[0][1].clone() for k, s in tracker.objects.items()}
+            cond_before = {k: s.cond_features.copy() for k, s in tracker.objects.items()}
         assert set(result.masks) == set(prompts)
     for obj_id, state in tracker.objects.items():
-        assert len(state.cond) == 1 and torch.equal(state.cond[0][1], cond_before[obj_id])
-        assert len(state.bank.entries) == 2
-        assert all(e.temporal_pos >= 1 for e in state.bank.entries)  # frame 0 never entered the bank
-        assert sum(e.frames for e in state.bank.entries) == len(video.frame_paths) - 1
+        np.testing.assert_array_equal(state.cond_features, cond_before[obj_id])
+        assert state.bank.valid.sum() >= 1
+        assert (state.bank.positions[state.bank.valid] >= 1).all()  # frame 0 never entered the bank
+        assert state.bank.counts[state.bank.valid].sum() == len(video.frame_paths) - 1

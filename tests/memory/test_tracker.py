@@ -56,8 +56,8 @@ def test_memory_is_bounded_by_capacity_and_pointer_window(pico, video_set):
     for index in range(40):
         tracker.step(frames[index % len(frames)], {1: Prompt(mask=video.prompt_masks()[1])} if index == 0 else None)
         state = tracker.objects[1]
-        assert len(state.bank.entries) == min(index, 3)
-        assert len(state.pointers) <= 15 and len(state.cond) == 1
+        assert state.bank.valid.sum() == min(index, 3) and state.bank.valid.size == 3
+        assert len(state.recent) == min(index, 15) and state.cond_frame == 0
         sizes.append(tracker.memory_bytes())
     assert len(set(sizes[16:])) == 1  # constant once the pointer window is full
 
@@ -71,16 +71,28 @@ def test_attended_memory_follows_bank_positions_not_frame_indices(pico, video_se
     for rgb in frames[1:4]:
         tracker.step(rgb)
     state = tracker.objects[1]
-    bank_positions = [e.temporal_pos for e in state.bank.entries]
-    assert bank_positions == [2.0, 3.0]
-    memory, memory_pos, num_ptr_tokens = tracker._attended_memory(state)
-    hw = tracker._memory_pos_enc.shape[0]
-    assert memory.shape[0] == 3 * hw + num_ptr_tokens  # 1 conditioning + 2 bank entries
-    tracker.frame_idx = 100  # pretend the entries are old: both clip to the last temporal slot
-    _, old_pos, _ = tracker._attended_memory(state)
-    last_slot = pico.maskmem_tpos_enc[pico.num_maskmem - 2]
-    for k in (1, 2):
-        torch.testing.assert_close(old_pos[k * hw : (k + 1) * hw], tracker._memory_pos_enc + last_slot)
+    assert sorted(state.bank.positions[state.bank.valid].tolist()) == [2.0, 3.0]
+    tracker.frame_idx += 1  # the inputs the next frame attends to
+    inputs = tracker._memory_inputs([state])
+    order = np.argsort(state.bank.positions)
+    assert inputs["bank_slot"][0, order].tolist() == [1, 0]  # 2 frames back -> slot 1, 1 back -> slot 0
+    assert inputs["pointer_valid"].sum() == 1 + 3  # the prompted frame's pointer + 3 recent frames
+    tracker.frame_idx = 100  # pretend the entries are old: both clip to the last bank slot
+    assert tracker._memory_inputs([state])["bank_slot"].tolist() == [[pico.num_maskmem - 2] * 2]
+
+
+def test_objects_are_tracked_as_one_batch_with_the_masks_of_one_at_a_time(pico, video_set):
+    """Three objects in one graph call per frame give each object's masks tracked alone."""
+    video = open_video_set(video_set)[0]
+    prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
+    assert len(prompts) > 1
+    together = StreamingTracker(pico, memory="sis", capacity=3)
+    alone = {k: StreamingTracker(pico, memory="sis", capacity=3) for k in prompts}
+    for index, rgb in enumerate(list(video.frames())[:8]):
+        batch = together.step(rgb, prompts if index == 0 else None)
+        for obj_id, tracker in alone.items():
+            single = tracker.step(rgb, {obj_id: prompts[obj_id]} if index == 0 else None)
+            assert mask_iou(batch.masks[obj_id], single.masks[obj_id]) >= 0.999
 
 
 def test_box_and_point_prompts_start_objects(pico, video_set):

@@ -37,10 +37,11 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_memory_args(parser: argparse.ArgumentParser) -> None:
-    from mixqsam2.memory.bank import POLICIES
+    from mixqsam2.memory.synthesis import RULES
 
     group = parser.add_argument_group("memory bank")
-    group.add_argument("--memory", default="fifo", choices=sorted(POLICIES), help="full-bank policy (fifo = SAM2)")
+    group.add_argument("--memory", default="fifo", choices=sorted(RULES),
+                       help="full-bank policy: fifo (SAM2), prune, sis (the paper), sis-pair (ours)")
     group.add_argument("--capacity", type=positive_int, help="non-conditioning memories kept (default num_maskmem-1 = 6)")
 
 

@@ -1,11 +1,11 @@
-"""Bounded video memory: the memory bank, its full-bank policies, and the streaming tracker.
+"""Bounded video memory: the bank-update rules, prompts, and the streaming tracker.
 
-``bank`` and ``prompts`` are torch-free (the Jetson runtime uses them with NumPy arrays);
-``tracker`` (torch + sam2) is imported only where it is used:
-``from mixqsam2.memory.tracker import StreamingTracker``.
+``synthesis`` (the fixed-capacity bank and its policies ``fifo``, ``prune``, ``sis``,
+``sis-pair``), ``prompts`` and ``tracker`` import only NumPy: the Jetson runtime uses them
+without torch or sam2. The torch backend comes from :mod:`mixqsam2.models.graphs`.
 """
 
-from mixqsam2.memory.bank import POLICIES, FifoPolicy, MemoryBank, MemoryEntry, make_policy
 from mixqsam2.memory.prompts import Prompt
+from mixqsam2.memory.synthesis import RULES
 
-__all__ = ["POLICIES", "FifoPolicy", "MemoryBank", "MemoryEntry", "Prompt", "make_policy"]
+__all__ = ["RULES", "Prompt"]

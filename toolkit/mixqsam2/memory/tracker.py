@@ -1,30 +1,28 @@
-"""A per-frame SAM2 tracker with bounded memory, built on sam2's own modules.
+"""A per-frame SAM2 tracker with bounded memory, the same for every backend.
 
 sam2's ``SAM2VideoPredictor`` needs the whole video up front and keeps every frame's output
 forever. :class:`StreamingTracker` takes one frame at a time and keeps, per object:
 
-- its conditioning memories (one per prompt; the frames the user annotated),
-- a :class:`~mixqsam2.memory.bank.MemoryBank` of at most ``capacity`` non-conditioning
-  memories, whose full-bank behaviour is a policy (``fifo`` = SAM2),
+- its conditioning memory (the prompted frame's) and object pointer,
+- a fixed-capacity memory bank (:mod:`mixqsam2.memory.synthesis`: ``K`` slots with
+  features, pointer, temporal position, object score, frame count and a validity flag)
+  whose full-bank behaviour is a policy: ``fifo`` (SAM2), ``prune``, ``sis`` (the paper),
+  ``sis-pair`` (ours),
 - the object pointers of the last ``max_obj_ptrs - 1`` frames (SAM2 attends to <= 16).
 
-With an SIS policy (``sis``, ``sis-pair``) a bank entry may be *synthesized* from several
-frames: its features, object pointer, score and (fractional) temporal position are
-weighted means. Its features are attended at the temporal slot of its rounded position,
-and its pointer joins the recent frames' pointers as one more token.
+Nothing else survives a frame. The network runs as five graphs
+(:mod:`mixqsam2.models.graphs`) through a *backend*: anything with ``run(name, inputs) ->
+outputs`` on NumPy arrays, a ``config`` (:class:`~mixqsam2.models.graph_config.GraphConfig`),
+a ``capacity``, ``no_mem_embed`` and ``seconds`` per graph. ``TorchGraphs`` runs sam2's modules;
+``OrtGraphs`` runs the exported ONNX files without torch. This module is the host side: prompts,
+the bank and its policy, pointer assembly, choosing among mask candidates. It imports only
+NumPy. All tracked objects of a frame go through each graph in one call.
 
-Nothing else survives a frame. The network runs through ``SAM2Base`` methods
-(``forward_image``, ``track_step``, ``_forward_sam_heads``, ``_encode_new_memory``) and the
-``memory_attention`` module; only the *assembly* of the attended memory is ours
-(:meth:`StreamingTracker._attended_memory`), because SAM2 looks memories up by frame index
-(t-1 ... t-6) while a bank that merges or keeps older memories must be read from what it
-holds, each entry with its own temporal position. With ``fifo`` at capacity
-``num_maskmem - 1`` the assembly gives exactly SAM2's tokens (a test compares the masks
-with ``SAM2VideoPredictor`` frame by frame).
-
-Shapes (pico at 256 px; official configs at 1024 px in brackets):
-image features ``[HW=16*16 (64*64), B=1, C=64 (256)]``; a memory ``[1, C_mem=32 (64), 16, 16]``;
-an object pointer ``[1, C]``, split into ``C / C_mem`` tokens of ``C_mem`` when attended.
+The attended memory is read from the bank, each entry at the temporal slot of its own
+position (``round(now - position)`` clipped to 1 ... num_maskmem - 1), never by looking
+frames up by index; synthesized entries (``counts > 1``) add their pointer as one more
+token. With ``fifo`` at capacity ``num_maskmem - 1`` this is exactly SAM2 (a test compares
+the masks with ``SAM2VideoPredictor`` frame by frame).
 
 >>> from mixqsam2.models import build_model  # doctest: +SKIP
 >>> tracker = StreamingTracker(build_model("pico"))  # doctest: +SKIP
@@ -35,29 +33,36 @@ True
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict, deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from sam2.modeling.sam2_utils import get_1d_sine_pe
 
-from mixqsam2.memory.bank import MemoryBank, MemoryEntry, check_capacity, make_policy
+from mixqsam2.errors import UserInputError
 from mixqsam2.memory.prompts import Prompt
+from mixqsam2.memory.synthesis import RULES, MemoryArrays, empty_bank
+from mixqsam2.models.graph_config import BANK_FIELDS, GraphConfig, choose_masks
 from mixqsam2.models.preprocess import preprocess_frame
+from mixqsam2.models.resize import resize
 
-# sam2's own stage names, used for per-stage latency
-STAGES = ("image_encoder", "memory_attention", "mask_decoder", "memory_encoder")
+# the graphs, for per-stage latency (sis_update is the bank policy)
+STAGES = ("image_encoder", "memory_attention", "mask_decoder", "memory_encoder", "sis_update")
+MASK_OUT_SCALE, MASK_OUT_BIAS = 20.0, -10.0  # sam2's _use_mask_as_output: mask -> logits
 
 
 @dataclass
-class _ObjectState:
-    bank: MemoryBank
-    cond: list[tuple[int, torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (frame, features, obj_ptr)
-    pointers: deque = field(default_factory=deque)  # (frame, obj_ptr) of recent non-cond frames
+class ObjectMemory:
+    """What the tracker keeps of one object: its prompted frame and a bounded history."""
+
+    cond_frame: int
+    cond_features: np.ndarray  # [HW, C_mem]
+    cond_pointer: np.ndarray  # [C]
+    bank: MemoryArrays  # K slots
+    recent: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (frame, pointer), newest last
+
+    def nbytes(self) -> int:
+        held = [self.cond_features, self.cond_pointer, *(p for _, p in self.recent)]
+        held += [getattr(self.bank, name) for name in BANK_FIELDS]
+        return sum(a.nbytes for a in held)
 
 
 @dataclass
@@ -69,240 +74,241 @@ class FrameResult:
     object_scores: dict[int, float]
 
 
+def make_torch_graphs(model, capacity: int):
+    """The torch backend for a sam2 model (imports torch and sam2)."""
+    from mixqsam2.models.graphs import TorchGraphs
+
+    return TorchGraphs(model, capacity)
+
+
 class StreamingTracker:
     """Track prompted objects through a stream of RGB frames with a fixed memory budget.
 
-    ``capacity`` defaults to ``num_maskmem - 1`` (SAM2's six memories). ``num_frames`` is
-    only a hint: sam2 attends to ``min(num_frames, 16)`` object pointers, so give the video
-    length when it is known and short, to match sam2 exactly. Memories are stored in
-    ``storage_dtype`` (bfloat16, as sam2 stores them).
+    ``graphs`` is a backend (see the module docstring) or a sam2 model (run with the torch
+    backend). ``capacity`` defaults to ``num_maskmem - 1`` (SAM2's six memories); a backend
+    built for a capacity serves exactly that one. ``num_frames`` is only a hint: sam2 attends
+    to ``min(num_frames, 16)`` object pointers, so give the video length when it is known
+    and short, to match sam2 exactly.
     """
 
-    def __init__(
-        self,
-        model,
-        memory: str = "fifo",
-        capacity: int | None = None,
-        num_frames: int | None = None,
-        storage_dtype: torch.dtype = torch.bfloat16,
-    ):
-        self.model = model
-        self.policy = make_policy(memory)
-        self.capacity = model.num_maskmem - 1 if capacity is None else capacity
-        check_capacity(self.capacity, self.policy)  # here, not when the first object's bank is made
+    def __init__(self, graphs, memory: str = "fifo", capacity: int | None = None, num_frames: int | None = None):
+        if memory not in RULES:
+            raise UserInputError(f"unknown memory policy '{memory}'; choose one of: {', '.join(RULES)}")
+        self.rule = RULES[memory]
+        if not hasattr(graphs, "run"):
+            graphs = make_torch_graphs(graphs, capacity or graphs.num_maskmem - 1)
+        self.graphs = graphs
+        self.config: GraphConfig = graphs.config
+        self.capacity = graphs.capacity if capacity is None else capacity
+        check_capacity(self.capacity, memory, graphs.capacity)
+        max_ptrs = self.config.max_obj_ptrs_in_encoder
         # at least 2, so that a pointer one frame back has a defined temporal encoding
-        self.max_obj_ptrs = max(2, min(num_frames or model.max_obj_ptrs_in_encoder, model.max_obj_ptrs_in_encoder))
-        self.storage_dtype = storage_dtype
+        self.max_obj_ptrs = max(2, min(num_frames or max_ptrs, max_ptrs))
         self.frame_idx = -1
-        self.objects: dict[int, _ObjectState] = {}
-        self._memory_pos_enc: torch.Tensor | None = None  # [HW, 1, C_mem], same for every memory
-        self.stage_seconds: dict[str, float] = defaultdict(float)
+        self.objects: dict[int, ObjectMemory] = {}
         self.peak_memory_bytes = 0  # the most memory_bytes() held after any frame
 
+    @property
+    def policy(self):
+        """The bank-update rule (``.name`` is the policy name)."""
+        return self.rule
+
     # ------------------------------------------------------------------ public API
-    @torch.inference_mode()
     def step(self, rgb: np.ndarray, prompts: dict[int, Prompt] | None = None) -> FrameResult:
         """Process the next frame; ``prompts`` start (or restart) objects on this frame."""
         prompts = prompts or {}
-        frame_hw = self._validate(rgb, prompts)
+        frame_hw = _validate(rgb, prompts)
         self.frame_idx += 1
-        feats, pos, sizes = self._encode_image(rgb)
+        image = self._encode_image(rgb)
+        tracked = [k for k in self.objects if k not in prompts]
         low_res, scores = {}, {}
-        for obj_id, prompt in prompts.items():
-            low_res[obj_id], scores[obj_id] = self._start_object(obj_id, prompt, feats, pos, sizes, frame_hw)
-        for obj_id, state in self.objects.items():
-            if obj_id not in prompts:
-                low_res[obj_id], scores[obj_id] = self._track_object(state, feats, pos, sizes)
+        if prompts:
+            prompted = self._segment(image, prompts, frame_hw)
+            self._start_objects(image, prompted)
+            low_res.update({k: v[0] for k, v in prompted.items()})
+            scores.update({k: v[1] for k, v in prompted.items()})
+        if tracked:
+            for obj_id, (mask, score) in self._track(image, tracked).items():
+                low_res[obj_id], scores[obj_id] = mask, score
         self.peak_memory_bytes = max(self.peak_memory_bytes, self.memory_bytes())
-        return FrameResult(self.frame_idx, _to_frame_masks(low_res, frame_hw), scores)
+        return FrameResult(self.frame_idx, self._frame_masks(low_res, frame_hw), scores)
 
-    @torch.inference_mode()
     def segment_image(self, rgb: np.ndarray, prompts: dict[int, Prompt]) -> dict[int, np.ndarray]:
         """Single-image segmentation (SAM mode): one mask per prompt, no memory kept."""
-        frame_hw = self._validate(rgb, prompts)
-        feats, pos, sizes = self._encode_image(rgb)
-        low_res = {k: self._segment_prompt(p, feats, pos, sizes, frame_hw)["pred_masks"] for k, p in prompts.items()}
-        return _to_frame_masks(low_res, frame_hw)
-
-    @staticmethod
-    def _validate(rgb: np.ndarray, prompts: dict[int, Prompt]) -> tuple[int, int]:
-        height, width = rgb.shape[:2]
-        for prompt in prompts.values():
-            prompt.validate(height, width)
-        return height, width
+        frame_hw = _validate(rgb, prompts)
+        image = self._encode_image(rgb)
+        segmented = self._segment(image, prompts, frame_hw)
+        return self._frame_masks({k: v[0] for k, v in segmented.items()}, frame_hw)
 
     def stage_ms_per_frame(self) -> dict[str, float]:
-        """Mean milliseconds per frame spent in each of sam2's stages so far."""
+        """Mean milliseconds per frame spent in each graph so far."""
         frames = max(1, self.frame_idx + 1)
-        return {stage: 1000 * seconds / frames for stage, seconds in self.stage_seconds.items()}
+        return {stage: 1000 * seconds / frames for stage, seconds in self.graphs.seconds.items()}
 
     def memory_bytes(self) -> int:
         """Bytes of everything the tracker keeps across frames (memories and pointers)."""
-        total = 0
-        for state in self.objects.values():
-            total += state.bank.nbytes()
-            total += sum(f.nbytes + p.nbytes for _, f, p in state.cond)
-            in_bank = {id(e.obj_ptr) for e in state.bank.entries}  # fifo shares them with the bank
-            total += sum(p.nbytes for _, p in state.pointers if id(p) not in in_bank)
-        return total
+        return sum(state.nbytes() for state in self.objects.values())
 
-    # ------------------------------------------------------------------ stages
-    @contextmanager
-    def _timed(self, stage: str):
-        start = time.perf_counter()
-        yield
-        self.stage_seconds[stage] += time.perf_counter() - start
+    # ------------------------------------------------------------------ graphs
+    def _encode_image(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
+        image = preprocess_frame(rgb, self.config.image_size)[None]
+        return self.graphs.run("image_encoder", {"image": image})
 
-    def _encode_image(self, rgb: np.ndarray):
-        with self._timed("image_encoder"):
-            image = torch.from_numpy(preprocess_frame(rgb, self.model.image_size))[None].to(self.model.device)
-            backbone_out = self.model.forward_image(image)
-            _, feats, pos, sizes = self.model._prepare_backbone_features(backbone_out)
-        return feats, pos, sizes
+    def _decode(self, image: dict, embed: np.ndarray, coords, labels, mask_input, mask_valid) -> dict:
+        return self.graphs.run("mask_decoder", {
+            "image_embed": embed, "high_res_feat0": image["high_res_feat0"],
+            "high_res_feat1": image["high_res_feat1"], "point_coords": coords,
+            "point_labels": labels, "mask_input": mask_input, "mask_input_valid": mask_valid,
+        })
 
-    def _segment_prompt(self, prompt: Prompt, feats, pos, sizes, frame_hw) -> dict:
-        """SAM2 on one prompted frame without memory (``track_step`` as an initial
-        conditioning frame); returns its outputs without encoding a memory."""
-        model = self.model
-        point_inputs, mask_inputs = _prompt_to_model_inputs(prompt, frame_hw, model.image_size, model.device)
-        with self._timed("mask_decoder"):
-            return model.track_step(
-                frame_idx=self.frame_idx,
-                is_init_cond_frame=True,
-                current_vision_feats=feats,
-                current_vision_pos_embeds=pos,
-                feat_sizes=sizes,
-                point_inputs=point_inputs,
-                mask_inputs=mask_inputs,
-                output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},  # unused on a first frame
-                num_frames=None,
-                run_mem_encoder=False,
+    def _segment(self, image: dict, prompts: dict[int, Prompt], frame_hw) -> dict[int, tuple]:
+        """The prompted frame without memory (sam2's initial conditioning frame).
+
+        Returns per object (low-res mask logits [h, w], object score, pointer [C]). Objects
+        are decoded together per number of prompt points; mask prompts give their own mask
+        (sam2's ``use_mask_input_as_output_without_sam``) and take their pointer from the decoder.
+        """
+        embed = image["image_embed"] + self.graphs.no_mem_embed
+        groups: dict[int | None, list[int]] = {}  # None: mask prompts
+        for obj_id, prompt in prompts.items():
+            groups.setdefault(None if prompt.mask is not None else _num_points(prompt), []).append(obj_id)
+        out = {}
+        for num_points, ids in groups.items():
+            inputs = [_decoder_prompt(prompts[k], frame_hw, self.config.image_size) for k in ids]
+            coords, labels, masks, mask_valid = (np.stack(x) for x in zip(*inputs))
+            decoded = self._decode(image, np.repeat(embed, len(ids), 0), coords, labels, masks, mask_valid)
+            # a mask prompt's pointer comes from a single-mask decoder call (sam2's _use_mask_as_output)
+            multimask = num_points is not None and self.config.use_multimask(True, num_points)
+            chosen, pointers = choose_masks(self.config, decoded["masks"], decoded["ious"], decoded["pointers"], multimask)
+            for row, obj_id in enumerate(ids):
+                if mask_valid[row]:
+                    logits = masks[row] * MASK_OUT_SCALE + MASK_OUT_BIAS
+                    low_res = resize(logits, (self.config.low_res_size,) * 2, antialias=True)[0]
+                    out[obj_id] = (low_res, MASK_OUT_SCALE + MASK_OUT_BIAS, pointers[row])
+                else:
+                    out[obj_id] = (chosen[row, 0], float(decoded["object_score"][row, 0]), pointers[row])
+        return out
+
+    def _encode_memories(self, image: dict, masks: list, scores: list, from_prompt: bool) -> np.ndarray:
+        return self.graphs.run("memory_encoder", {
+            "image_embed": image["image_embed"],
+            "mask_logits": np.stack(masks)[:, None].astype(np.float32),
+            "object_score": np.array(scores, np.float32)[:, None],
+            "mask_from_prompt": np.full(len(masks), from_prompt),
+        })["memory_features"]
+
+    def _start_objects(self, image: dict, prompted: dict[int, tuple]) -> None:
+        ids = list(prompted)
+        features = self._encode_memories(image, [prompted[k][0] for k in ids], [prompted[k][1] for k in ids], True)
+        bank_shape = (self.capacity, self.config.memory_tokens, self.config.mem_dim, self.config.hidden_dim)
+        for row, obj_id in enumerate(ids):
+            self.objects[obj_id] = ObjectMemory(
+                cond_frame=self.frame_idx, cond_features=features[row],
+                cond_pointer=prompted[obj_id][2], bank=empty_bank(*bank_shape),
             )
 
-    def _start_object(self, obj_id, prompt: Prompt, feats, pos, sizes, frame_hw):
-        """Segment a prompted frame and store it as the object's conditioning memory.
-
-        As in sam2's predictor: the prompt frame's memory is encoded from the low-res
-        mask upsampled to the model size, binarized (the mask the user sees)."""
-        out = self._segment_prompt(prompt, feats, pos, sizes, frame_hw)
-        size = (self.model.image_size, self.model.image_size)
-        high_res = F.interpolate(out["pred_masks"], size=size, mode="bilinear", align_corners=False)
-        features = self._encode_memory(feats, sizes, high_res, out["object_score_logits"], from_prompt=True)
-        self.objects[obj_id] = _ObjectState(
-            bank=MemoryBank(self.capacity, self.policy),
-            cond=[(self.frame_idx, features, out["obj_ptr"])],
-            pointers=deque(maxlen=self.max_obj_ptrs - 1),
+    def _track(self, image: dict, ids: list[int]) -> dict[int, tuple[np.ndarray, float]]:
+        states = [self.objects[k] for k in ids]
+        conditioned = self.graphs.run("memory_attention", {
+            "image_embed": image["image_embed"], **self._memory_inputs(states),
+        })["conditioned"]
+        n = len(ids)
+        decoded = self._decode(
+            image, conditioned, np.zeros((n, 1, 2), np.float32), -np.ones((n, 1), np.int32),
+            np.zeros((n, 1, self.config.image_size, self.config.image_size), np.float32), np.zeros(n, bool),
         )
-        return out["pred_masks"], float(out["object_score_logits"])
+        multimask = self.config.use_multimask(False, 0)
+        masks, pointers = choose_masks(self.config, decoded["masks"], decoded["ious"], decoded["pointers"], multimask)
+        scores = decoded["object_score"][:, 0]
+        features = self._encode_memories(image, list(masks[:, 0]), list(scores), False)
+        self._update_banks(states, features, pointers, scores)
+        for state, pointer in zip(states, pointers):
+            state.recent = [*state.recent, (self.frame_idx, pointer)][-(self.max_obj_ptrs - 1):]
+        return {k: (masks[row, 0], float(scores[row])) for row, k in enumerate(ids)}
 
-    def _track_object(self, state: _ObjectState, feats, pos, sizes):
-        model = self.model
-        high_res_feats = [
-            x.permute(1, 2, 0).view(x.size(1), x.size(2), *s) for x, s in zip(feats[:-1], sizes[:-1])
-        ]
-        with self._timed("memory_attention"):
-            memory, memory_pos, num_ptr_tokens = self._attended_memory(state)
-            conditioned = model.memory_attention(
-                curr=feats[-1:], curr_pos=pos[-1:], memory=memory, memory_pos=memory_pos,
-                num_obj_ptr_tokens=num_ptr_tokens,
-            )
-            h, w = sizes[-1]
-            conditioned = conditioned.permute(1, 2, 0).view(1, model.hidden_dim, h, w)
-        with self._timed("mask_decoder"):
-            _, _, _, low_res, high_res, obj_ptr, score = model._forward_sam_heads(
-                backbone_features=conditioned,
-                high_res_features=high_res_feats if len(high_res_feats) else None,
-                multimask_output=model._use_multimask(False, None),
-            )
-        features = self._encode_memory(feats, sizes, high_res, score, from_prompt=False)
-        state.bank.add(MemoryEntry(features, float(self.frame_idx), float(score), obj_ptr=obj_ptr))
-        state.pointers.append((self.frame_idx, obj_ptr))
-        return low_res, float(score)
-
-    def _encode_memory(self, feats, sizes, high_res_masks, score, from_prompt: bool) -> torch.Tensor:
-        with self._timed("memory_encoder"):
-            features, pos_enc = self.model._encode_new_memory(
-                current_vision_feats=feats,
-                feat_sizes=sizes,
-                pred_masks_high_res=high_res_masks,
-                object_score_logits=score,
-                is_mask_from_pts=from_prompt,
-            )
-        if self._memory_pos_enc is None:
-            self._memory_pos_enc = pos_enc[-1].flatten(2).permute(2, 0, 1).clone()
-        return features.to(self.storage_dtype)
+    def _update_banks(self, states: list[ObjectMemory], features, pointers, scores) -> None:
+        banks = {f"bank_{name}": np.stack([getattr(s.bank, name) for s in states]) for name in BANK_FIELDS}
+        updated = self.graphs.run(f"sis_update.{self.rule.name}", {
+            **banks, "new_features": features, "new_pointer": pointers.astype(np.float32),
+            "new_position": np.full(len(states), self.frame_idx, np.float32),
+            "new_score": scores.astype(np.float32),
+        })
+        for row, state in enumerate(states):
+            state.bank = MemoryArrays(**{name: updated[f"bank_{name}_out"][row] for name in BANK_FIELDS})
 
     # ------------------------------------------------------------------ memory assembly
-    def _attended_memory(self, state: _ObjectState):
-        """Memory tokens and their positional encodings for the current frame.
+    def _memory_inputs(self, states: list[ObjectMemory]) -> dict[str, np.ndarray]:
+        """The memory-attention inputs of a batch of objects (fixed shapes, validity masks).
 
-        Mirrors the non-initial branch of ``SAM2Base._prepare_memory_conditioned_features``,
-        reading the bank instead of frame indices. Order: conditioning memories (temporal
-        slot ``num_maskmem - 1``), bank entries oldest first (slot ``t_rel - 1`` for an
-        entry ``t_rel`` frames back, clipped to the slots that exist), then object pointers
-        (conditioning ones first, then recent frames newest first, then synthesized bank
-        entries) with a sine encoding of their frame distance (clipped to the pointer window).
+        Bank entry slots: ``t_rel - 1`` for an entry ``t_rel`` frames back, clipped to the
+        slots that exist; the conditioning memory takes slot ``num_maskmem - 1`` inside the
+        graph. Pointers: the conditioning one, the recent frames', then synthesized bank
+        entries', each with its frame distance (clipped to the pointer window).
         """
-        model, now = self.model, self.frame_idx
-        last_slot = model.num_maskmem - 1
-        spatial = [(f, last_slot) for _, f, _ in state.cond]
-        for entry in state.bank.entries:
-            t_rel = min(max(int(round(now - entry.temporal_pos)), 1), last_slot)
-            spatial.append((entry.features, t_rel - 1))
-        memory = [f.float().flatten(2).permute(2, 0, 1) for f, _ in spatial]
-        memory_pos = [self._memory_pos_enc + model.maskmem_tpos_enc[slot] for _, slot in spatial]
-
-        pointers = [(now - t, p) for t, _, p in state.cond] + [(now - t, p) for t, p in reversed(state.pointers)]
+        now, last_slot = self.frame_idx, self.config.num_maskmem - 1
         window = self.max_obj_ptrs - 1
-        pointers += [(min(now - e.temporal_pos, window), e.obj_ptr) for e in state.bank.entries if e.frames > 1]
-        ptr_tokens = self._pointer_tokens(pointers)
-        if ptr_tokens is not None:
-            memory.append(ptr_tokens[0])
-            memory_pos.append(ptr_tokens[1])
-        num_ptr_tokens = 0 if ptr_tokens is None else ptr_tokens[0].shape[0]
-        return torch.cat(memory, dim=0), torch.cat(memory_pos, dim=0), num_ptr_tokens
+        num_pointers = self.config.pointer_slots(self.capacity)
+        pointers = np.zeros((len(states), num_pointers, self.config.hidden_dim), np.float32)
+        pointer_valid = np.zeros((len(states), num_pointers), bool)
+        pointer_tpos = np.zeros((len(states), num_pointers), np.float32)
+        for row, state in enumerate(states):
+            merged = state.bank.valid & (state.bank.counts > 1)
+            entries = [(now - state.cond_frame, state.cond_pointer)]
+            entries += [(now - t, p) for t, p in reversed(state.recent)]
+            entries += [(min(now - pos, window), p) for pos, p in zip(state.bank.positions[merged], state.bank.pointers[merged])]
+            for slot, (distance, pointer) in enumerate(entries):
+                pointers[row, slot], pointer_valid[row, slot] = pointer, True
+                pointer_tpos[row, slot] = distance / window
+        positions = np.stack([s.bank.positions for s in states])
+        t_rel = np.clip(np.round(now - positions), 1, last_slot).astype(np.int64)
+        return {
+            "cond_features": np.stack([s.cond_features for s in states])[:, None],
+            "bank_features": np.stack([s.bank.features for s in states]),
+            "bank_valid": np.stack([s.bank.valid for s in states]),
+            "bank_slot": t_rel - 1,
+            "pointers": pointers, "pointer_valid": pointer_valid, "pointer_tpos": pointer_tpos,
+        }
 
-    def _pointer_tokens(self, pointers: list[tuple[int, torch.Tensor]]):
-        model = self.model
-        if not model.use_obj_ptrs_in_encoder or not pointers:
-            return None
-        distances, ptrs = zip(*pointers)
-        obj_ptrs = torch.stack(ptrs, dim=0)  # [P, 1, C]
-        if model.add_tpos_enc_to_obj_ptrs:
-            dim = model.hidden_dim if model.proj_tpos_enc_in_obj_ptrs else model.mem_dim
-            rel = torch.tensor(distances, dtype=torch.float32) / (self.max_obj_ptrs - 1)
-            obj_pos = model.obj_ptr_tpos_proj(get_1d_sine_pe(rel, dim=dim)).unsqueeze(1)
-        else:
-            obj_pos = obj_ptrs.new_zeros(len(ptrs), 1, model.mem_dim)
-        split = model.hidden_dim // model.mem_dim  # a C-dim pointer becomes `split` tokens of C_mem
-        if split > 1:
-            obj_ptrs = obj_ptrs.reshape(-1, 1, split, model.mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
-            obj_pos = obj_pos.repeat_interleave(split, dim=0)
-        return obj_ptrs, obj_pos
-
-
-def _to_frame_masks(low_res: dict, frame_hw) -> dict[int, np.ndarray]:
-    """Low-res mask logits -> boolean masks at the frame resolution (bilinear, > 0)."""
-    return {
-        obj_id: (F.interpolate(m, size=frame_hw, mode="bilinear", align_corners=False)[0, 0] > 0).cpu().numpy()
-        for obj_id, m in low_res.items()
-    }
+    def _frame_masks(self, low_res: dict[int, np.ndarray], frame_hw) -> dict[int, np.ndarray]:
+        """Low-res mask logits -> boolean masks at the frame resolution (bilinear, > 0)."""
+        return {obj_id: resize(logits, frame_hw) > 0 for obj_id, logits in low_res.items()}
 
 
-def _prompt_to_model_inputs(prompt: Prompt, frame_hw, image_size: int, device):
-    """``(point_inputs, mask_inputs)`` for ``track_step``, scaled as sam2's predictor does."""
+def check_capacity(capacity: int, memory: str, built_for: int | None = None) -> None:
+    """A bank holds at least one memory (two for a merging policy); a backend serves its own capacity."""
+    minimum = 2 if RULES[memory].merges else 1
+    if capacity < minimum:
+        which = f" with memory policy '{memory}'" if minimum > 1 else ""
+        raise UserInputError(f"memory capacity must be at least {minimum}{which}, got {capacity}")
+    if built_for is not None and capacity != built_for:
+        raise UserInputError(f"these graphs were built for a memory capacity of {built_for}, not {capacity}")
+
+
+def _validate(rgb: np.ndarray, prompts: dict[int, Prompt]) -> tuple[int, int]:
+    height, width = rgb.shape[:2]
+    for prompt in prompts.values():
+        prompt.validate(height, width)
+    return height, width
+
+
+def _num_points(prompt: Prompt) -> int:
+    return 2 if prompt.box is not None else len(prompt.points)
+
+
+def _decoder_prompt(prompt: Prompt, frame_hw, image_size: int):
+    """(point_coords [P, 2], point_labels [P], mask_input [1, S, S], mask_valid) for one prompt,
+    scaled as sam2's predictor does: a box is two points labelled 2 and 3; a mask is resized
+    to the model input (antialiased) and binarized at 0.5."""
     height, width = frame_hw
     if prompt.mask is not None:
-        mask = torch.from_numpy(prompt.mask.astype(np.float32))[None, None].to(device)
-        if mask.shape[-2:] != (image_size, image_size):
-            mask = F.interpolate(mask, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
-            mask = (mask >= 0.5).float()
-        return None, mask
+        mask = prompt.mask.astype(np.float32)
+        if mask.shape != (image_size, image_size):
+            mask = (resize(mask, (image_size, image_size), antialias=True) >= 0.5).astype(np.float32)
+        return np.zeros((1, 2), np.float32), -np.ones(1, np.int32), mask[None], np.True_
     if prompt.box is not None:
-        coords = torch.tensor(prompt.box, dtype=torch.float32).reshape(1, 2, 2)
-        labels = torch.tensor([[2, 3]], dtype=torch.int32)
+        coords, labels = np.asarray(prompt.box, np.float32).reshape(2, 2), np.array([2, 3], np.int32)
     else:
-        coords = torch.tensor(prompt.points, dtype=torch.float32)[None]
-        labels = torch.tensor([prompt.labels or [1] * len(prompt.points)], dtype=torch.int32)
-    coords = coords / torch.tensor([width, height], dtype=torch.float32) * image_size
-    return {"point_coords": coords.to(device), "point_labels": labels.to(device)}, None
+        coords = np.asarray(prompt.points, np.float32)
+        labels = np.asarray(prompt.labels or [1] * len(prompt.points), np.int32)
+    coords = coords / np.array([width, height], np.float32) * image_size
+    return coords, labels, np.zeros((1, image_size, image_size), np.float32), np.False_
