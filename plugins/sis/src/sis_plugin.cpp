@@ -52,9 +52,10 @@ void logError(std::string const& message) {
     if (logger != nullptr) logger->log(ILogger::Severity::kERROR, (std::string(kPluginName) + ": " + message).c_str());
 }
 
-// Expected type of tensor `index` (outputs counted as inputs 0-5) given the bank's float type.
-DataType expectedType(int32_t index, DataType bankType) {
-    switch (index % kNbInputs) {
+// Expected type of in/out tensor `pos` given the bank's float type; output j (pos kNbInputs + j)
+// has the type of input j.
+DataType expectedType(int32_t pos, DataType bankType) {
+    switch (pos % kNbInputs) {
     case kFeatures: case kPointers: case kNewFeatures: case kNewPointer: return bankType;
     case kValid: return DataType::kINT32;
     default: return DataType::kFLOAT;
