@@ -24,4 +24,4 @@ demo: setup
 	$(VENV)/bin/run_stream --demo --out out/demo
 
 test: setup
-	$(PY) -m pytest -q   # tests/ and the docstring examples of toolkit/mixqsam2 (pytest.ini)
+	$(PY) -m pytest -q -rs   # tests/ and the docstring examples of toolkit/mixqsam2 (pytest.ini); -rs: why each skip

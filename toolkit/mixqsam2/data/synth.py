@@ -44,7 +44,11 @@ GENERATOR_VERSION = 2  # changes when the same seed gives other data (cached set
 
 @lru_cache(maxsize=1)
 def _photos() -> tuple[np.ndarray, ...]:
-    import skimage.data
+    try:
+        import skimage.data
+    except ImportError:
+        raise UserInputError("generated data needs scikit-image (its sample photos): "
+                             "pip install 'mixqsam2[calib]'") from None
 
     photos = [getattr(skimage.data, name)() for name in _COLOR_PHOTOS]
     photos += [np.repeat(getattr(skimage.data, name)()[..., None], 3, axis=2) for name in _GRAY_PHOTOS]
