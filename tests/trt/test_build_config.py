@@ -16,6 +16,13 @@ from export_fixture import write_export, write_plan
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "build_engine.py"
 
 
+@pytest.fixture
+def planned_export(tmp_path):
+    """(export folder, plan path) of a mixed int4/int8/fp16 plan."""
+    plan = write_plan(tmp_path / "plan.json")
+    return write_export(tmp_path / "export", plan), plan
+
+
 def build_engine(*args):
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True)
 
