@@ -26,11 +26,15 @@ setup(
         # torch==2.13.0 is the CPU wheel on the workstation image; sam2==1.1.0 is installed
         # by the Makefile (no build isolation, no deps) and cannot be listed here.
         # scikit-image: its sample photos texture the generated data (synth, recipes' synth-* sets, train-pico)
+        # onnx + onnx-graphsurgeon: `mixqsam2 export`; onnxruntime: the ort backend and the export's own check
         "calib": ["torch>=2.3", "hydra-core>=1.3", "iopath>=0.1.10", "pycocotools>=2.0.7", "scipy>=1.10",
-                  "matplotlib>=3.7", "scikit-image>=0.21"],
+                  "matplotlib>=3.7", "scikit-image>=0.21", "onnx>=1.17", "onnxruntime>=1.20",
+                  "onnx-graphsurgeon>=0.5", "ml_dtypes>=0.4"],
         # sam2's own training package (training.model.sam2, training.loss_fns) imports these
         "train": ["tensordict>=0.5", "tensorboard>=2.10", "matplotlib>=3.7", "scikit-image>=0.21"],
-        "jetson": ["pycocotools>=2.0.7"],
+        # the Jetson runtime: run_stream/eval with --backend ort (numpy, opencv, pillow come with the base
+        # install); no torch, no sam2
+        "jetson": ["onnxruntime>=1.20", "pycocotools>=2.0.7"],
         # the TensorRT backend: tensorrt itself comes with JetPack / NVIDIA's TensorRT containers
         "trt": ["cuda-python>=12.0"],
         "dev": ["pytest>=7", "scikit-image>=0.21"],

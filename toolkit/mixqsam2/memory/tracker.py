@@ -106,6 +106,7 @@ class StreamingTracker:
         self.max_obj_ptrs = max(2, min(num_frames or max_ptrs, max_ptrs))
         self.frame_idx = -1
         self.objects: dict[int, ObjectMemory] = {}
+        self._seconds_before = dict(graphs.seconds)  # a backend may serve several trackers in turn
         self.peak_memory_bytes = 0  # the most memory_bytes() held after any frame
 
     @property
@@ -143,7 +144,8 @@ class StreamingTracker:
     def stage_ms_per_frame(self) -> dict[str, float]:
         """Mean milliseconds per frame spent in each graph so far."""
         frames = max(1, self.frame_idx + 1)
-        return {stage: 1000 * seconds / frames for stage, seconds in self.graphs.seconds.items()}
+        spent = {stage: seconds - self._seconds_before.get(stage, 0.0) for stage, seconds in self.graphs.seconds.items()}
+        return {stage: 1000 * seconds / frames for stage, seconds in spent.items()}
 
     def memory_bytes(self) -> int:
         """Bytes of everything the tracker keeps across frames (memories and pointers)."""

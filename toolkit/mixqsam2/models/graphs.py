@@ -252,9 +252,10 @@ class MemoryEncoderGraph(nn.Module):
         model = self.model
         size = (model.image_size, model.image_size)
         high_res = F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
-        binarize = mask_from_prompt & model.binarize_mask_from_pts_for_mem_enc
-        mask = torch.where(binarize[:, None, None, None], (high_res > 0).float(), high_res.sigmoid())
-        mask = mask * model.sigmoid_scale_for_mem_enc + model.sigmoid_bias_for_mem_enc
+        soft = high_res.sigmoid()
+        if model.binarize_mask_from_pts_for_mem_enc:  # prompted frames: the mask the user sees
+            soft = torch.where(mask_from_prompt[:, None, None, None], (high_res > 0).float(), soft)
+        mask = soft * model.sigmoid_scale_for_mem_enc + model.sigmoid_bias_for_mem_enc
         features = model.memory_encoder(image_embed, mask, skip_mask_sigmoid=True)["vision_features"]
         if model.no_obj_embed_spatial is not None:
             absent = 1 - (object_score > 0).float()
@@ -299,7 +300,7 @@ class BankUpdateGraph(nn.Module):
             target = self._select_drop(to_new, rank)
             full_valid = bank_valid & ~target
         has_free = (~bank_valid).any(-1, keepdim=True)
-        valid = torch.where(has_free, bank_valid, full_valid)
+        valid = (has_free & bank_valid) | (~has_free & full_valid)  # no Where on bool: ONNX Runtime lacks it
         bank = tuple(torch.where(_expand(has_free, old), old, upd) for old, upd in
                      zip((bank_features, bank_pointers, bank_positions, bank_scores, bank_counts), bank))
         first_free = F.one_hot(torch.argmax((~valid).to(torch.int32), dim=-1), k).bool()
@@ -372,13 +373,16 @@ class TorchGraphs:
         self.config = graph_config(model)
         self.capacity = capacity
         self.no_mem_embed = model.no_mem_embed.detach().reshape(1, -1, 1, 1).float().numpy()
-        self.modules = {
+        modules = {
             "image_encoder": ImageEncoderGraph(model),
             "memory_attention": MemoryAttentionGraph(model, capacity),
             "mask_decoder": MaskDecoderGraph(model),
             "memory_encoder": MemoryEncoderGraph(model),
             **{f"sis_update.{name}": BankUpdateGraph(rule) for name, rule in RULES.items()},
         }
+        # eval mode, so that nothing that restores a graph's mode (torch.onnx.export does) turns
+        # the model's dropout on: the wrappers hold the model as a submodule
+        self.modules = {name: module.eval() for name, module in modules.items()}
         self.seconds: dict[str, float] = defaultdict(float)
 
     @torch.inference_mode()

@@ -1,0 +1,70 @@
+"""The fixed-shape graph modules against sam2's own modules they replace."""
+
+import numpy as np
+import torch
+from sam2.modeling.sam2_utils import get_1d_sine_pe
+
+from mixqsam2.models.graphs import MemoryAttentionGraph, _rope_attention
+from mixqsam2.models.rope import rope_tables
+
+
+def test_real_rope_attention_equals_sam2_rope_attention_with_excluded_pointer_tokens(pico):
+    """Cross-attention over 3 memory frames + 4 pointer tokens: sam2's complex RoPE vs cos/sin."""
+    attention = pico.memory_attention.layers[0].cross_attn_image
+    hw = pico.sam_image_embedding_size ** 2
+    torch.manual_seed(0)
+    q = torch.randn(2, hw, pico.hidden_dim)
+    k = torch.randn(2, 3 * hw + 4, pico.mem_dim)
+    with torch.no_grad():
+        expected = attention(q, k, k, num_k_exclude_rope=4)
+        side = pico.sam_image_embedding_size
+        freqs = attention.compute_cis(end_x=side, end_y=side)
+        got = _rope_attention(attention, q, k, k, rope_tables(freqs), rope_tables(freqs, repeat=3, identity_tokens=4))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def _sam2_memory_attention(model, image_embed, memories, slots, pointers, distances, window):
+    """sam2's memory attention on the variable-length memory a tracker would assemble."""
+    hw = memories[0].shape[0]
+    memory_pos_enc = model.memory_encoder.position_encoding(torch.zeros(1, model.mem_dim, *image_embed.shape[-2:]))
+    memory_pos_enc = memory_pos_enc.flatten(2).permute(2, 0, 1)
+    memory = [m[:, None] for m in memories]
+    memory_pos = [memory_pos_enc + model.maskmem_tpos_enc[s] for s in slots]
+    split = model.hidden_dim // model.mem_dim
+    ptr = torch.stack(pointers)[:, None].reshape(-1, 1, split, model.mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
+    rel = torch.tensor(distances, dtype=torch.float32) / window
+    ptr_pos = model.obj_ptr_tpos_proj(get_1d_sine_pe(rel, dim=model.hidden_dim))[:, None].repeat_interleave(split, 0)
+    curr = image_embed.flatten(2).permute(2, 0, 1)
+    curr_pos = model.image_encoder.neck.position_encoding(image_embed).flatten(2).permute(2, 0, 1)
+    out = model.memory_attention(curr=[curr], curr_pos=[curr_pos], memory=torch.cat([*memory, ptr]),
+                                 memory_pos=torch.cat([*memory_pos, ptr_pos]), num_obj_ptr_tokens=ptr.shape[0])
+    assert memory[0].shape[0] == hw
+    return out.permute(1, 2, 0).reshape(1, model.hidden_dim, *image_embed.shape[-2:])
+
+
+def test_fixed_bank_attention_equals_sam2_on_the_valid_entries_only(pico):
+    """Invalid bank slots and pointer slots are masked out: the same result as leaving them out."""
+    torch.manual_seed(1)
+    capacity, hw, side = 4, pico.sam_image_embedding_size ** 2, pico.sam_image_embedding_size
+    graph = MemoryAttentionGraph(pico, capacity)
+    image_embed = torch.randn(1, pico.hidden_dim, side, side)
+    cond = torch.randn(1, 1, hw, pico.mem_dim)
+    bank = torch.randn(1, capacity, hw, pico.mem_dim)
+    bank_valid = torch.tensor([[True, False, True, False]])
+    bank_slot = torch.tensor([[3, 0, 1, 2]])
+    pointers = torch.randn(1, graph.num_pointers, pico.hidden_dim)
+    pointer_valid = torch.zeros(1, graph.num_pointers, dtype=torch.bool)
+    pointer_valid[0, [0, 1, 5]] = True
+    tpos = torch.rand(1, graph.num_pointers)
+    with torch.no_grad():
+        got = graph(image_embed, cond, bank, bank_valid, bank_slot, pointers, pointer_valid, tpos)
+        window = pico.max_obj_ptrs_in_encoder - 1
+        valid_ptrs = [0, 1, 5]
+        expected = _sam2_memory_attention(
+            pico, image_embed, [cond[0, 0], bank[0, 0], bank[0, 2]], [pico.num_maskmem - 1, 3, 1],
+            [pointers[0, i] for i in valid_ptrs], [float(tpos[0, i]) * window for i in valid_ptrs], window,
+        )
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(got, graph(image_embed, cond, bank, bank_valid | True, bank_slot, pointers,
+                                         pointer_valid, tpos), atol=1e-3)  # the masked slots would matter
+    assert np.isfinite(got.numpy()).all()

@@ -1,0 +1,72 @@
+"""The ``ort`` backend: exported graphs on ONNX Runtime, no torch and no sam2.
+
+:class:`OrtGraphs` reads an export folder (:func:`~mixqsam2.export.manifest.read_manifest`
+checks it first) and runs its graphs with the same ``run(name, inputs) -> outputs`` as the
+torch backend, so :class:`~mixqsam2.memory.tracker.StreamingTracker` drives either. Sessions
+are made when a graph is first used (a stream with ``fifo`` never loads the SIS graphs).
+
+>>> graphs = OrtGraphs("out/pico-onnx")  # doctest: +SKIP
+>>> tracker = StreamingTracker(graphs, memory="sis")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from mixqsam2.errors import UserInputError
+from mixqsam2.export.manifest import read_manifest
+from mixqsam2.export.ort_session import ort_session
+from mixqsam2.models.graph_config import GraphConfig
+
+
+def require_onnxruntime() -> None:
+    """The ort backend needs onnxruntime; say so in one line where it is missing."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise UserInputError("--backend ort needs onnxruntime: pip install 'mixqsam2[jetson]' (or onnxruntime)") from None
+
+
+class OrtGraphs:
+    """Runs an export folder's graphs with ONNX Runtime on the CPU."""
+
+    name = "ort"
+
+    def __init__(self, onnx_dir: str | Path, threads: int | None = None):
+        require_onnxruntime()
+        self.folder = Path(onnx_dir)
+        self.manifest = read_manifest(self.folder)
+        self.config = GraphConfig.from_json(self.manifest["model"])
+        self.capacity = int(self.manifest["bank_capacity"])
+        self.no_mem_embed = np.load(self.folder / self.manifest["constants"])["no_mem_embed"]
+        self.threads = threads
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._sessions: dict = {}
+        self._int4_graphs = {entry["graph"] for entry in self.manifest["layers"].values() if entry["format"] == "int4"}
+
+    def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self._session(name)
+        start = time.perf_counter()
+        outputs = session.run(None, {k: inputs[k] for k in self._input_names[name]})
+        self.seconds[name.split(".")[0]] += time.perf_counter() - start
+        return dict(zip(self._output_names[name], outputs))
+
+    def _session(self, name: str):
+        if name not in self._sessions:
+            graph = self.manifest["graphs"].get(name)
+            if graph is None or "ort" not in graph["runs_on"]:
+                raise UserInputError(f"the export in {self.folder} has no graph '{name}' that ONNX Runtime can run")
+            self._sessions[name] = ort_session(self.folder / graph["file"], name in self._int4_graphs, self.threads)
+        return self._sessions[name]
+
+    @property
+    def _input_names(self) -> dict[str, list[str]]:
+        return {n: [i["name"] for i in g["inputs"]] for n, g in self.manifest["graphs"].items()}
+
+    @property
+    def _output_names(self) -> dict[str, list[str]]:
+        return {n: [o["name"] for o in g["outputs"]] for n, g in self.manifest["graphs"].items()}
