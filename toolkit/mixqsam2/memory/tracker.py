@@ -41,6 +41,7 @@ from mixqsam2.errors import UserInputError
 from mixqsam2.memory.prompts import Prompt
 from mixqsam2.memory.synthesis import RULES, MemoryArrays, empty_bank
 from mixqsam2.models.graph_config import BANK_FIELDS, GraphConfig, choose_masks
+from mixqsam2.models.postprocess import fill_holes
 from mixqsam2.models.preprocess import preprocess_frame
 from mixqsam2.models.resize import resize
 
@@ -88,10 +89,13 @@ class StreamingTracker:
     backend). ``capacity`` defaults to ``num_maskmem - 1`` (SAM2's six memories); a backend
     built for a capacity serves exactly that one. ``num_frames`` is only a hint: sam2 attends
     to ``min(num_frames, 16)`` object pointers, so give the video length when it is known
-    and short, to match sam2 exactly.
+    and short, to match sam2 exactly. ``fill_holes`` fills small holes in the masks as sam2's
+    predictor does with its CUDA extension (``fill_hole_area`` of the model; sam2 without the
+    extension skips it, so a comparison with such a sam2 turns it off).
     """
 
-    def __init__(self, graphs, memory: str = "fifo", capacity: int | None = None, num_frames: int | None = None):
+    def __init__(self, graphs, memory: str = "fifo", capacity: int | None = None, num_frames: int | None = None,
+                 fill_holes: bool = True):
         if memory not in RULES:
             raise UserInputError(f"unknown memory policy '{memory}'; choose one of: {', '.join(RULES)}")
         self.rule = RULES[memory]
@@ -104,6 +108,7 @@ class StreamingTracker:
         max_ptrs = self.config.max_obj_ptrs_in_encoder
         # at least 2, so that a pointer one frame back has a defined temporal encoding
         self.max_obj_ptrs = max(2, min(num_frames or max_ptrs, max_ptrs))
+        self.fill_hole_area = self.config.fill_hole_area if fill_holes else 0
         self.frame_idx = -1
         self.objects: dict[int, ObjectMemory] = {}
         self._seconds_before = dict(graphs.seconds)  # a backend may serve several trackers in turn
@@ -124,7 +129,9 @@ class StreamingTracker:
         tracked = [k for k in self.objects if k not in prompts]
         low_res, scores = {}, {}
         if prompts:
-            prompted = self._segment(image, prompts, frame_hw)
+            # sam2 encodes a prompted frame's memory from its hole-filled mask (it re-encodes
+            # consolidated outputs); later frames' memories are encoded before the filling
+            prompted = {k: (self._filled(m), *rest) for k, (m, *rest) in self._segment(image, prompts, frame_hw).items()}
             self._start_objects(image, prompted)
             low_res.update({k: v[0] for k, v in prompted.items()})
             scores.update({k: v[1] for k, v in prompted.items()})
@@ -272,8 +279,11 @@ class StreamingTracker:
         }
 
     def _frame_masks(self, low_res: dict[int, np.ndarray], frame_hw) -> dict[int, np.ndarray]:
-        """Low-res mask logits -> boolean masks at the frame resolution (bilinear, > 0)."""
-        return {obj_id: resize(logits, frame_hw) > 0 for obj_id, logits in low_res.items()}
+        """Low-res mask logits -> boolean masks at the frame resolution (holes filled, bilinear, > 0)."""
+        return {obj_id: resize(self._filled(logits), frame_hw) > 0 for obj_id, logits in low_res.items()}
+
+    def _filled(self, logits: np.ndarray) -> np.ndarray:
+        return fill_holes(logits, self.fill_hole_area) if self.fill_hole_area > 0 else logits
 
 
 def check_capacity(capacity: int, memory: str, built_for: int | None = None) -> None:

@@ -1,0 +1,78 @@
+"""Choosing a backend: the graphs a :class:`~mixqsam2.memory.tracker.StreamingTracker` runs.
+
+``torch`` runs sam2's modules (needs torch + sam2), ``ort`` an export folder on ONNX Runtime
+(no torch), ``trt`` TensorRT engines. ``--onnx-dir`` implies ``ort`` and ``--engine-dir``
+``trt``. ``--model M --backend ort`` exports M on the fly into a cache folder named after the
+model's weights and the bank capacity (``$MIXQSAM2_CACHE``, default ``~/.cache/mixqsam2``), so a
+second run starts at once.
+
+>>> resolve_backend(None, onnx_dir="out/pico-onnx", engine_dir=None)
+'ort'
+>>> resolve_backend("trt", onnx_dir="out/pico-onnx", engine_dir=None)
+Traceback (most recent call last):
+...
+mixqsam2.errors.UserInputError: --onnx-dir runs on the ort backend, not trt (use --engine-dir for TensorRT engines)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mixqsam2.errors import UserInputError
+
+BACKENDS = ("torch", "ort", "trt")
+
+
+def resolve_backend(backend: str | None, onnx_dir=None, engine_dir=None) -> str:
+    """The backend to use, from ``--backend`` and the model source given."""
+    implied = "ort" if onnx_dir else "trt" if engine_dir else None
+    if implied and backend not in (None, implied):
+        source = "--onnx-dir" if onnx_dir else "--engine-dir"
+        other = "use --engine-dir for TensorRT engines" if onnx_dir else "use --onnx-dir for ONNX graphs"
+        raise UserInputError(f"{source} runs on the {implied} backend, not {backend} ({other})")
+    chosen = backend or implied or "torch"
+    if chosen == "trt" and not engine_dir:
+        raise UserInputError("--backend trt needs --engine-dir (engines from deploy/build_engine.py)")
+    return chosen
+
+
+def open_graphs(backend: str, model: str | None = None, checkpoint=None, onnx_dir=None, engine_dir=None,
+                capacity: int | None = None):
+    """The graphs of ``backend`` for a model name (torch, or ort via the export cache), an
+    export folder (ort) or an engine folder (trt)."""
+    if backend == "trt":
+        from mixqsam2.runtime.trt_backend import TrtGraphs
+
+        return TrtGraphs(engine_dir)
+    if backend == "ort":
+        from mixqsam2.runtime.ort_backend import OrtGraphs, require_onnxruntime
+
+        require_onnxruntime()
+        return OrtGraphs(onnx_dir if onnx_dir else cached_export(model, checkpoint, capacity))
+    from mixqsam2.memory.tracker import make_torch_graphs
+    from mixqsam2.models import build_model
+
+    built = build_model(model, checkpoint)
+    return make_torch_graphs(built, capacity or built.num_maskmem - 1)
+
+
+def cached_export(model_name: str, checkpoint=None, capacity: int | None = None) -> Path:
+    """An export of the model in the cache, made now if it is not there yet (needs torch + sam2)."""
+    from mixqsam2.export import export_model
+    from mixqsam2.export.manifest import read_manifest
+    from mixqsam2.models import build_model
+    from mixqsam2.quant.plan import state_dict_sha256
+
+    model = build_model(model_name, checkpoint)
+    capacity = capacity or model.num_maskmem - 1
+    folder = cache_root() / "onnx" / f"{model_name}-{state_dict_sha256(model)[:16]}-k{capacity}"
+    try:
+        read_manifest(folder)
+    except UserInputError:
+        export_model(model, model_name, folder, capacity=capacity, overwrite=True)
+    return folder
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MIXQSAM2_CACHE", Path.home() / ".cache" / "mixqsam2"))
