@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> None:
     from mixqsam2.fileio import atomic_output_dir, check_output_dir, write_json_atomic
     from mixqsam2.trt.build import BUILD_CONFIG, build_engines, installed_version
     from mixqsam2.trt.config import TensorRTVersion, plan_engines
-    from mixqsam2.trt.manifest import ExportManifest
+    from mixqsam2.export.manifest import ExportManifest
 
     if args.trt_version and not args.dry_run:
         raise UserInputError("--trt-version is for --dry-run; a build uses the installed TensorRT")

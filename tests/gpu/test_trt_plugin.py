@@ -52,7 +52,7 @@ def _plugin_graph(policy: str, dtype: str):
 
 
 def _export(folder, dtype):
-    from mixqsam2.trt.manifest import SCHEMA, file_sha256
+    from mixqsam2.export.manifest import SCHEMA, file_sha256
 
     folder.mkdir()
     graphs = {}
@@ -74,7 +74,7 @@ def _export(folder, dtype):
 def engines(request, tensorrt, sis_plugin, tmp_path_factory):
     from mixqsam2.trt.build import build_engines, installed_version
     from mixqsam2.trt.config import plan_engines
-    from mixqsam2.trt.manifest import ExportManifest
+    from mixqsam2.export.manifest import ExportManifest
     from mixqsam2.trt.runtime import TensorRTRunner
 
     root = tmp_path_factory.mktemp(f"plugin_{request.param}")

@@ -1,13 +1,17 @@
-"""``manifest.json`` of an export folder (schema ``mixqsam2.export/1``), torch-free.
+"""``manifest.json`` of an export folder (schema ``mixqsam2.export/1``), torch-free and onnx-free.
 
 It says what each ONNX file is (role, bank policy, which runtimes can run it, inputs and
 outputs with named dynamic dimensions, sha256), which model and plan the graphs were made
 from (state-dict and plan hashes), the bank capacity, the host-side model settings
-(:class:`~mixqsam2.models.graph_config.GraphConfig`), and where every plan layer ended up
-(graph, ONNX node, op type, format) for TensorRT's per-layer settings.
+(:class:`~mixqsam2.models.graph_config.GraphConfig`), and where every quantizable layer ended
+up (graph, ONNX node, op type, format: the plan's, or ``fp32`` without one) for TensorRT's
+per-layer settings.
 
 :func:`read_manifest` checks a folder before anything runs: schema, every file present and
-unchanged (sha256). A folder that does not match its manifest is a user error.
+unchanged (sha256). A folder that does not match its manifest is a user error. An engine
+folder (``deploy/build_engine.py``) carries the manifest without the ONNX files:
+``read_manifest(folder, with_graphs=False)``. :class:`ExportManifest` is the same manifest,
+typed and checked further, as TensorRT's build configuration reads it.
 
 >>> import json, tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -22,15 +26,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from mixqsam2.errors import UserInputError
 
 SCHEMA = "mixqsam2.export/1"
 DYNAMIC_DIMS = {"num_objects": {"min": 1, "opt": 1, "max": 16}, "num_points": {"min": 1, "opt": 2, "max": 8}}
+LAYER_FORMATS = ("int4", "int8", "fp16", "fp32")  # fp32: a layer no plan quantized
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -47,8 +54,9 @@ def tensor_info(value_info) -> dict:
     return {"name": value_info.name, "dtype": helper.tensor_dtype_to_np_dtype(tensor.elem_type).name, "shape": shape}
 
 
-def read_manifest(folder: str | Path) -> dict:
-    """The manifest of an export ``folder``, after checking that every graph file matches it."""
+def read_manifest(folder: str | Path, with_graphs: bool = True) -> dict:
+    """The manifest of an export ``folder``, after checking that every graph file matches it
+    (``with_graphs=False``: the schema only, for a folder that carries the manifest alone)."""
     folder = Path(folder)
     path = folder / "manifest.json"
     if not path.is_file():
@@ -57,12 +65,116 @@ def read_manifest(folder: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserInputError(f"cannot read {path}: {exc}") from None
-    if manifest.get("schema") != SCHEMA:
-        raise UserInputError(f"{path} is not a mixqsam2 export (schema {manifest.get('schema')!r}, expected {SCHEMA!r})")
-    for name, graph in manifest["graphs"].items():
+    schema = manifest.get("schema") if isinstance(manifest, dict) else None
+    if schema != SCHEMA:
+        raise UserInputError(f"{path} is not a mixqsam2 export (schema {schema!r}, expected {SCHEMA!r})")
+    for graph in manifest["graphs"].values() if with_graphs else ():
         file = folder / graph["file"]
         if not file.is_file():
             raise UserInputError(f"export folder {folder} does not match its manifest: {graph['file']} is missing")
         if file_sha256(file) != graph["sha256"]:
             raise UserInputError(f"export folder {folder} does not match its manifest: {graph['file']} has changed")
     return manifest
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output; ``shape`` holds ints and names of dynamic dims."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One ONNX file of the export. ``policy``: the bank policy of a ``sis_update`` graph."""
+
+    name: str
+    file: str
+    sha256: str
+    role: str
+    runs_on: tuple[str, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    policy: str | None = None
+
+    @property
+    def uses_sis_plugin(self) -> bool:
+        """Whether the graph holds the SISSynthesize custom node (TensorRT only)."""
+        return self.runs_on == ("trt",)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Where a quantizable layer landed: ``node`` is the ONNX node (= TensorRT layer) name in ``graph``."""
+
+    graph: str
+    node: str
+    op_type: str
+    format: str
+
+
+@dataclass(frozen=True)
+class ExportManifest:
+    """An export folder's manifest, typed; :meth:`load` reads and checks it.
+
+    >>> ExportManifest.load("out/pico-onnx").layers["image_encoder.neck.convs.0.conv"].format  # doctest: +SKIP
+    'int8'
+    """
+
+    folder: Path
+    opset: int
+    bank_capacity: int
+    model: dict
+    plan: dict | None
+    dynamic_dims: dict[str, dict[str, int]]
+    graphs: dict[str, GraphSpec]
+    layers: dict[str, LayerSpec]
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ExportManifest:
+        """:func:`read_manifest`, then every field typed and every dynamic dim and layer format known."""
+        folder = Path(folder)
+        data = read_manifest(folder)
+        try:
+            manifest = cls(
+                folder=folder, opset=int(data["opset"]), bank_capacity=int(data["bank_capacity"]),
+                model=dict(data["model"]), plan=data["plan"], dynamic_dims=_dynamic_dims(data["dynamic_dims"]),
+                graphs={name: _graph(name, g) for name, g in data["graphs"].items()},
+                layers={name: LayerSpec(**layer) for name, layer in data["layers"].items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UserInputError(f"{folder / 'manifest.json'}: malformed manifest ({type(exc).__name__}: {exc})") from None
+        manifest._check_names()
+        return manifest
+
+    def _check_names(self) -> None:
+        path = self.folder / "manifest.json"
+        for graph in self.graphs.values():
+            for tensor in graph.inputs:
+                unknown = [d for d in tensor.shape if isinstance(d, str) and d not in self.dynamic_dims]
+                if unknown:
+                    raise UserInputError(f"{path}: input {tensor.name} of {graph.name} has dims {unknown} "
+                                         "not in dynamic_dims")
+        for name, layer in self.layers.items():
+            if layer.graph not in self.graphs or layer.format not in LAYER_FORMATS:
+                raise UserInputError(f"{path}: layer {name} maps to graph {layer.graph!r} with format "
+                                     f"{layer.format!r} (graphs: {', '.join(self.graphs)}; formats: {LAYER_FORMATS})")
+
+
+def _dynamic_dims(data: dict) -> dict[str, dict[str, int]]:
+    dims = {name: {k: int(v[k]) for k in ("min", "opt", "max")} for name, v in data.items()}
+    for name, d in dims.items():
+        if not 0 < d["min"] <= d["opt"] <= d["max"]:
+            raise ValueError(f"dynamic dim {name} needs 0 < min <= opt <= max, got {d}")
+    return dims
+
+
+def _graph(name: str, data: dict) -> GraphSpec:
+    def tensors(items):
+        return tuple(TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in items)
+
+    return GraphSpec(name=name, file=data["file"], sha256=data["sha256"], role=data["role"],
+                     runs_on=tuple(data["runs_on"]), inputs=tensors(data["inputs"]), outputs=tensors(data["outputs"]),
+                     policy=data.get("policy"))

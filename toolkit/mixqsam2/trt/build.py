@@ -21,7 +21,7 @@ from pathlib import Path
 from mixqsam2.errors import UserInputError
 from mixqsam2.fileio import atomic_output_dir, write_bytes_atomic, write_json_atomic
 from mixqsam2.trt.config import BuildAttempt, BuildPlan, EngineConfig, TensorRTVersion
-from mixqsam2.trt.manifest import ExportManifest, file_sha256
+from mixqsam2.export.manifest import ExportManifest, file_sha256
 
 ENGINES_SCHEMA = "mixqsam2.engines/1"
 INDEX, BUILD_CONFIG = "engines.json", "build_config.json"

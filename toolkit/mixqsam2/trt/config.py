@@ -6,10 +6,12 @@ The typing mode follows the TensorRT version:
   (Q/DQ for int8, INT4 DequantizeLinear with block_size for int4, FP16 initializers + casts);
   no precision flags (deprecated in 10.12, removed in 11.0).
 - TensorRT 10.0-10.11 (JetPack 6 runs 10.3): the same graph strongly typed first; if the parser
-  or builder refuses it, weak typing: ``FP16`` (+ ``INT8`` / ``INT4`` when the graph has such
-  layers), fp16 plan layers pinned to HALF (precision and output type, by ONNX node name from
-  the manifest) under ``OBEY_PRECISION_CONSTRAINTS``; int8/int4 layers keep the precision their
-  Q/DQ nodes give them (explicit quantization).
+  or builder refuses it, weak typing with the flags of the formats the engine's layers have
+  (``FP16`` for fp16 and int4, which computes in fp16; ``INT8``; ``INT4``), and, where ``FP16``
+  is on, fp16 layers pinned to HALF and fp32 layers (no plan) to FLOAT (precision and output
+  type, by ONNX node name from the manifest) under ``OBEY_PRECISION_CONSTRAINTS``; int8/int4
+  layers keep the precision their Q/DQ nodes give them (explicit quantization). An engine
+  without fp16 or int4 layers gets no flag: TensorRT builds it in fp32, as the graph is.
 - Older TensorRT (8.x, JetPack 5) cannot parse opset-21 graphs with INT4 block weights nor load
   IPluginV3 plugins: refused.
 
@@ -26,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 from mixqsam2.errors import UserInputError
-from mixqsam2.trt.manifest import ExportManifest, GraphSpec, file_sha256
+from mixqsam2.export.manifest import LAYER_FORMATS, ExportManifest, GraphSpec, file_sha256
 
 
 class TensorRTVersion(NamedTuple):
@@ -50,6 +52,7 @@ OLDEST_SUPPORTED = TensorRTVersion(10, 0)  # IPluginV3, INT4 block DequantizeLin
 STRONGLY_TYPED_ONLY = TensorRTVersion(10, 12)  # precision flags and layer precision deprecated, removed in 11.0
 ALIASED_PLUGIN_IO = "ALIASED_PLUGIN_IO_10_03"  # trt.PreviewFeature: the plugin updates the bank in place
 QUANTIZED_FORMAT_FLAGS = {"int8": "INT8", "int4": "INT4"}  # plan format -> trt.BuilderFlag weak typing needs
+PINNED_TYPES = {"fp16": "HALF", "fp32": "FLOAT"}  # trt.DataType of the layers weak typing pins (when FP16 is on)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ class BuildPlan:
     tensorrt: str
     export: str
     plan_sha256: str | None
-    formats: dict[str, int]  # plan layers per format over all engines
+    formats: dict[str, int]  # layers per format over all engines (fp32: not in the plan)
     engines: tuple[EngineConfig, ...]
 
     def to_json(self) -> dict:
@@ -119,7 +122,7 @@ def plan_engines(manifest: ExportManifest, version: TensorRTVersion, plan_path=N
     engines = tuple(_engine(manifest, graph, version, workspace_mb) for graph in manifest.graphs.values()
                     if "trt" in graph.runs_on)
     formats = {f: sum(1 for e in engines for layer in e.attempts[0].layers if layer.format == f)
-               for f in ("int4", "int8", "fp16")}
+               for f in LAYER_FORMATS}
     return BuildPlan(tensorrt=str(version), export=str(manifest.folder), plan_sha256=plan_sha, formats=formats,
                      engines=engines)
 
@@ -158,13 +161,16 @@ def _engine(manifest: ExportManifest, graph: GraphSpec, version: TensorRTVersion
 
 
 def _weak_attempt(layers: list[LayerPrecision]) -> BuildAttempt:
-    pinned = tuple(LayerPrecision(**{**asdict(layer), "precision": "HALF", "output_type": "HALF"})
-                   if layer.format == "fp16" else layer for layer in layers)
     formats = {layer.format for layer in layers}
-    flags = ["FP16"] + [flag for f, flag in QUANTIZED_FORMAT_FLAGS.items() if f in formats]
-    if "fp16" in formats:
-        flags.append("OBEY_PRECISION_CONSTRAINTS")
-    return BuildAttempt("weak", tuple(flags), pinned)
+    half = bool(formats & {"fp16", "int4"})  # int4 is weight-only: its layer computes in fp16
+    flags = ("FP16",) * half + tuple(flag for f, flag in QUANTIZED_FORMAT_FLAGS.items() if f in formats)
+    if not half:  # nothing runs in fp16: TensorRT keeps fp32 wherever no Q/DQ says otherwise
+        return BuildAttempt("weak", flags, tuple(layers))
+    pinned = tuple(LayerPrecision(**{**asdict(layer), "precision": PINNED_TYPES[layer.format],
+                                     "output_type": PINNED_TYPES[layer.format]})
+                   if layer.format in PINNED_TYPES else layer for layer in layers)
+    obey = ("OBEY_PRECISION_CONSTRAINTS",) * any(layer.precision for layer in pinned)
+    return BuildAttempt("weak", flags + obey, pinned)
 
 
 def _profile(manifest: ExportManifest, graph: GraphSpec) -> dict[str, dict[str, list[int]]]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from mixqsam2.errors import UserInputError
 from mixqsam2.trt.build import ENGINES_SCHEMA, INDEX, import_tensorrt, load_plugin_library
-from mixqsam2.trt.manifest import file_sha256
+from mixqsam2.export.manifest import file_sha256
 
 
 def read_engine_index(folder: str | Path) -> dict:
@@ -70,6 +70,10 @@ class TensorRTRunner:
         outputs = self._engine(graph).run(inputs, self._stream)
         self._latency.setdefault(graph, []).append((time.perf_counter() - start) * 1e3)
         return outputs
+
+    def input_names(self, graph: str) -> list[str]:
+        """The inputs of ``graph``'s engine (TensorRT may leave out a graph input that nothing reads)."""
+        return list(self._engine(graph).inputs)
 
     def example_inputs(self, graph: str, seed: int = 0) -> dict[str, np.ndarray]:
         """Inputs of ``graph``'s engine for timing: the profile's opt shapes, random floats, banks full."""

@@ -1,0 +1,72 @@
+"""The ``trt`` backend: an engine folder (``deploy/build_engine.py``) on TensorRT.
+
+:class:`TrtGraphs` runs the engines with the same ``run(name, inputs) -> outputs`` as the ort
+and torch backends, so :class:`~mixqsam2.memory.tracker.StreamingTracker` drives it unchanged.
+The engine folder carries the export's ``manifest.json`` (the model's host-side settings, the
+bank capacity) and ``constants.npz``; :class:`~mixqsam2.trt.runtime.TensorRTRunner` loads the
+SIS plugin and deserializes each engine when its graph first runs. The tracker's bank update
+``sis_update.<policy>`` runs the plugin engine ``sis_update_plugin.<policy>`` (same inputs and
+outputs, one ``SISSynthesize`` node).
+
+>>> engine_for("sis_update.sis"), engine_for("mask_decoder")
+('sis_update_plugin.sis', 'mask_decoder')
+>>> graphs = TrtGraphs("out/pico-engines")  # doctest: +SKIP
+>>> tracker = StreamingTracker(graphs, memory="sis")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from mixqsam2.errors import UserInputError
+from mixqsam2.export.manifest import read_manifest
+from mixqsam2.models.graph_config import GraphConfig
+
+
+def require_tensorrt() -> None:
+    """The trt backend needs TensorRT; say so in one line where it is missing."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        raise UserInputError("--backend trt needs TensorRT, which is not installed here (it comes with JetPack "
+                             "and NVIDIA's TensorRT containers; --backend ort runs the export without it)") from None
+
+
+def engine_for(graph: str) -> str:
+    """The engine that runs the tracker's graph ``graph``: bank updates on the SIS plugin."""
+    role, _, policy = graph.partition(".")
+    return f"sis_update_plugin.{policy}" if role == "sis_update" else graph
+
+
+class TrtGraphs:
+    """Runs an engine folder's engines with TensorRT on the GPU.
+
+    ``plugin_library``: where the SIS plugin library is on this machine, when it is not where
+    the engines were built (its sha256 must match).
+    """
+
+    name = "trt"
+
+    def __init__(self, engine_dir: str | Path, plugin_library: str | Path | None = None):
+        require_tensorrt()
+        from mixqsam2.trt.runtime import TensorRTRunner
+
+        self.folder = Path(engine_dir)
+        self.runner = TensorRTRunner(self.folder, plugin_library)
+        self.manifest = read_manifest(self.folder, with_graphs=False)
+        self.config = GraphConfig.from_json(self.manifest["model"])
+        self.capacity = int(self.manifest["bank_capacity"])
+        self.no_mem_embed = np.load(self.folder / self.manifest["constants"])["no_mem_embed"]
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        engine = engine_for(name)
+        feeds = {k: inputs[k] for k in self.runner.input_names(engine)}
+        start = time.perf_counter()
+        outputs = self.runner.run(engine, feeds)
+        self.seconds[name.split(".")[0]] += time.perf_counter() - start
+        return outputs
