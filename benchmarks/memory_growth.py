@@ -34,7 +34,7 @@ def rss_mb() -> float:
 
 
 def run_ours(model, video, frames: int, memory: str, capacity: int | None) -> dict:
-    from mixqsam2.memory.prompts import Prompt
+    from mixqsam2.memory.prompts import Prompt, prompt_then_track
     from mixqsam2.memory.tracker import StreamingTracker
 
     tracker = StreamingTracker(model, memory=memory, capacity=capacity)
@@ -42,8 +42,7 @@ def run_ours(model, video, frames: int, memory: str, capacity: int | None) -> di
     before = rss_mb()
     trace = []
     start = time.perf_counter()
-    for index, rgb in enumerate(tqdm(video.frames(), total=frames, desc="ours")):
-        tracker.step(rgb, prompts if index == 0 else None)
+    for _ in prompt_then_track(tracker, tqdm(video.frames(), total=frames, desc="ours"), prompts):
         trace.append(rss_mb())
     return {
         "rss_before_tracking_mb": before,

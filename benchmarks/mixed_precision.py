@@ -58,18 +58,16 @@ def parse_args(argv=None):
 
 def data(root: Path, args):
     from mixqsam2.data.loaders import CocoImages, open_video_set
-    from mixqsam2.data.synth import write_image_set, write_video_set
+    from mixqsam2.data.synth import cached_set
 
-    sets = {"calib_images": (write_image_set, dict(num=32, seed=8101)),
-            "calib_videos": (write_video_set, dict(num=4, frames=16, seed=8102)),
-            "eval_images": (write_image_set, dict(num=args.eval_images, seed=9101)),
-            "eval_videos": (write_video_set, dict(num=args.eval_videos, frames=args.eval_frames, seed=9102))}
+    sets = {"calib_images": ("images", dict(num=32, seed=8101)),
+            "calib_videos": ("videos", dict(num=4, frames=16, seed=8102)),
+            "eval_images": ("images", dict(num=args.eval_images, seed=9101)),
+            "eval_videos": ("videos", dict(num=args.eval_videos, frames=args.eval_frames, seed=9102))}
     out = {}
-    for name, (writer, kwargs) in sets.items():
-        path = root / f"{name}-{'-'.join(str(v) for v in kwargs.values())}"
-        if not path.is_dir():
-            writer(path, **kwargs)
-        out[name] = list(CocoImages.from_dir(path)) if "images" in name else open_video_set(path)
+    for name, (kind, spec) in sets.items():
+        path = cached_set(root, kind, **spec)
+        out[name] = list(CocoImages.from_dir(path)) if kind == "images" else open_video_set(path)
     return out
 
 
@@ -147,130 +145,222 @@ def random_choice(rows, budget, seed):
     from mixqsam2.quant.allocate import LayerOptions, solve_exact
 
     rng = np.random.default_rng(seed)
-    layers = [LayerOptions(r["name"], r["params"], 0.0, {f: (b, rng.random() * 2.0 ** -b) for f, (b, _) in r["options"].items()})
+    layers = [LayerOptions(r.name, r.params, 0.0, {f: (b, rng.random() * 2.0 ** -b) for f, (b, _) in r.options.items()})
               for r in rows]
     return solve_exact(layers, budget)
 
 
 def uniform_choice(rows, preferred: list[str]):
     """Each layer in the first of ``preferred`` it allows."""
-    return {r["name"]: next(f for f in preferred if f in r["options"]) for r in rows}
+    return {r.name: next(f for f in preferred if f in r.options) for r in rows}
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+DEPLOYABLE = ("fp16", "int8", "int4")
+
+
+@dataclass
+class Bench:
+    """What every experiment shares: the model, the data, the FP32 reference, and the result
+    (written after every run)."""
+
+    args: argparse.Namespace
+    model: object
+    sets: dict
+    reference: Reference
+    layers: dict
+    sha: str
+    out: Path
+    result: dict
+
+    def config(self, formats=DEPLOYABLE, budget=16.0, **settings):
+        from mixqsam2.quant.config import CalibrationConfig
+
+        return CalibrationConfig(budget_bits=budget, formats=formats, block_size=self.args.block_size, **settings)
+
+    def plan(self, rows, choice, config):
+        from mixqsam2.quant.calibrate import build_plan
+
+        return build_plan(rows, choice, config, self.args.model, self.sha, {})
+
+    def record(self, key, plan, seconds, scores=None, bits=None, extra=None) -> dict:
+        from mixqsam2.fileio import write_json_atomic
+
+        scores = scores or evaluate(self.model, plan, self.sets, self.reference)
+        fp32 = self.result["fp32"]
+        run = self.result["runs"][key] = {
+            "effective_bits": plan.effective_bits if bits is None else bits, "calib_seconds": seconds, **scores,
+            **(extra or {}), "miou_retention": scores["miou"] / fp32["miou"], "jf_retention": scores["jf"] / fp32["jf"]}
+        write_json_atomic(self.out, self.result)
+        print(f"{key:<28} bits {run['effective_bits']:5.2f}  retention mIoU {run['miou_retention']:.4f} "
+              f"J&F {run['jf_retention']:.4f}  agreement images {run['agreement_images']:.4f} "
+              f"videos {run['agreement_videos']:.4f}  distortion {run['distortion']:.3f}", flush=True)
+        return run
+
+    def statistics(self, formats):
+        """Allowed formats and calibration statistics per layer, and the seconds they took."""
+        from mixqsam2.quant.calibrate import collect_statistics, layer_formats, make_forward_loop
+
+        allowed = layer_formats(self.layers, self.config(formats))
+        start = time.perf_counter()
+        loop = make_forward_loop(self.sets["calib_images"], self.sets["calib_videos"])
+        observers = collect_statistics(self.layers, loop, self.model)
+        return allowed, observers, time.perf_counter() - start
+
+
+@dataclass
+class Tables:
+    """The deployable formats' calibration, scored both ways, shared by every budget."""
+
+    allowed: dict
+    wais: list  # LayerCalibration rows, WAIS x expected NSR
+    measured: list  # the same rows with measured output distortions
+    statistics_seconds: float
+    measure_seconds: float
+
+    def for_importance(self, importance: str):
+        """(rows, calibration seconds) of the ``wais`` or ``measured`` objective."""
+        if importance == "wais":
+            return self.wais, self.statistics_seconds
+        return self.measured, self.statistics_seconds + self.measure_seconds
+
+
+def deployable_tables(bench: Bench) -> Tables:
+    from mixqsam2.quant.calibrate import layer_table, make_forward_loop, with_measured_errors
+
+    allowed, observers, statistics_seconds = bench.statistics(DEPLOYABLE)
+    start = time.perf_counter()
+    rows = layer_table(bench.layers, allowed, observers, bench.config())
+    subset = make_forward_loop(bench.sets["calib_images"][:8], bench.sets["calib_videos"][:2], 8, progress=False)
+    measured = with_measured_errors(rows, bench.model, bench.layers, bench.config(), subset)
+    tables = Tables(allowed, rows, measured, statistics_seconds, time.perf_counter() - start)
+    bench.result.update(statistics_seconds=statistics_seconds, sensitivity_seconds=tables.measure_seconds)
+    return tables
+
+
+def solver_runs(bench: Bench, tables: Tables, budget: float) -> dict:
+    """Ours (exact solver, both objectives) and the paper's greedy solver at ``budget``."""
+    from mixqsam2.quant.calibrate import allocate
+
+    runs = {}
+    for label, solver, importance in (("ours", "ilp", "wais"), ("ours-measured", "ilp", "measured"),
+                                      ("paper-greedy", "greedy", "wais")):
+        config = bench.config(budget=budget, solver=solver, importance=importance)
+        rows, seconds = tables.for_importance(importance)
+        start = time.perf_counter()
+        choice = allocate(rows, config)
+        runs[label] = bench.record(f"{label}@{budget:g}", bench.plan(rows, choice, config),
+                                   seconds + time.perf_counter() - start)
+    return runs
+
+
+def modelopt_run(bench: Bench, budget: float, batches: list) -> dict | None:
+    """NVIDIA ModelOpt's ``auto_quantize`` at ``budget`` (None where it finds the budget infeasible)."""
+    start = time.perf_counter()
+    try:
+        quantized, summary = modelopt_baseline.auto_quantize(copy.deepcopy(bench.model), batches, budget,
+                                                             bench.args.block_size, list(bench.layers))
+    except ValueError as exc:  # ModelOpt's own accounting can find a budget infeasible that ours allows
+        bench.result["runs"][f"modelopt@{budget:g}"] = {"error": str(exc)}
+        print(f"modelopt@{budget:g}: {exc}", flush=True)
+        return None
+    return bench.record(f"modelopt@{budget:g}", None, time.perf_counter() - start,
+                        scores=evaluate_model(quantized, bench.sets, bench.reference),
+                        bits=summary["effective_bits"], extra=summary)
+
+
+def random_run(bench: Bench, tables: Tables, budget: float) -> dict:
+    """Random feasible allocations at ``budget``, averaged per unit over ``--random-seeds``."""
+    config = bench.config(budget=budget, solver="random")
+    runs = []
+    for seed in range(bench.args.random_seeds):
+        plan = bench.plan(tables.wais, random_choice(tables.wais, budget, seed), config)
+        runs.append(bench.record(f"random{seed}@{budget:g}", plan, tables.statistics_seconds))
+    return mean_run(runs)
+
+
+def budget_experiment(bench: Bench, tables: Tables, budget: float, modelopt_batches: list) -> None:
+    """Every method at one budget, and ours compared with each by paired bootstrap."""
+    from mixqsam2.errors import UserInputError
+    from mixqsam2.fileio import write_json_atomic
+    from mixqsam2.quant.calibrate import check_budget
+
+    try:
+        check_budget(bench.layers, tables.allowed, bench.config(budget=budget))
+    except UserInputError as exc:
+        bench.result["runs"][f"infeasible@{budget:g}"] = {"error": str(exc)}
+        print(exc, flush=True)
+        return
+    runs = solver_runs(bench, tables, budget)
+    modelopt = modelopt_run(bench, budget, modelopt_batches)
+    if modelopt is not None:
+        runs["modelopt"] = modelopt
+    runs["random-mean"] = random_run(bench, tables, budget)
+    ours = ("ours", "ours-measured")
+    bench.result["comparisons"][f"{budget:g}"] = {
+        f"{mine} - {other}": compare(runs[mine], runs[other]) for mine in ours for other in runs if other not in ours
+    } | {"ours-measured - ours": compare(runs["ours-measured"], runs["ours"])}
+    write_json_atomic(bench.out, bench.result)
+
+
+def uniform_experiment(bench: Bench, tables: Tables) -> None:
+    """Every layer in one format where it can be: fp16 (TensorRT's floor), int8, int4 + int8."""
+    config = bench.config(solver="uniform")
+    for name, preferred in (("fp16", ["fp16"]), ("uniform-int8", ["int8", "fp16"]),
+                            ("uniform-int4+int8", ["int4", "int8", "fp16"])):
+        bench.record(name, bench.plan(tables.wais, uniform_choice(tables.wais, preferred), config),
+                     tables.statistics_seconds)
+
+
+def research_experiment(bench: Bench, label: str, formats: tuple[str, ...], budget: float, uniform_format: str) -> None:
+    """The paper's setting: research WbAb formats at ``budget``, ours and greedy vs uniform."""
+    from mixqsam2.quant.calibrate import allocate, layer_table
+
+    allowed, observers, seconds = bench.statistics(formats)
+    rows = layer_table(bench.layers, allowed, observers, bench.config(formats, budget))
+    for solver in ("ilp", "greedy"):
+        config = bench.config(formats, budget, solver=solver)
+        bench.record(f"research-{label}-{'ours' if solver == 'ilp' else 'paper-greedy'}",
+                     bench.plan(rows, allocate(rows, config), config), seconds)
+    config = bench.config(formats, budget, solver="uniform")
+    bench.record(f"research-uniform-{uniform_format}", bench.plan(rows, uniform_choice(rows, [uniform_format]), config),
+                 seconds)
+
+
+def setup(args) -> Bench:
+    """Model, data sets and the FP32 reference."""
     import torch
 
-    from mixqsam2.errors import UserInputError
-    from mixqsam2.fileio import write_bytes_atomic, write_json_atomic
     from mixqsam2.models import build_model
-    from mixqsam2.quant.calibrate import (CalibrationConfig, allocate, build_plan, check_budget, collect_statistics,
-                                          layer_formats, layer_table, make_forward_loop, target_layers,
-                                          with_measured_errors)
+    from mixqsam2.quant.calibrate import target_layers
     from mixqsam2.quant.plan import state_dict_sha256
 
     out = Path(args.out)
     sets = data(out.parent / "data", args)
     model = build_model(args.model, args.checkpoint)
-    sha = state_dict_sha256(model)
     fp32, reference = fp32_reference(model, sets)
     result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "model": args.model,
-              "block_size": args.block_size, "eval": {"images": args.eval_images, "videos": args.eval_videos,
-                                                      "frames": args.eval_frames},
+              "block_size": args.block_size,
+              "eval": {"images": args.eval_images, "videos": args.eval_videos, "frames": args.eval_frames},
               "fp32": fp32, "runs": {}, "comparisons": {}}
-    layers = target_layers(model)
+    return Bench(args, model, sets, reference, target_layers(model), state_dict_sha256(model), out, result)
 
-    def record(key, plan, seconds, scores=None, bits=None, extra=None):
-        scores = scores or evaluate(model, plan, sets, reference)
-        bits = plan.effective_bits if bits is None else bits
-        run = result["runs"][key] = {"effective_bits": bits, "calib_seconds": seconds, **scores, **(extra or {}),
-                                     "miou_retention": scores["miou"] / fp32["miou"],
-                                     "jf_retention": scores["jf"] / fp32["jf"]}
-        write_json_atomic(out, result)
-        print(f"{key:<28} bits {bits:5.2f}  retention mIoU {run['miou_retention']:.4f} J&F {run['jf_retention']:.4f}"
-              f"  agreement images {run['agreement_images']:.4f} videos {run['agreement_videos']:.4f}"
-              f"  distortion {run['distortion']:.3f}", flush=True)
-        return run
 
-    calib_loop = make_forward_loop(sets["calib_images"], sets["calib_videos"])
+def main(argv=None) -> int:
+    from mixqsam2.fileio import write_bytes_atomic
 
-    def statistics(candidates):
-        config = CalibrationConfig(budget_bits=16, candidates=candidates, block_size=args.block_size)
-        formats = layer_formats(layers, config)
-        start = time.perf_counter()
-        observers = collect_statistics(layers, calib_loop, model)
-        return formats, observers, time.perf_counter() - start
-
-    deployable = ("fp16", "int8", "int4")
-    formats, observers, stat_seconds = statistics(deployable)
-    config = CalibrationConfig(budget_bits=16, candidates=deployable, block_size=args.block_size)
-    start = time.perf_counter()
-    rows = layer_table(layers, formats, observers, config)
-    sensitivity_loop = make_forward_loop(sets["calib_images"][:8], sets["calib_videos"][:2], 8, progress=False)
-    measured_rows = with_measured_errors(rows, model, layers, config, sensitivity_loop)
-    measure_seconds = time.perf_counter() - start
-    importance = {"wais": (rows, stat_seconds), "measured": (measured_rows, stat_seconds + measure_seconds)}
-    modelopt_batches = modelopt_baseline.batches(sets["calib_images"], sets["calib_videos"], model.image_size, 16)
-    result.update(statistics_seconds=stat_seconds, sensitivity_seconds=measure_seconds)
+    args = parse_args(argv)
+    bench = setup(args)
+    tables = deployable_tables(bench)
+    modelopt_batches = modelopt_baseline.batches(bench.sets["calib_images"], bench.sets["calib_videos"],
+                                                 bench.model.image_size, 16)
     for budget in [float(b) for b in args.budgets.split(",")]:
-        try:
-            check_budget(layers, formats, CalibrationConfig(budget_bits=budget, candidates=deployable,
-                                                             block_size=args.block_size))
-        except UserInputError as exc:
-            result["runs"][f"infeasible@{budget:g}"] = {"error": str(exc)}
-            print(exc, flush=True)
-            continue
-        runs = {}
-        for label, solver, kind in (("ours", "ilp", "wais"), ("ours-measured", "ilp", "measured"),
-                                    ("paper-greedy", "greedy", "wais")):
-            cfg = CalibrationConfig(budget_bits=budget, candidates=deployable, block_size=args.block_size,
-                                    solver=solver, importance=kind)
-            table, seconds = importance[kind]
-            start = time.perf_counter()
-            choice = allocate(table, cfg)
-            runs[label] = record(f"{label}@{budget:g}", build_plan(table, choice, cfg, args.model, sha, {}),
-                                 seconds + time.perf_counter() - start)
-        start = time.perf_counter()
-        try:
-            quantized, summary = modelopt_baseline.auto_quantize(copy.deepcopy(model), modelopt_batches, budget,
-                                                                 args.block_size, list(layers))
-        except ValueError as exc:  # ModelOpt's own accounting can find a budget infeasible that ours allows
-            result["runs"][f"modelopt@{budget:g}"] = {"error": str(exc)}
-            print(f"modelopt@{budget:g}: {exc}", flush=True)
-        else:
-            runs["modelopt"] = record(f"modelopt@{budget:g}", None, time.perf_counter() - start,
-                                      scores=evaluate_model(quantized, sets, reference),
-                                      bits=summary["effective_bits"], extra=summary)
-        random_config = CalibrationConfig(budget_bits=budget, candidates=deployable, block_size=args.block_size,
-                                          solver="random")
-        runs["random-mean"] = mean_run([
-            record(f"random{seed}@{budget:g}", build_plan(rows, random_choice(rows, budget, seed), random_config,
-                                                          args.model, sha, {}), stat_seconds)
-            for seed in range(args.random_seeds)])
-        ours = ("ours", "ours-measured")
-        result["comparisons"][f"{budget:g}"] = {
-            f"{mine} - {other}": compare(runs[mine], runs[other])
-            for mine in ours for other in runs if other not in ours} | {
-            "ours-measured - ours": compare(runs["ours-measured"], runs["ours"])}
-        write_json_atomic(out, result)
-    uniform = CalibrationConfig(budget_bits=16, candidates=deployable, block_size=args.block_size, solver="uniform")
-    for name, preferred in (("fp16", ["fp16"]), ("uniform-int8", ["int8", "fp16"]),
-                            ("uniform-int4+int8", ["int4", "int8", "fp16"])):
-        record(name, build_plan(rows, uniform_choice(rows, preferred), uniform, args.model, sha, {}), stat_seconds)
-    for label, candidates, budget, uniform_format in (("avg-4", ("w3a3", "w4a4", "w5a5"), 4.0, "w4a4"),
-                                                      ("avg-6", ("w5a5", "w6a6", "w7a7"), 6.0, "w6a6")):
-        research_formats, research_observers, seconds = statistics(candidates)
-        cfg = CalibrationConfig(budget_bits=budget, candidates=candidates, block_size=args.block_size)
-        research_rows = layer_table(layers, research_formats, research_observers, cfg)
-        for solver in ("ilp", "greedy"):
-            cfg = CalibrationConfig(budget_bits=budget, candidates=candidates, solver=solver, block_size=args.block_size)
-            record(f"research-{label}-{'ours' if solver == 'ilp' else 'paper-greedy'}",
-                   build_plan(research_rows, allocate(research_rows, cfg), cfg, args.model, sha, {}), seconds)
-        cfg = CalibrationConfig(budget_bits=budget, candidates=candidates, solver="uniform", block_size=args.block_size)
-        record(f"research-uniform-{uniform_format}", build_plan(research_rows, uniform_choice(research_rows, [uniform_format]),
-                                                                cfg, args.model, sha, {}), seconds)
-    write_bytes_atomic(out.with_suffix(".md"), markdown(result).encode())
-    print(markdown(result))
+        budget_experiment(bench, tables, budget, modelopt_batches)
+    uniform_experiment(bench, tables)
+    for label, formats, budget, uniform_format in (("avg-4", ("w3a3", "w4a4", "w5a5"), 4.0, "w4a4"),
+                                                   ("avg-6", ("w5a5", "w6a6", "w7a7"), 6.0, "w6a6")):
+        research_experiment(bench, label, formats, budget, uniform_format)
+    write_bytes_atomic(bench.out.with_suffix(".md"), markdown(bench.result).encode())
+    print(markdown(bench.result))
     return 0
 
 

@@ -47,7 +47,7 @@ def correlations(points: list[dict]) -> dict:
     return {name: float(spearmanr(measured, values)[0]) for name, values in proxies.items()} | {"layers": len(points)}
 
 
-def additivity(model, rows: list[dict], measured: list[dict], args, sensitivity_loop) -> dict:
+def additivity(model, rows: list, measured: list, args, sensitivity_loop) -> dict:
     """Sum of the per-layer measured distortions of a plan vs the plan's own distortion."""
     import copy
 
@@ -56,7 +56,7 @@ def additivity(model, rows: list[dict], measured: list[dict], args, sensitivity_
     from mixqsam2.quant.sensitivity import OutputDistortion
 
     distortion, sha, checks = OutputDistortion(model, sensitivity_loop), state_dict_sha256(model), {}
-    errors = {r["name"]: {f: e for f, (_, e) in r["options"].items()} for r in measured}
+    errors = {r.name: {f: e for f, (_, e) in r.options.items()} for r in measured}
     for budget in (5.0, 6.0, 8.0):
         for label, table in (("wais", rows), ("measured", measured)):
             config = CalibrationConfig(budget_bits=budget, block_size=args.block_size, importance=label)
@@ -104,9 +104,9 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     measured = with_measured_errors(rows, model, layers, config, sensitivity_loop)
     seconds = time.perf_counter() - start
-    points = [{"layer": r["name"], "format": fmt, "wais": r["score"], "nsr": r["options"][fmt][1],
-               "measured": m["options"][fmt][1]}
-              for r, m in zip(rows, measured) for fmt in r["options"] if fmt in ("int8", "int4")]
+    points = [{"layer": r.name, "format": fmt, "wais": r.wais, "nsr": r.options[fmt][1],
+               "measured": m.options[fmt][1]}
+              for r, m in zip(rows, measured) for fmt in r.options if fmt in ("int8", "int4")]
     result = {"model": args.model, "block_size": args.block_size, "measure_seconds": seconds,
               "spearman": {fmt: correlations([p for p in points if p["format"] == fmt]) for fmt in ("int8", "int4")}
               | {"all": correlations(points)}, "additivity": additivity(model, rows, measured, args, sensitivity_loop),

@@ -32,7 +32,7 @@ def video_set(tmp_path_factory):
     from mixqsam2.data.synth import write_video_set
 
     root = tmp_path_factory.mktemp("videos") / "set"
-    write_video_set(root, num=2, frames=20, seed=17)  # 3 objects + 1 object
+    write_video_set(root, num=2, frames=20, seed=30)  # 3 objects + 1 object
     return root
 
 

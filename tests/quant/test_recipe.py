@@ -8,7 +8,7 @@ import pytest
 from mixqsam2.cli.main import main
 from mixqsam2.errors import UserInputError
 from mixqsam2.models import model_names
-from mixqsam2.quant.calibrate import CalibrationConfig
+from mixqsam2.quant.config import CalibrationConfig
 from mixqsam2.quant.plan import PrecisionPlan
 from mixqsam2.quant.recipe import Recipe
 
@@ -22,9 +22,25 @@ def test_shipped_recipes_are_valid(path):
     assert recipe.name == path.stem and recipe.description
     assert settings["model"] in model_names()
     assert (settings["budget_bits"] is None) != (settings["budget_mb"] is None)
-    CalibrationConfig(budget_bits=settings["budget_bits"], solver=settings["solver"], candidates=settings["formats"],
-                      block_size=settings["block_size"], observer=settings["observer"],
-                      importance=settings["importance"]).validate()
+    CalibrationConfig.from_settings(settings).validate()
+
+
+def test_the_recipe_the_config_and_the_help_share_one_set_of_defaults():
+    import argparse
+    from dataclasses import fields
+
+    from mixqsam2.cli.main import build_parser
+    from mixqsam2.quant.config import DEFAULTS, CalibrationData
+
+    settings = Recipe().settings({"budget_bits": 6.0})
+    assert CalibrationConfig.from_settings(settings) == CalibrationConfig(budget_bits=6.0)
+    assert all(settings[f.name] == f.default for f in fields(CalibrationData))
+    verbs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {action.dest: action.help for action in verbs.choices["calibrate"]._actions}
+    for dest, value in DEFAULTS.items():
+        if value not in (None, (), False):
+            shown = ",".join(value) if isinstance(value, tuple) else str(value)
+            assert f"default {shown}" in helps[dest], dest
 
 
 def test_there_is_a_runnable_default_and_device_profiles():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mixqsam2.cli.common import add_memory_args, add_model_args, check_device, positive_int, run_cli
 from mixqsam2.errors import UserInputError
+from mixqsam2.quant.config import AMAX_METHODS, DEFAULTS as CALIBRATION_DEFAULTS, CalibrationConfig
 from mixqsam2.train.config import TrainConfig
 
 TRAIN_DEFAULTS = TrainConfig()
@@ -103,8 +104,7 @@ def _calibrate(args) -> None:
 
     from mixqsam2.fileio import ensure_writable_parent
     from mixqsam2.models import build_model
-    from mixqsam2.quant.calibrate import (CalibrationConfig, budget_bits_for_megabytes, calibrate, format_counts,
-                                          make_forward_loop)
+    from mixqsam2.quant.calibrate import budget_bits_for_megabytes, calibrate, format_counts, make_forward_loop
     from mixqsam2.quant.recipe import Recipe
     from mixqsam2.quant.report import write_report
 
@@ -116,11 +116,7 @@ def _calibrate(args) -> None:
     recipe = Recipe.load(args.recipe) if args.recipe else Recipe()
     s = recipe.settings({**vars(args), "keep_fp16": tuple(pattern for _, pattern in args.keep)})
     _check_calibration_settings(s, recipe)
-    config = CalibrationConfig(
-        budget_bits=s["budget_bits"] or 0.0, solver=s["solver"], candidates=s["formats"], block_size=s["block_size"],
-        observer=s["observer"], wais=s["wais"], importance=s["importance"], keep_fp16=s["keep_fp16"],
-        keep_first_last=s["keep_first_last"],
-    )
+    config = CalibrationConfig.from_settings(s)
     config.validate()
     images, videos, summary = _calibration_data(recipe, s)
     model = build_model(s["model"], s["checkpoint"], device=args.device)
@@ -166,6 +162,12 @@ def _check_calibration_settings(settings: dict, recipe) -> None:
                              f"command line together give {len(budgets)})")
 
 
+def default(setting: str) -> str:
+    """A calibrate setting's default as the help text shows it."""
+    value = CALIBRATION_DEFAULTS[setting]
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mixqsam2", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -206,23 +208,30 @@ def build_parser() -> argparse.ArgumentParser:
     budget = cal.add_mutually_exclusive_group()
     budget.add_argument("--budget-bits", type=float, help="effective weight bits (parameter-weighted)")
     budget.add_argument("--budget-mb", type=float, help="weight megabytes (MiB) of the quantized layers")
-    cal.add_argument("--solver", help="ilp (exact, default) or greedy (the paper's)")
-    cal.add_argument("--formats", help="candidates (default fp16,int8,int4); research: e.g. w3a3,w4a4,w5a5")
-    cal.add_argument("--block-size", type=positive_int, help="int4 block along the input dimension (default 128)")
-    cal.add_argument("--observer", help="int8 activation range: max, percentile (default), mse")
-    cal.add_argument("--wais", help="channel energy: l2 (paper, default) or rms")
+    cal.add_argument("--solver", help=f"ilp (exact) or greedy (the paper's); default {default('solver')}")
+    cal.add_argument("--formats", help=f"candidates (default {default('formats')}); research: e.g. w3a3,w4a4,w5a5")
+    cal.add_argument("--block-size", type=positive_int,
+                     help=f"int4 block along the input dimension (default {default('block_size')})")
+    cal.add_argument("--observer", help=f"int8 activation range: {', '.join(AMAX_METHODS)} "
+                                        f"(default {default('observer')})")
+    cal.add_argument("--wais", help=f"channel energy: l2 (the paper) or rms (default {default('wais')})")
     cal.add_argument("--keep", nargs=2, action="append", default=[], metavar=("FORMAT", "PATTERN"),
                      help="pin layers matching the regular expression PATTERN to FORMAT (fp16)")
     cal.add_argument("--keep-first-last", action="store_true", default=None, help="keep the first and last layer in fp16")
     cal.add_argument("--importance",
-                     help="objective: wais (WAIS x expected NSR, the default) or measured (output distortion "
-                          "with only that layer quantized; one pass of the sensitivity subset per layer and format)")
-    cal.add_argument("--sensitivity-images", type=positive_int, help="images measured per layer (default 8)")
-    cal.add_argument("--sensitivity-videos", type=positive_int, help="videos measured per layer (default 2)")
-    cal.add_argument("--sensitivity-frames", type=positive_int, help="frames per measured video (default 8)")
-    cal.add_argument("--max-images", type=positive_int, help="default 32")
-    cal.add_argument("--max-videos", type=positive_int, help="default 8")
-    cal.add_argument("--max-frames", type=positive_int, help="frames per calibration video (default 16)")
+                     help="objective: wais (WAIS x expected NSR) or measured (output distortion with only that "
+                          "layer quantized; one pass of the sensitivity subset per layer and format); "
+                          f"default {default('importance')}")
+    cal.add_argument("--sensitivity-images", type=positive_int,
+                     help=f"images measured per layer (default {default('sensitivity_images')})")
+    cal.add_argument("--sensitivity-videos", type=positive_int,
+                     help=f"videos measured per layer (default {default('sensitivity_videos')})")
+    cal.add_argument("--sensitivity-frames", type=positive_int,
+                     help=f"frames per measured video (default {default('sensitivity_frames')})")
+    cal.add_argument("--max-images", type=positive_int, help=f"default {default('max_images')}")
+    cal.add_argument("--max-videos", type=positive_int, help=f"default {default('max_videos')}")
+    cal.add_argument("--max-frames", type=positive_int,
+                     help=f"frames per calibration video (default {default('max_frames')})")
     cal.add_argument("--device", default="cpu", help="torch device for the calibration passes, e.g. cuda")
     cal.add_argument("--out", required=True, help="PLAN.json (PLAN.md and PLAN.png are written beside it)")
     cal.set_defaults(run=_calibrate)

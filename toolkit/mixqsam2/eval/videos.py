@@ -14,7 +14,7 @@ from tqdm import tqdm
 from mixqsam2.data.loaders import VideoSample
 from mixqsam2.eval.agreement import MaskCallback
 from mixqsam2.eval.metrics import boundary_f, mask_iou, video_jf
-from mixqsam2.memory.prompts import Prompt
+from mixqsam2.memory.prompts import Prompt, prompt_then_track
 
 
 def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: int | None = None,
@@ -24,19 +24,18 @@ def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: in
     tracker = StreamingTracker(model, memory=memory, capacity=capacity, num_frames=len(video.frame_paths))
     prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
     scores: dict[int, list[tuple[float, float]]] = {k: [] for k in prompts}
-    for index, (name, rgb) in enumerate(zip(video.frame_names, video.frames())):
-        result = tracker.step(rgb, prompts if index == 0 else None)
+    for name, result in zip(video.frame_names, prompt_then_track(tracker, video.frames(), prompts)):
         for obj_id in prompts if on_mask else ():
             on_mask((video.name, obj_id, name), result.masks[obj_id])
         gt = video.annotation(name)
         if gt is None:
             continue
         for obj_id in prompts:
-            truth = gt.get(obj_id, np.zeros(rgb.shape[:2], bool))
+            truth = gt.get(obj_id, np.zeros_like(result.masks[obj_id]))
             scores[obj_id].append((mask_iou(result.masks[obj_id], truth), boundary_f(result.masks[obj_id], truth)))
     return {
         **video_jf(scores),
-        "frames": tracker.frame_idx + 1,
+        "frames": len(video.frame_paths),
         "memory_bank_bytes": tracker.peak_memory_bytes,
         "latency_ms": tracker.stage_ms_per_frame(),
     }

@@ -11,6 +11,7 @@ mixqsam2.errors.UserInputError: box (10, 10, 90, 40) lies outside the 64x64 fram
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -61,3 +62,17 @@ def clip_box(box: tuple[float, float, float, float], height: int, width: int) ->
     """
     x0, y0, x1, y1 = box
     return (max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1))
+
+
+def prompt_then_track(tracker, frames: Iterable[np.ndarray], prompts: dict[int, Prompt]) -> Iterator:
+    """Give ``prompts`` with the first of ``frames`` and track them through the rest: yields
+    ``tracker.step(rgb, prompts_or_None)``'s result for each frame, one frame at a time.
+
+    >>> class Recorder:  # any object with step(rgb, prompts) works, e.g. a StreamingTracker
+    ...     def step(self, rgb, prompts):
+    ...         return rgb, prompts is not None
+    >>> list(prompt_then_track(Recorder(), ["f0", "f1", "f2"], {1: Prompt(box=(0, 0, 4, 4))}))
+    [('f0', True), ('f1', False), ('f2', False)]
+    """
+    for index, rgb in enumerate(frames):
+        yield tracker.step(rgb, prompts if index == 0 else None)

@@ -14,52 +14,49 @@ tracker, so memory attention and the memory encoder see real memories).
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 from torch import nn
 from tqdm import tqdm
 
-from mixqsam2.errors import UserInputError
 from mixqsam2.quant.allocate import LayerOptions, check_feasible, effective_bits, solve_exact, solve_greedy
 from mixqsam2.quant.formats import allowed_formats, get_format
-from mixqsam2.quant.observers import AMAX_METHODS, InputObserver
+from mixqsam2.quant.config import CalibrationConfig
+from mixqsam2.quant.observers import InputObserver
 from mixqsam2.quant.plan import PrecisionPlan, state_dict_sha256
 from mixqsam2.quant.scores import format_error, wais_score
 
 QUANTIZED_PARTS = ("image_encoder.", "memory_attention.", "memory_encoder.", "sam_mask_decoder.")
-SOLVERS = {"ilp": solve_exact, "greedy": solve_greedy}
-IMPORTANCES = ("wais", "measured")
+SOLVE = {"ilp": solve_exact, "greedy": solve_greedy}  # CalibrationConfig.solver -> solver
 
 
 @dataclass(frozen=True)
-class CalibrationConfig:
-    budget_bits: float
-    solver: str = "ilp"
-    candidates: tuple[str, ...] = ("fp16", "int8", "int4")
-    block_size: int = 128
-    observer: str = "percentile"
-    wais: str = "l2"  # "l2" (the paper) or "rms" (the reimplementation)
-    importance: str = "wais"  # the objective: "wais" (WAIS x NSR) or "measured" (mixqsam2.quant.sensitivity)
-    keep_fp16: tuple[str, ...] = ()  # regular expressions of layer names pinned to fp16
-    keep_first_last: bool = False
+class LayerCalibration:
+    """What calibration found for one layer: what the allocation chooses from and the plan records.
 
-    def validate(self) -> None:
-        if self.solver not in SOLVERS:
-            raise UserInputError(f"unknown solver '{self.solver}'; use one of {', '.join(SOLVERS)}")
-        if self.observer not in AMAX_METHODS:
-            raise UserInputError(f"unknown observer '{self.observer}'; use one of {', '.join(AMAX_METHODS)}")
-        if self.wais not in ("l2", "rms"):
-            raise UserInputError(f"unknown WAIS variant '{self.wais}'; use l2 or rms")
-        if self.importance not in IMPORTANCES:
-            raise UserInputError(f"unknown importance '{self.importance}'; use one of {', '.join(IMPORTANCES)}")
-        if self.block_size < 1:
-            raise UserInputError(f"block size must be positive, got {self.block_size}")
-        for name in self.candidates:
-            get_format(name)
+    The objective is the sum over layers of ``error_weight * error(format)``: with the WAIS
+    objective ``error`` is the expected noise-to-signal ratio and ``error_weight`` the WAIS
+    score; with the measured one, ``error`` is the measured output distortion and the weight 1.
+    """
+
+    name: str
+    kind: str  # "linear" | "conv"
+    params: int
+    wais: float  # WAIS score, normalized to sum 1 over the layers (the plan's "score")
+    amax: dict[str, float | None]  # per allowed format: int8 activation range (None where not quantized)
+    options: dict[str, tuple[float, float]]  # per allowed format: (effective bits, error)
+    pin: str | None  # why the layer is pinned to fp16, if it is
+    error_weight: float
+
+    def layer_options(self) -> LayerOptions:
+        """What the solvers see: per format, the effective bits and the weighted error."""
+        return LayerOptions(self.name, self.params, self.wais,
+                            {f: (bits, self.error_weight * error) for f, (bits, error) in self.options.items()})
 
 
 def target_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -118,7 +115,7 @@ def layer_formats(layers: dict[str, nn.Module], config: CalibrationConfig) -> di
         kind = "linear" if isinstance(layer, nn.Linear) else "conv"
         in_features = layer.weight.shape[1]
         pin = _pinned(name, index, len(layers), config)
-        names = ["fp16"] if pin else allowed_formats(kind, in_features, config.block_size, list(config.candidates))
+        names = ["fp16"] if pin else allowed_formats(kind, in_features, config.block_size, list(config.formats))
         if not names:
             names, pin = ["fp16"], f"no candidate format is allowed on this {kind} (in_features {in_features})"
         table[name] = (kind, names, pin)
@@ -135,9 +132,9 @@ def check_budget(layers: dict[str, nn.Module], formats: dict, config: Calibratio
     check_feasible(options, config.budget_bits)
 
 
-def layer_table(layers: dict[str, nn.Module], formats: dict, observers: dict, config: CalibrationConfig) -> list[dict]:
-    """Per layer: kind, params, WAIS score (normalized to sum 1), the objective's layer
-    ``weight`` (the WAIS score), amax, allowed formats with (bits, expected NSR), pin reason."""
+def layer_table(layers: dict[str, nn.Module], formats: dict, observers: dict,
+                config: CalibrationConfig) -> list[LayerCalibration]:
+    """Per layer: WAIS score, int8 ranges and the expected NSR of each allowed format."""
     raw = {name: wais_score(layer, observers[name], rms=config.wais == "rms") if observers[name].tokens else 0.0
            for name, layer in layers.items()}
     total = sum(raw.values()) or 1.0
@@ -151,20 +148,19 @@ def layer_table(layers: dict[str, nn.Module], formats: dict, observers: dict, co
                   format_error(layer, observer, get_format(fmt), amax[fmt], config.block_size) if observer.tokens else 0.0)
             for fmt in names
         }
-        rows.append({"name": name, "kind": kind, "params": layer.weight.numel(), "score": raw[name] / total,
-                     "weight": raw[name] / total, "amax": amax, "options": options, "pin": pin})
+        rows.append(LayerCalibration(name, kind, layer.weight.numel(), raw[name] / total, amax, options, pin,
+                                     error_weight=raw[name] / total))
     return rows
 
 
-def with_measured_errors(rows: list[dict], model: nn.Module, layers: dict[str, nn.Module], config: CalibrationConfig,
-                         sensitivity_loop: Callable) -> list[dict]:
+def with_measured_errors(rows: list[LayerCalibration], model: nn.Module, layers: dict[str, nn.Module],
+                         config: CalibrationConfig, sensitivity_loop: Callable) -> list[LayerCalibration]:
     """The rows with the objective replaced by the measured output distortion of each format
     (:mod:`mixqsam2.quant.sensitivity`; layer weight 1)."""
     from mixqsam2.quant.sensitivity import measure_format_errors
 
-    errors = measure_format_errors(model, layers, {r["name"]: r["amax"] for r in rows}, config.block_size,
-                                   sensitivity_loop)
-    return [{**r, "weight": 1.0, "options": {f: (bits, errors[r["name"]][f]) for f, (bits, _) in r["options"].items()}}
+    errors = measure_format_errors(model, layers, {r.name: r.amax for r in rows}, config.block_size, sensitivity_loop)
+    return [replace(r, error_weight=1.0, options={f: (bits, errors[r.name][f]) for f, (bits, _) in r.options.items()})
             for r in rows]
 
 
@@ -172,29 +168,23 @@ def _amax(observer: InputObserver, method: str, bits: int | None) -> float | Non
     return None if bits is None else observer.amax(method, bits)
 
 
-def allocate(rows: list[dict], config: CalibrationConfig) -> dict[str, str]:
-    """Formats by the configured solver; the objective is sum_l weight_l * error_l(format)."""
-    layers = [
-        LayerOptions(r["name"], r["params"], r["score"], {f: (b, r["weight"] * e) for f, (b, e) in r["options"].items()})
-        for r in rows
-    ]
-    return SOLVERS[config.solver](layers, config.budget_bits)
+def allocate(rows: list[LayerCalibration], config: CalibrationConfig) -> dict[str, str]:
+    """Formats by the configured solver; the objective is sum_l error_weight_l * error_l(format)."""
+    return SOLVE[config.solver]([r.layer_options() for r in rows], config.budget_bits)
 
 
-def build_plan(rows: list[dict], choice: dict[str, str], config: CalibrationConfig, model_name: str,
+def build_plan(rows: list[LayerCalibration], choice: dict[str, str], config: CalibrationConfig, model_name: str,
                model_sha256: str, calibration: dict) -> PrecisionPlan:
     layers = {}
     for r in rows:
-        fmt = get_format(choice[r["name"]])
-        layers[r["name"]] = {
-            "kind": r["kind"], "params": r["params"], "format": fmt.name, "w_bits": fmt.w_bits, "a_bits": fmt.a_bits,
-            "block_size": config.block_size if fmt.blockwise else None, "score": r["score"],
-            "act_amax": r["amax"][fmt.name], "error": r["options"][fmt.name][1],
-            "reason": r["pin"] or f"{config.solver} solver at {config.budget_bits:g} bits",
+        fmt = get_format(choice[r.name])
+        layers[r.name] = {
+            "kind": r.kind, "params": r.params, "format": fmt.name, "w_bits": fmt.w_bits, "a_bits": fmt.a_bits,
+            "block_size": config.block_size if fmt.blockwise else None, "score": r.wais,
+            "act_amax": r.amax[fmt.name], "error": r.options[fmt.name][1],
+            "reason": r.pin or f"{config.solver} solver at {config.budget_bits:g} bits",
         }
-    bits = effective_bits(
-        [LayerOptions(r["name"], r["params"], r["score"], r["options"]) for r in rows], choice
-    )
+    bits = effective_bits([r.layer_options() for r in rows], choice)
     return PrecisionPlan(model=model_name, model_sha256=model_sha256, budget_bits=config.budget_bits,
                          effective_bits=bits, solver=config.solver,
                          calibration={**calibration, "config": _jsonable(asdict(config))}, layers=layers)
@@ -228,7 +218,7 @@ def calibrate(model: nn.Module, forward_loop: Callable, config: CalibrationConfi
 def make_forward_loop(images: list, videos: list, max_frames: int | None = None, progress: bool = True) -> Callable:
     """The calibration pass: GT-box prompts on ``images`` (ImageSample), first-frame mask
     prompts on ``videos`` (VideoSample, at most ``max_frames`` frames each)."""
-    from mixqsam2.memory.prompts import Prompt, clip_box
+    from mixqsam2.memory.prompts import Prompt, clip_box, prompt_then_track
     from mixqsam2.memory.tracker import StreamingTracker
 
     def forward_loop(model) -> None:
@@ -240,10 +230,8 @@ def make_forward_loop(images: list, videos: list, max_frames: int | None = None,
         for video in tqdm(videos, desc="calibrate videos", unit="video", disable=not progress):
             tracker = StreamingTracker(model, num_frames=len(video.frame_paths))
             prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
-            for index, rgb in enumerate(video.frames()):
-                if max_frames is not None and index >= max_frames:
-                    break
-                tracker.step(rgb, prompts if index == 0 else None)
+            for _ in prompt_then_track(tracker, itertools.islice(video.frames(), max_frames), prompts):
+                pass
 
     return forward_loop
 

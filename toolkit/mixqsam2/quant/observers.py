@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mixqsam2.quant.config import AMAX_METHODS
+
 BINS = 2048
-AMAX_METHODS = ("max", "percentile", "mse")
 
 
 class InputObserver:

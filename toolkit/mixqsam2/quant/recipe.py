@@ -20,13 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mixqsam2.errors import UserInputError
+from mixqsam2.quant.config import DEFAULTS
 
-DEFAULTS = {
-    "model": None, "checkpoint": None, "images": None, "videos": None, "budget_bits": None, "budget_mb": None,
-    "solver": "ilp", "formats": ("fp16", "int8", "int4"), "block_size": 128, "observer": "percentile", "wais": "l2",
-    "importance": "wais", "keep_fp16": (), "keep_first_last": False, "max_images": 32, "max_videos": 8,
-    "max_frames": 16, "sensitivity_images": 8, "sensitivity_videos": 2, "sensitivity_frames": 8,
-}
 TYPES = {"budget_bits": float, "budget_mb": float, "block_size": int, "max_images": int, "max_videos": int,
          "max_frames": int, "sensitivity_images": int, "sensitivity_videos": int, "sensitivity_frames": int,
          "keep_first_last": bool}
