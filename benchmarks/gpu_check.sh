@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Every check that needs a GPU, in one run (about 10 minutes on one H100/H200 or an Orin):
 #   1. the SIS plugin library, built when TensorRT's headers are found
-#   2. tests/gpu and tests/plugins (kernels and plugin vs the NumPy spec, pico engine builds,
-#      TensorRT vs ONNX Runtime masks, engines reloaded from disk); skips print their reason
+#   2. tests/gpu and tests/plugins: kernels and plugin engines vs the NumPy spec; pico exported
+#      without a plan (fp32) and with a mixed int4/int8/fp16 plan, engines built by
+#      deploy/build_engine.py into OUT/engines/{fp32,plan}, run_stream --engine-dir vs --onnx-dir
+#      (mask IoU >= 0.98 per frame and object), engines reloaded from disk; skips say why
 #   3. the SIS kernel benchmark (benchmarks/sis_kernel.py; needs CUDA torch)
-#   4. with TensorRT: pico exported without a plan (fp16) and with a 6-bit plan, engines built,
-#      and the per-engine latency table of both (deploy/engine_latency.py)
+#   4. with TensorRT: pico with an all-fp16 plan (calibrate --formats fp16) exported and built into
+#      OUT/engines/fp16, then the per-engine latency table of fp32, fp16 and plan (deploy/engine_latency.py)
 #
 #   bash benchmarks/gpu_check.sh [OUT]          (default OUT: out/gpu_check)
 #
@@ -48,34 +50,34 @@ fi
 export TENSORRT_INCLUDE_DIRS=$headers
 
 say "tests/gpu tests/plugins"
-timeout 420 "$PY" -m pytest -q -rs tests/gpu tests/plugins -p no:cacheprovider > "$OUT/pytest.txt" 2>&1
+export MIXQSAM2_GPU_ENGINES="$OUT/engines"  # the tests build the fp32 and plan engines here
+timeout 360 "$PY" -m pytest -q -rs tests/gpu tests/plugins -p no:cacheprovider > "$OUT/pytest.txt" 2>&1
 tests=$?
 tail -n 40 "$OUT/pytest.txt" | tee -a "$LOG"
 
 if has_module torch && "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
-    step "SIS kernel benchmark" 120 "$PY" benchmarks/sis_kernel.py --out "$OUT/sis_kernel.json"
+    step "SIS kernel benchmark" 60 "$PY" benchmarks/sis_kernel.py --out "$OUT/sis_kernel.json"
 fi
 
 if has_module tensorrt; then
-    work="$OUT/pico"
+    work="$OUT/pico-fp16"
     rm -rf "$work" && mkdir -p "$work"
     mq="$PY -m mixqsam2.cli.main"
-    step "pico data, 6-bit plan, exports" 300 bash -c "
+    step "pico: all-fp16 plan, export, engines" 240 bash -c "
         set -e
         $mq synth images --out '$work/images' --num 4 --seed 901
         $mq synth videos --out '$work/videos' --num 2 --frames 8 --seed 902
         $mq calibrate --model pico --images '$work/images' --videos '$work/videos' --max-frames 3 \
-            --budget-bits 6 --importance wais --out '$work/plan.json'
-        $mq export --model pico --out '$work/export-fp16'
-        $mq export --model pico --plan '$work/plan.json' --out '$work/export-plan'"
-    step "engines (fp16, plan)" 400 bash -c "
-        set -e
-        '$PY' deploy/build_engine.py --onnx-dir '$work/export-fp16' --out '$work/engines-fp16' \
-            --timing-cache '$work/timing.cache'
-        '$PY' deploy/build_engine.py --onnx-dir '$work/export-plan' --plan '$work/plan.json' \
-            --out '$work/engines-plan' --timing-cache '$work/timing.cache'"
-    step "latency per engine" 120 bash -c "'$PY' deploy/engine_latency.py --engine-dir '$work/engines-fp16' \
-        --engine-dir '$work/engines-plan' --out '$OUT/latency.json' > '$OUT/latency.md'"
+            --formats fp16 --budget-bits 16 --out '$work/plan.json'
+        $mq export --model pico --plan '$work/plan.json' --out '$work/export'
+        '$PY' deploy/build_engine.py --onnx-dir '$work/export' --plan '$work/plan.json' \
+            --out '$MIXQSAM2_GPU_ENGINES/fp16' --timing-cache '$MIXQSAM2_GPU_ENGINES/timing.cache' --overwrite"
+    folders=()
+    for kind in fp32 fp16 plan; do
+        [ -f "$MIXQSAM2_GPU_ENGINES/$kind/engines.json" ] && folders+=(--engine-dir "$MIXQSAM2_GPU_ENGINES/$kind")
+    done
+    step "latency per engine" 90 bash -c "'$PY' deploy/engine_latency.py ${folders[*]} \
+        --out '$OUT/latency.json' > '$OUT/latency.md'"
     [ -s "$OUT/latency.md" ] && tee -a "$LOG" < "$OUT/latency.md"
 fi
 

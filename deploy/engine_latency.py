@@ -5,7 +5,7 @@
 
 Each engine runs on random inputs of its profile's opt shapes (memory banks full, so the SIS
 update merges); wall ms per run include the host <-> device copies. Prints one row per graph,
-one column per folder. Bad input: one line on stderr, exit 2.
+one column per folder (named by its last path part). Bad input: one line on stderr, exit 2.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 
 def measure(folder: str, warmup: int, iterations: int) -> dict[str, dict]:
@@ -41,7 +42,7 @@ def measure(folder: str, warmup: int, iterations: int) -> dict[str, dict]:
 def table(results: dict[str, dict]) -> str:
     folders = list(results)
     graphs = sorted({g for r in results.values() for g in r["engines"]})
-    rows = ["| graph | " + " | ".join(f"{f} (ms, median)" for f in folders) + " |",
+    rows = ["| graph | " + " | ".join(f"{Path(f).name} (ms, median)" for f in folders) + " |",
             "|---|" + "---|" * len(folders)]
     for graph in graphs:
         cells = [f"{r['engines'][graph]['median_ms']:.3f} ({r['engines'][graph]['typing']})"

@@ -1,12 +1,18 @@
 """Fixtures of the TensorRT tests on a GPU: each skips with its reason where TensorRT, cuda-python,
-a GPU or the SIS plugin library is missing."""
+a GPU or the SIS plugin library is missing. The pico engine folders are built once per session by
+deploy/build_engine.py from the exports of tests/conftest.py (``pico_onnx_fp32``, ``pico_onnx_plan``),
+under ``$MIXQSAM2_GPU_ENGINES`` when it is set (benchmarks/gpu_check.sh times them afterwards)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +47,31 @@ def sis_plugin(tensorrt, tmp_path_factory) -> Path:
     build = tmp_path_factory.mktemp("sis_plugin")
     build_library(build, architectures=f"{properties.major}{properties.minor}", tensorrt_include=include)
     return build / "libsis_plugin.so"
+
+
+@pytest.fixture(scope="session")
+def engine_root(tmp_path_factory) -> Path:
+    given = os.environ.get("MIXQSAM2_GPU_ENGINES")
+    return Path(given) if given else tmp_path_factory.mktemp("engines")
+
+
+def build_engines_cli(export: Path, out: Path, plugin: Path, *plan_args) -> Path:
+    """deploy/build_engine.py as a user runs it (timing cache shared by the session's builds)."""
+    done = subprocess.run([sys.executable, str(REPO / "deploy" / "build_engine.py"), "--onnx-dir", str(export),
+                           *map(str, plan_args), "--out", str(out), "--plugin-lib", str(plugin),
+                           "--timing-cache", str(out.parent / "timing.cache"), "--overwrite"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"build_engine.py {export.name}: {done.stderr[-3000:]}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def pico_engines_fp32(sis_plugin, pico_onnx_fp32, engine_root) -> Path:
+    """Engines of pico exported without a plan (fp32 graphs)."""
+    return build_engines_cli(pico_onnx_fp32, engine_root / "fp32", sis_plugin)
+
+
+@pytest.fixture(scope="session")
+def pico_engines_plan(sis_plugin, pico_onnx_plan, pico_plan, engine_root) -> Path:
+    """Engines of pico exported with the mixed int4/int8/fp16 ``pico_plan``."""
+    return build_engines_cli(pico_onnx_plan, engine_root / "plan", sis_plugin, "--plan", pico_plan)

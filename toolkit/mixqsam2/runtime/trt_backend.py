@@ -16,6 +16,7 @@ outputs, one ``SISSynthesize`` node).
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -45,8 +46,8 @@ def engine_for(graph: str) -> str:
 class TrtGraphs:
     """Runs an engine folder's engines with TensorRT on the GPU.
 
-    ``plugin_library``: where the SIS plugin library is on this machine, when it is not where
-    the engines were built (its sha256 must match).
+    ``plugin_library`` (default ``$MIXQSAM2_SIS_PLUGIN``, else where the engines were built):
+    the SIS plugin library on this machine; its sha256 must be the one the engines were built with.
     """
 
     name = "trt"
@@ -56,7 +57,7 @@ class TrtGraphs:
         from mixqsam2.trt.runtime import TensorRTRunner
 
         self.folder = Path(engine_dir)
-        self.runner = TensorRTRunner(self.folder, plugin_library)
+        self.runner = TensorRTRunner(self.folder, plugin_library or os.environ.get("MIXQSAM2_SIS_PLUGIN"))
         self.manifest = read_manifest(self.folder, with_graphs=False)
         self.config = GraphConfig.from_json(self.manifest["model"])
         self.capacity = int(self.manifest["bank_capacity"])
