@@ -81,9 +81,11 @@ def engines(request, tensorrt, sis_plugin, tmp_path_factory):
 
 def _bank_layout(folder) -> tuple[dict[str, int], np.dtype]:
     """Capacity, tokens, channels, pointer size and the data dtype of the banks of an engine folder."""
-    inputs = {t["name"]: t for t in read_manifest(folder, with_graphs=False)["graphs"]["sis_update_plugin.sis"]["inputs"]}
+    graph = read_manifest(folder, with_graphs=False)["graphs"]["sis_update_plugin.sis"]
+    inputs = {t["name"]: t for t in graph["inputs"]}
     _, capacity, tokens, channels = inputs["bank_features"]["shape"]
-    sizes = {"capacity": capacity, "tokens": tokens, "channels": channels, "pointer": inputs["bank_pointers"]["shape"][2]}
+    pointer = inputs["bank_pointers"]["shape"][2]
+    sizes = {"capacity": capacity, "tokens": tokens, "channels": channels, "pointer": pointer}
     return sizes, np.dtype(inputs["bank_features"]["dtype"])
 
 

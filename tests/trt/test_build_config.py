@@ -176,6 +176,18 @@ def test_a_plan_layer_the_export_lost_or_changed_is_refused(export_copy, pico_pl
                                                     pico_plan, "--dry-run", "--trt-version", "10.3"))
 
 
+@pytest.mark.parametrize("field, message", [("dynamic_dims", "malformed manifest"), ("layers", "with format 'fp8'")])
+def test_a_manifest_with_unknown_dims_or_formats_is_refused(export_copy, tmp_path, field, message):
+    manifest = manifest_of(export_copy)
+    if field == "dynamic_dims":
+        manifest["dynamic_dims"]["num_objects"]["min"] = 0
+    else:
+        next(iter(manifest["layers"].values()))["format"] = "fp8"
+    (export_copy / "manifest.json").write_text(json.dumps(manifest))
+    assert message in _one_line_exit_2(build_engine("--onnx-dir", export_copy, "--out", tmp_path / "out", "--dry-run",
+                                                    "--trt-version", "10.3"))
+
+
 def test_users_files_in_the_output_folder_are_kept(pico_onnx_plan, tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -145,7 +145,8 @@ class ExportManifest:
                 layers={name: LayerSpec(**layer) for name, layer in data["layers"].items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise UserInputError(f"{folder / 'manifest.json'}: malformed manifest ({type(exc).__name__}: {exc})") from None
+            path = folder / "manifest.json"
+            raise UserInputError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from None
         manifest._check_names()
         return manifest
 
