@@ -60,10 +60,17 @@ class FrameSource:
         self.frame_size = first.rgb.shape[:2]
         self.num_frames = num_frames
         self.fps = fps
+        self._source = frames
         self._frames = itertools.chain(leading, frames)
 
     def __iter__(self) -> Iterator[Frame]:
         return self._frames
+
+    def close(self) -> None:
+        """Stop reading: a camera or video file is released now, not when garbage-collected."""
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
 
 
 def _folder_frames(paths: list[Path]) -> Iterator[Frame]:

@@ -152,7 +152,8 @@ def run_stream(tracker, source: FrameSource, prompts: dict[int, Prompt], out_dir
                max_frames: int | None = None, max_read_failures: int = MAX_READ_FAILURES,
                overwrite: bool = False) -> dict:
     """Track ``prompts`` (applied to the first decodable frame) through ``source`` into
-    ``out_dir``; returns the stats written to ``stats.json``. ``tracker`` is anything with
+    ``out_dir``; returns the stats written to ``stats.json``. The source is closed when the
+    stream ends (a camera is released). ``tracker`` is anything with
     ``step(rgb, prompts_or_None) -> result.masks``, ``stage_ms_per_frame()``,
     ``peak_memory_bytes``, ``policy.name`` and ``capacity``.
 
@@ -170,6 +171,7 @@ def run_stream(tracker, source: FrameSource, prompts: dict[int, Prompt], out_dir
             ended = _track(tracker, source, prompts, outputs, tally, stop, max_frames, max_read_failures)
         finally:
             outputs.video.close()
+            source.close()
         stats = _stats(tracker, tally, time.perf_counter() - start, ended, prompts)
         write_json_atomic(folder / "stats.json", stats)
     return stats
