@@ -30,19 +30,15 @@ def main(argv=None) -> int:
     import torch
 
     from mixqsam2.data.loaders import CocoImages, open_video_set
-    from mixqsam2.data.synth import write_image_set, write_video_set
+    from mixqsam2.data.synth import cached_set
     from mixqsam2.eval.images import evaluate_images
     from mixqsam2.eval.videos import evaluate_videos
     from mixqsam2.fileio import write_json_atomic
     from mixqsam2.models import build_model
 
     root = Path(args.out).parent / "data"
-    images_dir = root / f"images-{args.images}-seed9001"
-    videos_dir = root / f"videos-{args.videos}x{args.frames}-seed9003"
-    if not images_dir.is_dir():
-        write_image_set(images_dir, num=args.images, seed=9001)
-    if not videos_dir.is_dir():
-        write_video_set(videos_dir, num=args.videos, frames=args.frames, seed=9003)
+    images_dir = cached_set(root, "images", num=args.images, seed=9001)
+    videos_dir = cached_set(root, "videos", num=args.videos, frames=args.frames, seed=9003)
     model = build_model("pico", args.checkpoint)
     images = evaluate_images(model, CocoImages.from_dir(images_dir))
     start = time.perf_counter()
