@@ -90,16 +90,17 @@ def soak(model, policy: str, args) -> dict:
 
 def table(runs: list[dict]) -> str:
     """The summary per policy, then RSS (MB) per sample, one column per policy."""
-    lines = ["| policy | capacity | frames | fps | bank KiB | RSS after warm-up MB | RSS last MB | growth MB |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| policy | capacity | frames | ended | fps | bank KiB | RSS after warm-up MB | RSS last MB | growth MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
-        lines.append(f"| {r['policy']} | {r['capacity']} | {r['frames']} | {r['fps']:.1f} | "
+        lines.append(f"| {r['policy']} | {r['capacity']} | {r['frames']} | {r['ended']} | {r['fps']:.1f} | "
                      f"{r['memory_bank_bytes'] / 1024:.0f} | {r['rss_after_warmup_mb']:.1f} | {r['rss_last_mb']:.1f} | "
                      f"{r['growth_after_warmup_mb']:+.1f} |")
+    samples = [{s["frames"]: s["mb"] for s in r["rss_mb"]} for r in runs]
     lines += ["", "| frames done | " + " | ".join(f"{r['policy']} RSS MB" for r in runs) + " |",
               "|---" * (len(runs) + 1) + "|"]
-    for row in zip(*(r["rss_mb"] for r in runs)):
-        lines.append(f"| {row[0]['frames']} | " + " | ".join(f"{s['mb']:.1f}" for s in row) + " |")
+    for done in sorted(set().union(*samples)):
+        lines.append(f"| {done} | " + " | ".join(f"{s[done]:.1f}" if done in s else "" for s in samples) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -111,7 +112,11 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     model = build_model(args.model)
-    runs = [soak(model, policy, args) for policy in args.policies.split(",")]
+    runs = []
+    for policy in args.policies.split(","):
+        runs.append(soak(model, policy, args))
+        if runs[-1]["ended"] == "signal":  # stopped (Ctrl-C, SIGTERM): report what ran, start nothing more
+            break
     result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.python_version()}",
               "model": args.model, "frames": args.frames, "every": args.every, "warmup": args.warmup,
               "seed": args.seed, "runs": runs}
