@@ -43,3 +43,37 @@ def image_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("images") / "set"
     write_image_set(root, num=4, seed=12)
     return root
+
+
+@pytest.fixture(scope="session")
+def pico_plan(pico, image_set, video_set, tmp_path_factory):
+    """A deployable plan for pico that mixes int8, int4 and fp16 (6 effective bits, blocks of 32)."""
+    from mixqsam2.data.loaders import CocoImages, open_video_set
+    from mixqsam2.quant.calibrate import calibrate, make_forward_loop
+    from mixqsam2.quant.config import CalibrationConfig
+
+    loop = make_forward_loop(list(CocoImages.from_dir(image_set)), open_video_set(video_set), max_frames=4)
+    plan = calibrate(pico, loop, CalibrationConfig(budget_bits=6.0, block_size=32), model_name="pico")
+    path = tmp_path_factory.mktemp("plan") / "plan.json"
+    plan.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pico_onnx_fp32(pico, tmp_path_factory):
+    """pico exported without a plan (fp32 graphs)."""
+    from mixqsam2.export import export_model
+
+    out = tmp_path_factory.mktemp("onnx") / "pico-fp32"
+    export_model(pico, "pico", out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pico_onnx_plan(pico, pico_plan, tmp_path_factory):
+    """pico exported with ``pico_plan`` baked in."""
+    from mixqsam2.export import export_model
+
+    out = tmp_path_factory.mktemp("onnx") / "pico-plan"
+    export_model(pico, "pico", out, plan_path=pico_plan, progress=False)
+    return out

@@ -30,7 +30,8 @@ def test_int8_per_channel_weights_equal_a_numpy_reference():
 def test_int4_blockwise_weights_equal_a_numpy_reference():
     w = torch.randn(8, 256)
     blocks = w.numpy().reshape(8, 2, 128)
-    ref = _numpy_fake_quant(blocks, np.abs(blocks).max(axis=2, keepdims=True), 4).reshape(8, 256)
+    scale = (np.abs(blocks).max(axis=2, keepdims=True) / 7).astype(np.float16).astype(np.float32)  # as exported
+    ref = (np.clip(np.round(blocks / scale), -7, 7) * scale).reshape(8, 256)
     got = quantize_weight(w, 4, block_size=128).numpy()
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
     assert len(np.unique(got[0, :128])) <= 15  # 4-bit symmetric: at most 15 levels per block
@@ -147,3 +148,16 @@ def test_infeasible_budget_names_the_minimum():
         solve_exact(layers, 6.0)
     with pytest.raises(UserInputError, match="infeasible"):
         solve_greedy(layers, 6.0)
+
+
+def test_layers_that_compute_in_fp16_return_fp16_outputs_as_the_exported_graph_does():
+    torch.manual_seed(0)
+    for name in ("fp16", "int4"):
+        layer = nn.Linear(128, 8)
+        quantize_layer(layer, get_format(name), act_amax=None, block_size=64)
+        out = layer(torch.randn(4, 128))
+        torch.testing.assert_close(out, out.half().float(), atol=0, rtol=0)
+    layer = nn.Linear(128, 8)
+    quantize_layer(layer, get_format("int8"), act_amax=3.0, block_size=64)
+    out = layer(torch.randn(4, 128))
+    assert not torch.equal(out, out.half().float())  # int8 layers keep an fp32 output

@@ -113,7 +113,8 @@ def _bad_inputs(clip, tmp_path, pico_checkpoint):
         "point outside the frame": (["--model", "pico", "--frames", f, "--point=-3,10"], "outside"),
         "sis capacity below 2": (["--model", "pico", "--memory", "sis", "--capacity", "1", "--frames", f, "--box", box], "at least 2"),
         "colour photo as prompt mask": (["--model", "pico", "--frames", f, "--prompt-mask", str(_photo_png(folder, tmp_path))], "colour image, not a mask"),
-        "ort backend not built yet": (["--model", "pico", "--backend", "ort", "--frames", f, "--box", box], "not available"),
+        "onnx folder that is no export": (["--onnx-dir", str(empty), "--frames", f, "--box", box], "not an export folder"),
+        "onnx folder on trt": (["--onnx-dir", str(empty), "--backend", "trt", "--frames", f, "--box", box], "runs on the ort backend"),
         "trt without TensorRT": (["--engine-dir", str(tmp_path), "--backend", "trt", "--frames", f, "--box", box], "TensorRT"),
     }
 
@@ -121,7 +122,8 @@ def _bad_inputs(clip, tmp_path, pico_checkpoint):
 CASES = [
     "missing checkpoint", "checkpoint/config mismatch", "unknown model", "unreadable video", "missing video",
     "empty frame folder", "mask of wrong size", "empty mask", "box outside the frame", "point outside the frame",
-    "sis capacity below 2", "colour photo as prompt mask", "ort backend not built yet", "trt without TensorRT",
+    "sis capacity below 2", "colour photo as prompt mask", "onnx folder that is no export", "onnx folder on trt",
+    "trt without TensorRT",
 ]
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from mixqsam2.cli.export import add_export_parser
 from mixqsam2.cli.common import add_memory_args, add_model_args, check_device, positive_int, run_cli
 from mixqsam2.errors import UserInputError
 from mixqsam2.quant.config import AMAX_METHODS, DEFAULTS as CALIBRATION_DEFAULTS, CalibrationConfig
@@ -235,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--device", default="cpu", help="torch device for the calibration passes, e.g. cuda")
     cal.add_argument("--out", required=True, help="PLAN.json (PLAN.md and PLAN.png are written beside it)")
     cal.set_defaults(run=_calibrate)
+
+    add_export_parser(verbs)
 
     evaluate = verbs.add_parser("eval", help="evaluate a model on an image or video set")
     eval_kinds = evaluate.add_subparsers(dest="kind", required=True)

@@ -2,6 +2,7 @@
 
     run_stream --demo --out out/demo
     run_stream --model pico --frames clip/ --box 40,30,120,90 --memory fifo --capacity 6 --out out/run
+    run_stream --onnx-dir out/pico-onnx --video in.mp4 --point 120,80 --memory sis --out out/run-ort
 
 Writes ``OUT/masks/<frame>.png``, ``OUT/overlay.mp4`` and ``OUT/stats.json``. Ctrl-C or
 SIGTERM ends the stream after the current frame, keeping the output (``"ended": "signal"``).
@@ -52,25 +53,12 @@ def _prompts(args) -> dict:
 
 def _tracker(args):
     from mixqsam2.memory.tracker import StreamingTracker
-    from mixqsam2.models import build_model
+    from mixqsam2.runtime.backends import open_graphs, resolve_backend
 
-    if args.backend != "torch" or args.onnx_dir or args.engine_dir:
-        _refuse_unavailable_backend(args)
-    model = build_model("pico" if args.demo else args.model, args.checkpoint)
-    return StreamingTracker(model, memory=args.memory, capacity=args.capacity)
-
-
-def _refuse_unavailable_backend(args) -> None:
-    """ort/trt arrive with the export and TensorRT stages; say so, or that TensorRT is missing."""
-    if args.backend == "trt" or args.engine_dir:
-        try:
-            import tensorrt  # noqa: F401
-        except ImportError:
-            raise UserInputError("--backend trt needs TensorRT, which is not installed here") from None
-    raise UserInputError(
-        "the ort/trt backends are not available in this version yet (they need the ONNX export "
-        "stage); use --backend torch with --model or --demo"
-    )
+    backend = resolve_backend(args.backend, args.onnx_dir, args.engine_dir)
+    graphs = open_graphs(backend, "pico" if args.demo else args.model, args.checkpoint, args.onnx_dir,
+                         args.engine_dir, args.capacity)
+    return StreamingTracker(graphs, memory=args.memory, capacity=args.capacity)
 
 
 def _run(args) -> int:
@@ -110,11 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run_stream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = parser.add_argument_group("model").add_mutually_exclusive_group(required=True)
     model.add_argument("--demo", action="store_true", help="bundled pico model on the bundled clip")
-    model.add_argument("--model", help="pico or an official config name (torch backend)")
-    model.add_argument("--onnx-dir", help="exported ONNX graphs (ort backend)")
-    model.add_argument("--engine-dir", help="TensorRT engines (trt backend)")
+    model.add_argument("--model", help="pico or an official config name (torch backend, or ort: exported on the fly)")
+    model.add_argument("--onnx-dir", help="folder from `mixqsam2 export` (ort backend: no torch needed)")
+    model.add_argument("--engine-dir", help="folder from deploy/build_engine.py (trt backend)")
     parser.add_argument("--checkpoint", help="sam2-format checkpoint for --model")
-    parser.add_argument("--backend", choices=("torch", "ort", "trt"), default="torch")
+    parser.add_argument("--backend", choices=("torch", "ort", "trt"),
+                        help="how the graphs run (default: torch; ort with --onnx-dir, trt with --engine-dir)")
     source = parser.add_argument_group("input").add_mutually_exclusive_group()
     source.add_argument("--video", help="video file (OpenCV)")
     source.add_argument("--frames", help="folder of frames (named in order)")

@@ -61,7 +61,7 @@ def apply_precision(model: onnx.ModelProto, layers: dict[str, dict], nodes: dict
     graph = gs.import_onnx(model)
     by_name = {node.name: node for node in graph.nodes}
     for layer, entry in layers.items():
-        if layer not in nodes:
+        if layer not in nodes or entry["format"] == "fp32":  # fp32: the graph as exported
             continue
         node = by_name[nodes[layer]]
         rewrite = {"int8": _int8, "int4": _int4, "fp16": _fp16}.get(entry["format"])

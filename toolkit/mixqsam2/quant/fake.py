@@ -1,10 +1,13 @@
 """Fake quantization that simulates what TensorRT executes (symmetric, narrow range).
 
 A value quantized to b bits with range ``amax`` becomes
-``clamp(round(x / s), -q, q) * s`` with ``q = 2**(b-1) - 1`` and ``s = amax / q``
-(TensorRT's symmetric int8 uses [-127, 127]). Weights are quantized per output channel, or
-per block of ``block_size`` input elements (int4); activations per tensor with a calibrated
-amax. ``fp16`` rounds through half precision.
+``clamp(round(x / s), -q, q) * s`` with ``q = 2**(b-1) - 1`` and ``s = amax / q`` for weights
+(symmetric, narrow range: int8 in [-127, 127]); activations saturate at ``-q - 1`` as ONNX's and
+TensorRT's ``QuantizeLinear`` do. Weights are quantized per output channel, or
+per block of ``block_size`` input elements (int4, with fp16 scales as the exported graph
+stores them); activations per tensor with a calibrated amax. ``fp16`` rounds through half
+precision. A layer that computes in fp16 (``fp16``, and weight-only ``int4``) also returns
+fp16-rounded outputs, as the exported graph and TensorRT's fp16 kernels do.
 
 Quantizers are submodules named as in ModelOpt: ``layer.weight_quantizer`` and
 ``layer.input_quantizer``, with a readable repr; :func:`quant_summary` tabulates them.
@@ -24,11 +27,13 @@ from torch import nn
 from mixqsam2.quant.formats import QuantFormat
 
 
-def fake_quant(x: torch.Tensor, amax: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symmetric fake quantization of ``x`` with ``amax`` broadcast against it."""
+def fake_quant(x: torch.Tensor, amax: torch.Tensor, bits: int, narrow: bool = True) -> torch.Tensor:
+    """Symmetric fake quantization of ``x`` with ``amax`` broadcast against it; ``narrow``
+    clamps to [-q, q] (weights), otherwise to [-q - 1, q] as ONNX/TensorRT ``QuantizeLinear``
+    saturates activations."""
     qmax = 2 ** (bits - 1) - 1
     scale = torch.clamp(amax, min=1e-12) / qmax
-    return torch.clamp(torch.round(x / scale), -qmax, qmax) * scale
+    return torch.clamp(torch.round(x / scale), -qmax - (0 if narrow else 1), qmax) * scale
 
 
 def quantize_weight(weight: torch.Tensor, bits: int, block_size: int | None = None) -> torch.Tensor:
@@ -38,7 +43,9 @@ def quantize_weight(weight: torch.Tensor, bits: int, block_size: int | None = No
         return fake_quant(weight, amax, bits)
     out_features, in_features = weight.shape
     blocks = weight.reshape(out_features, in_features // block_size, block_size)
-    return fake_quant(blocks, blocks.abs().amax(dim=2, keepdim=True), bits).reshape_as(weight)
+    qmax = 2 ** (bits - 1) - 1
+    scale = (torch.clamp(blocks.abs().amax(dim=2, keepdim=True), min=1e-12) / qmax).half().float()  # fp16 scales
+    return (torch.clamp(torch.round(blocks / scale), -qmax, qmax) * scale).reshape_as(weight)
 
 
 class TensorQuantizer(nn.Module):
@@ -52,7 +59,7 @@ class TensorQuantizer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bits is None:
             return x.half().to(x.dtype)
-        return fake_quant(x, self.amax.to(x.dtype), self.bits)
+        return fake_quant(x, self.amax.to(x.dtype), self.bits, narrow=self.axis != "per-tensor")
 
     def extra_repr(self) -> str:
         if self.bits is None:
@@ -63,10 +70,10 @@ class TensorQuantizer(nn.Module):
 
 
 def quantize_layer(layer: nn.Module, fmt: QuantFormat, act_amax: float | None, block_size: int):
-    """Fake-quantize ``layer`` in place: its weight now, its input on every call. Returns the
-    input hook's handle (None for fp32, which changes nothing)."""
+    """Fake-quantize ``layer`` in place: its weight now, its input (and, computing in fp16, its
+    output) on every call. Returns the hooks' handles (empty for fp32, which changes nothing)."""
     if fmt.name == "fp32":
-        return None
+        return []
     weight = layer.weight.data
     if fmt.w_bits is None:
         layer.weight_quantizer = TensorQuantizer(None, "per-tensor")
@@ -81,20 +88,24 @@ def quantize_layer(layer: nn.Module, fmt: QuantFormat, act_amax: float | None, b
         layer.input_quantizer = TensorQuantizer(None, "per-tensor")
     else:
         layer.input_quantizer = TensorQuantizer(fmt.a_bits, "per-tensor", amax=act_amax)
-    return layer.register_forward_pre_hook(lambda module, args: (module.input_quantizer(args[0]), *args[1:]))
+    handles = [layer.register_forward_pre_hook(lambda module, args: (module.input_quantizer(args[0]), *args[1:]))]
+    if fmt.a_bits is None:  # fp16 compute: the output is fp16 too
+        handles.append(layer.register_forward_hook(lambda module, args, output: output.half().to(output.dtype)))
+    return handles
 
 
 @contextmanager
 def layer_quantized(layer: nn.Module, fmt: QuantFormat, act_amax: float | None, block_size: int):
     """``layer`` fake-quantized inside the ``with`` block and exactly as before after it."""
     weight = layer.weight.data.clone()
-    handle = quantize_layer(layer, fmt, act_amax, block_size)
+    handles = quantize_layer(layer, fmt, act_amax, block_size)
     try:
         yield layer
     finally:
         layer.weight.data = weight
-        if handle is not None:
+        for handle in handles:
             handle.remove()
+        if handles:
             del layer.weight_quantizer, layer.input_quantizer
 
 

@@ -32,11 +32,18 @@ def require_onnxruntime() -> None:
 
 
 class OrtGraphs:
-    """Runs an export folder's graphs with ONNX Runtime on the CPU."""
+    """Runs an export folder's graphs with ONNX Runtime on the CPU.
+
+    ``kernels``: ``"exact"`` runs quantized graphs as written (the plan's arithmetic, as
+    TensorRT computes it); ``"fast"`` lets ONNX Runtime use its own integer kernels
+    (:mod:`mixqsam2.export.ort_session` says how they differ).
+    """
 
     name = "ort"
 
-    def __init__(self, onnx_dir: str | Path, threads: int | None = None):
+    def __init__(self, onnx_dir: str | Path, threads: int | None = None, kernels: str = "exact"):
+        if kernels not in ("exact", "fast"):
+            raise UserInputError(f"unknown ONNX Runtime kernels {kernels!r}; use exact or fast")
         require_onnxruntime()
         self.folder = Path(onnx_dir)
         self.manifest = read_manifest(self.folder)
@@ -46,7 +53,8 @@ class OrtGraphs:
         self.threads = threads
         self.seconds: dict[str, float] = defaultdict(float)
         self._sessions: dict = {}
-        self._int4_graphs = {entry["graph"] for entry in self.manifest["layers"].values() if entry["format"] == "int4"}
+        quantized = {entry["graph"] for entry in self.manifest["layers"].values() if entry["format"] in ("int8", "int4")}
+        self._exact_graphs = quantized if kernels == "exact" else set()
 
     def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         session = self._session(name)
@@ -60,7 +68,7 @@ class OrtGraphs:
             graph = self.manifest["graphs"].get(name)
             if graph is None or "ort" not in graph["runs_on"]:
                 raise UserInputError(f"the export in {self.folder} has no graph '{name}' that ONNX Runtime can run")
-            self._sessions[name] = ort_session(self.folder / graph["file"], name in self._int4_graphs, self.threads)
+            self._sessions[name] = ort_session(self.folder / graph["file"], name in self._exact_graphs, self.threads)
         return self._sessions[name]
 
     @property
