@@ -165,3 +165,16 @@ def test_an_export_for_another_capacity_is_refused(pico_onnx_fp32):
 
     with pytest.raises(UserInputError, match="built for a memory capacity of 6, not 3"):
         StreamingTracker(OrtGraphs(pico_onnx_fp32), memory="sis", capacity=3)
+
+
+def test_eval_on_an_export_gives_the_torch_scores(pico_onnx_fp32, video_set, image_set, tmp_path):
+    from mixqsam2.cli.main import main
+
+    for kind, data, key in (("videos", video_set, "JF"), ("images", image_set, "miou")):
+        results = {}
+        for backend, source in (("torch", ["--model", "pico"]), ("ort", ["--onnx-dir", str(pico_onnx_fp32)])):
+            out = tmp_path / f"{kind}-{backend}.json"
+            assert main(["eval", kind, *source, "--data", str(data), "--out", str(out)]) == 0
+            results[backend] = json.loads(out.read_text())
+        assert results["ort"]["backend"] == "ort" and results["torch"]["backend"] == "torch"
+        assert abs(results["ort"][key] - results["torch"][key]) < 0.01, kind

@@ -30,9 +30,9 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
+def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", required=True, help="pico (bundled) or an official config, e.g. sam2.1_hiera_t")
+    group.add_argument("--model", required=required, help="pico (bundled) or an official config, e.g. sam2.1_hiera_t")
     group.add_argument("--checkpoint", help="sam2-format checkpoint ({'model': state_dict}); pico has a default")
 
 

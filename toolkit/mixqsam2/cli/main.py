@@ -34,13 +34,37 @@ def _synth(args) -> None:
 
 def _eval(args) -> None:
     from mixqsam2.fileio import ensure_writable_parent, write_json_atomic
-    from mixqsam2.models import build_model
+    from mixqsam2.runtime.backends import resolve_backend
 
     ensure_writable_parent(args.out)
     if not Path(args.data).is_dir():
         raise UserInputError(f"data folder not found: {args.data}")
-    model = build_model(args.model, args.checkpoint)
+    if not (args.model or args.onnx_dir):
+        raise UserInputError("give --model M, or --onnx-dir DIR (an export, run on ONNX Runtime)")
     evaluate = _image_evaluation(args) if args.kind == "images" else _video_evaluation(args)
+    if resolve_backend(args.backend, args.onnx_dir) == "ort":
+        result, summary = _evaluate_export(args, evaluate)
+    else:
+        result, summary = _evaluate_model(args, evaluate)
+    write_json_atomic(args.out, result)
+    print(summary)
+
+
+def _evaluate_export(args, evaluate) -> tuple[dict, str]:
+    """An export (or the model exported on the fly) on ONNX Runtime; its plan is in the graphs."""
+    from mixqsam2.runtime.backends import open_graphs
+
+    if args.plan:
+        raise UserInputError("--plan is for the torch backend; an export has its plan baked in (see its manifest.json)")
+    result, summary = evaluate(open_graphs("ort", args.model, args.checkpoint, args.onnx_dir), None)
+    return {**result, "backend": "ort", "model": args.model, "onnx_dir": args.onnx_dir}, summary
+
+
+def _evaluate_model(args, evaluate) -> tuple[dict, str]:
+    """The torch model, fake-quantized by ``--plan`` (with its agreement with the unquantized model)."""
+    from mixqsam2.models import build_model
+
+    model = build_model(args.model, args.checkpoint)
     if args.plan:
         import copy
 
@@ -57,10 +81,7 @@ def _eval(args) -> None:
         summary += f"; agreement with the unquantized model {agreement.mean():.4f} (mask IoU)"
     else:
         result, summary = evaluate(model, None)
-    result["model"] = args.model
-    result["plan"] = args.plan
-    write_json_atomic(args.out, result)
-    print(summary)
+    return {**result, "backend": "torch", "model": args.model, "plan": args.plan}, summary
 
 
 def _image_evaluation(args):
@@ -243,7 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     eval_kinds = evaluate.add_subparsers(dest="kind", required=True)
     for kind in ("images", "videos"):
         p = eval_kinds.add_parser(kind)
-        add_model_args(p)
+        add_model_args(p, required=False)
+        p.add_argument("--onnx-dir", help="evaluate an export (from `mixqsam2 export`) on ONNX Runtime instead")
+        p.add_argument("--backend", choices=("torch", "ort"),
+                       help="torch for --model (default), ort for --onnx-dir (implied by it)")
         p.add_argument("--data", required=True, help="COCO-format folder (images) or DAVIS/SA-V folder (videos)")
         p.add_argument("--out", required=True, help="result JSON")
         p.add_argument("--plan", help="precision plan: evaluate the fake-quantized model (and its agreement with "

@@ -46,7 +46,9 @@ def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capa
     """``{"J", "F", "JF", "objects", "memory_bank_bytes" (peak), "latency_ms" (per stage, mean
     per frame), "per_video": {name: {"J", "F", "JF", "per_object", ...}}}``;
     ``on_mask((video, object_id, frame), mask)`` sees every predicted mask of every frame."""
-    capacity = model.num_maskmem - 1 if capacity is None else capacity
+    from mixqsam2.memory.tracker import default_capacity
+
+    capacity = default_capacity(model) if capacity is None else capacity
     per_video = {}
     for video in tqdm(videos, desc="eval videos", unit="video"):
         per_video[video.name] = evaluate_video(model, video, memory, capacity, on_mask)

@@ -100,7 +100,7 @@ class StreamingTracker:
             raise UserInputError(f"unknown memory policy '{memory}'; choose one of: {', '.join(RULES)}")
         self.rule = RULES[memory]
         if not hasattr(graphs, "run"):
-            graphs = make_torch_graphs(graphs, capacity or graphs.num_maskmem - 1)
+            graphs = make_torch_graphs(graphs, capacity or default_capacity(graphs))
         self.graphs = graphs
         self.config: GraphConfig = graphs.config
         self.capacity = graphs.capacity if capacity is None else capacity
@@ -284,6 +284,11 @@ class StreamingTracker:
 
     def _filled(self, logits: np.ndarray) -> np.ndarray:
         return fill_holes(logits, self.fill_hole_area) if self.fill_hole_area > 0 else logits
+
+
+def default_capacity(graphs) -> int:
+    """The bank capacity a backend was built for, or SAM2's (``num_maskmem - 1``) for a model."""
+    return graphs.capacity if hasattr(graphs, "run") else graphs.num_maskmem - 1
 
 
 def check_capacity(capacity: int, memory: str, built_for: int | None = None) -> None:
