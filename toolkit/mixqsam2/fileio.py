@@ -53,6 +53,25 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def read_json(path: str | os.PathLike, missing: str):
+    """The JSON value in ``path``; a missing file raises :class:`UserInputError` with the
+    message ``missing``, an unreadable one names the file and the parse error.
+
+    >>> import tempfile, pathlib
+    >>> read_json(pathlib.Path(tempfile.mkdtemp()) / "plan.json", "plan not found")
+    Traceback (most recent call last):
+    ...
+    mixqsam2.errors.UserInputError: plan not found
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(missing)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"cannot read {path}: {exc}") from None
+
+
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())

@@ -25,11 +25,11 @@ mixqsam2.errors.UserInputError: ... is not a mixqsam2 export (schema 'other', ex
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from mixqsam2.errors import UserInputError
+from mixqsam2.fileio import read_json
 
 SCHEMA = "mixqsam2.export/1"
 DYNAMIC_DIMS = {"num_objects": {"min": 1, "opt": 1, "max": 16}, "num_points": {"min": 1, "opt": 2, "max": 8}}
@@ -59,12 +59,7 @@ def read_manifest(folder: str | Path, with_graphs: bool = True) -> dict:
     (``with_graphs=False``: the schema only, for a folder that carries the manifest alone)."""
     folder = Path(folder)
     path = folder / "manifest.json"
-    if not path.is_file():
-        raise UserInputError(f"{folder} is not an export folder: no manifest.json (make one with `mixqsam2 export`)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"cannot read {path}: {exc}") from None
+    manifest = read_json(path, f"{folder} is not an export folder: no manifest.json (make one with `mixqsam2 export`)")
     schema = manifest.get("schema") if isinstance(manifest, dict) else None
     if schema != SCHEMA:
         raise UserInputError(f"{path} is not a mixqsam2 export (schema {schema!r}, expected {SCHEMA!r})")

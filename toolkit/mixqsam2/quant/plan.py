@@ -17,12 +17,11 @@ True
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mixqsam2.errors import UserInputError
-from mixqsam2.fileio import write_json_atomic
+from mixqsam2.fileio import read_json, write_json_atomic
 
 SCHEMA = "mixqsam2.plan/1"
 
@@ -59,14 +58,7 @@ class PrecisionPlan:
 
     @classmethod
     def load(cls, path: str | Path) -> PrecisionPlan:
-        path = Path(path)
-        if not path.is_file():
-            raise UserInputError(f"plan not found: {path}")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserInputError(f"cannot read plan {path}: {exc}") from None
-        return cls.from_json(data)
+        return cls.from_json(read_json(path, f"plan not found: {path}"))
 
 
 def state_dict_sha256(model) -> str:

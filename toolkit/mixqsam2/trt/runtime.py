@@ -15,7 +15,6 @@ shares that input's device buffer. Wall time per run (copies included) is kept p
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -24,18 +23,14 @@ import numpy as np
 from mixqsam2.errors import UserInputError
 from mixqsam2.trt.build import ENGINES_SCHEMA, INDEX, import_tensorrt, load_plugin_library
 from mixqsam2.export.manifest import file_sha256
+from mixqsam2.fileio import read_json
 
 
 def read_engine_index(folder: str | Path) -> dict:
     """``engines.json`` of an engine folder, with every engine file present and intact."""
     folder = Path(folder)
     path = folder / INDEX
-    if not path.is_file():
-        raise UserInputError(f"{folder} is not an engine folder: no {INDEX} (make one with deploy/build_engine.py)")
-    try:
-        index = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"cannot read {path}: {exc}") from None
+    index = read_json(path, f"{folder} is not an engine folder: no {INDEX} (make one with deploy/build_engine.py)")
     if index.get("schema") != ENGINES_SCHEMA:
         raise UserInputError(f"{path}: schema {index.get('schema')!r}, expected {ENGINES_SCHEMA!r}")
     for graph, record in index["engines"].items():
