@@ -37,7 +37,7 @@ def median_ms(run, inputs, repeats: int) -> float:
     return statistics.median(times)
 
 
-def graph_latency(model, folders: dict[str, Path], graphs, repeats: int) -> dict:
+def graph_latency(model, folders: dict[str, Path], graphs, repeats: int, threads: int) -> dict:
     """{graph: {variant: median ms}} with every variant timed in turn on the same inputs."""
     from mixqsam2.export.onnx_graphs import example_inputs
     from mixqsam2.models.graphs import TorchGraphs
@@ -48,7 +48,7 @@ def graph_latency(model, folders: dict[str, Path], graphs, repeats: int) -> dict
     for name, folder in folders.items():
         kernels = ("exact",) if name == "fp32" else ("exact", "fast")
         for k in kernels:
-            runners[f"ort {name}" + (f" ({k})" if name != "fp32" else "")] = OrtGraphs(folder, kernels=k)
+            runners[f"ort {name}" + (f" ({k})" if name != "fp32" else "")] = OrtGraphs(folder, threads, kernels=k)
     table = {}
     for graph in graphs:
         inputs = example_inputs(graph.split(".")[0], torch_graphs.config, torch_graphs.capacity, objects=1)
@@ -57,7 +57,7 @@ def graph_latency(model, folders: dict[str, Path], graphs, repeats: int) -> dict
     return table
 
 
-def objects_scaling(model, fp32_folder: Path, counts=(1, 4, 16), frames: int = 6) -> dict:
+def objects_scaling(model, fp32_folder: Path, threads: int, counts=(1, 4, 16), frames: int = 6) -> dict:
     """Mean per-frame ms of a stream of generated frames with N box-prompted objects."""
     from mixqsam2.memory.prompts import Prompt
     from mixqsam2.memory.tracker import StreamingTracker
@@ -70,7 +70,7 @@ def objects_scaling(model, fp32_folder: Path, counts=(1, 4, 16), frames: int = 6
         boxes = {k + 1: Prompt(box=(10 + 30 * (k % 16), 10 + 20 * (k // 4), 60 + 30 * (k % 16), 60 + 20 * (k // 4)))
                  for k in range(count)}
         row = {}
-        for label, graphs in (("torch tracker", model), ("ort batched", OrtGraphs(fp32_folder))):
+        for label, graphs in (("torch tracker", model), ("ort batched", OrtGraphs(fp32_folder, threads))):
             tracker = StreamingTracker(graphs, num_frames=frames)
             tracker.step(frames_rgb[0], boxes)
             start = time.perf_counter()
@@ -95,14 +95,20 @@ def main() -> None:
     parser.add_argument("--graphs", nargs="+", default=list(GRAPHS))
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--objects", action="store_true", help="also time whole streams with 1, 4, 16 objects")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for torch and ONNX Runtime alike (1: robust on a shared machine, where "
+                             "2-thread OpenMP spin-waits slow torch 25x when the other core is busy)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+
+    import torch
 
     from mixqsam2.export import export_model
     from mixqsam2.fileio import write_json_atomic
     from mixqsam2.models import build_model
 
+    torch.set_num_threads(args.threads)
     model = build_model(args.model, args.checkpoint)
     work = Path(tempfile.mkdtemp(prefix="onnx-bench-"))
     plans = {"fp32": None, "plan": Path(args.plan), "int8": Path(args.int8_plan)}
@@ -113,11 +119,12 @@ def main() -> None:
     result = {
         "model": args.model, "plan": args.plan,
         "effective_bits": json.loads(Path(args.plan).read_text())["effective_bits"],
-        "latency_ms": graph_latency(model, folders, args.graphs, args.repeats),
+        "threads": args.threads,
+        "latency_ms": graph_latency(model, folders, args.graphs, args.repeats, args.threads),
         "file_bytes": file_sizes(folders, [g for g in GRAPHS if not g.startswith("sis")]),
     }
     if args.objects:
-        result["per_frame_ms_by_objects"] = objects_scaling(model, folders["fp32"])
+        result["per_frame_ms_by_objects"] = objects_scaling(model, folders["fp32"], args.threads)
     write_json_atomic(args.out, result)
     print(json.dumps(result["file_bytes"], indent=1))
 

@@ -19,7 +19,7 @@ def test_real_rope_attention_equals_sam2_rope_attention_with_excluded_pointer_to
         expected = attention(q, k, k, num_k_exclude_rope=4)
         side = pico.sam_image_embedding_size
         freqs = attention.compute_cis(end_x=side, end_y=side)
-        got = _rope_attention(attention, q, k, k, rope_tables(freqs), rope_tables(freqs, repeat=3, identity_tokens=4))
+        got = _rope_attention(attention, q, k, k, rope_tables(freqs), memories=3)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
@@ -68,3 +68,12 @@ def test_fixed_bank_attention_equals_sam2_on_the_valid_entries_only(pico):
     assert not torch.allclose(got, graph(image_embed, cond, bank, bank_valid | True, bank_slot, pointers,
                                          pointer_valid, tpos), atol=1e-3)  # the masked slots would matter
     assert np.isfinite(got.numpy()).all()
+
+
+def test_the_memory_attention_graph_stores_one_rope_table_for_all_layers(pico):
+    """sam2's configs share one RoPE shape across layers: the graph keeps one cos/sin pair, and no
+    table tiled over the bank (hiera_t's graph would carry hundreds of MB otherwise)."""
+    graph = MemoryAttentionGraph(pico, capacity=6)
+    tables = {name: b.shape for name, b in graph.named_buffers() if "rope" in name}
+    hw = pico.sam_image_embedding_size ** 2
+    assert tables == {"rope0_cos": (hw, pico.hidden_dim), "rope0_sin": (hw, pico.hidden_dim)}

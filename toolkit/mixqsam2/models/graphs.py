@@ -40,7 +40,7 @@ from torch import nn
 
 from mixqsam2.memory.synthesis import NORM_EPS, RULES, SynthesisRule
 from mixqsam2.models.graph_config import GRAPH_IO, GraphConfig
-from mixqsam2.models.rope import rope_tables, rotate_pairs
+from mixqsam2.models.rope import rope_tables, rotate_memory_keys, rotate_pairs
 
 MASKED = -1e4  # attention bias of an invalid key: exp(-1e4) is 0 in float32, and it fits float16
 NO_OBJ_SCORE = -1024.0  # sam2's mask logit where the object is not present
@@ -113,26 +113,29 @@ class MemoryAttentionGraph(nn.Module):
         self.register_buffer("image_pos", pos.flatten(2).permute(0, 2, 1), persistent=False)  # [1, HW, C]
         mem_pos = model.memory_encoder.position_encoding(torch.zeros(1, model.mem_dim, h, w))
         self.register_buffer("memory_pos", mem_pos.flatten(2).permute(0, 2, 1)[:, None], persistent=False)
-        self._register_rope(model, 1 + capacity)
+        self.memories = 1 + capacity  # the conditioning memory + the bank
+        self._register_rope(model)
 
-    def _register_rope(self, model, memories: int):
-        """cos/sin per layer: self-attention, cross-attention queries, cross-attention keys
-        (the frame's table tiled over the 1 + K memories, identity for the pointer tokens)."""
+    def _register_rope(self, model):
+        """cos/sin tables of the frame's tokens, one pair per distinct attention shape (in sam2's
+        configs every layer shares one): a graph for hiera_t at 1024 px would otherwise carry
+        hundreds of MB of identical tables."""
         side = model.sam_image_embedding_size
+        self._rope_names = {}
         for index, layer in enumerate(model.memory_attention.layers):
-            self_freqs = layer.self_attn.compute_cis(end_x=side, end_y=side)
-            cross_freqs = layer.cross_attn_image.compute_cis(end_x=side, end_y=side)
-            tables = {
-                "self": rope_tables(self_freqs),
-                "cross_q": rope_tables(cross_freqs),
-                "cross_k": rope_tables(cross_freqs, repeat=memories, identity_tokens=self.num_pointers * self.split),
-            }
-            for kind, (cos, sin) in tables.items():
-                self.register_buffer(f"{kind}_cos_{index}", cos, persistent=False)
-                self.register_buffer(f"{kind}_sin_{index}", sin, persistent=False)
+            for kind, attention in (("self", layer.self_attn), ("cross", layer.cross_attn_image)):
+                cos, sin = rope_tables(attention.compute_cis(end_x=side, end_y=side))
+                name = next((n for n in set(self._rope_names.values()) if torch.equal(getattr(self, f"{n}_cos"), cos)
+                             and torch.equal(getattr(self, f"{n}_sin"), sin)), None)
+                if name is None:
+                    name = f"rope{len(set(self._rope_names.values()))}"
+                    self.register_buffer(f"{name}_cos", cos, persistent=False)
+                    self.register_buffer(f"{name}_sin", sin, persistent=False)
+                self._rope_names[(kind, index)] = name
 
     def _rope(self, kind: str, index: int):
-        return getattr(self, f"{kind}_cos_{index}"), getattr(self, f"{kind}_sin_{index}")
+        name = self._rope_names[(kind, index)]
+        return getattr(self, f"{name}_cos"), getattr(self, f"{name}_sin")
 
     def forward(self, image_embed, cond_features, bank_features, bank_valid, bank_slot,
                 pointers, pointer_valid, pointer_tpos):
@@ -178,23 +181,23 @@ class MemoryAttentionGraph(nn.Module):
         """``MemoryAttentionLayer.forward`` with real RoPE and a key mask (dropout is off in eval)."""
         x = layer.norm1(tgt)
         q = k = x + self.image_pos if layer.pos_enc_at_attn else x
-        rope = self._rope("self", index)
-        tgt = tgt + _rope_attention(layer.self_attn, q, k, x, rope, rope)
+        tgt = tgt + _rope_attention(layer.self_attn, q, k, x, self._rope("self", index), memories=1)
         x = layer.norm2(tgt)
         q = x + self.image_pos if layer.pos_enc_at_cross_attn_queries else x
         k = memory + memory_pos if layer.pos_enc_at_cross_attn_keys else memory
-        rope_q, rope_k = self._rope("cross_q", index), self._rope("cross_k", index)
-        tgt = tgt + _rope_attention(layer.cross_attn_image, q, k, memory, rope_q, rope_k, key_bias)
+        rope = self._rope("cross", index)
+        tgt = tgt + _rope_attention(layer.cross_attn_image, q, k, memory, rope, self.memories, key_bias)
         x = layer.norm3(tgt)
         return tgt + layer.linear2(layer.activation(layer.linear1(x)))
 
 
-def _rope_attention(attention, q, k, v, q_rope, k_rope, key_bias=None):
-    """sam2's ``RoPEAttention.forward`` with cos/sin tables and an optional additive key bias."""
+def _rope_attention(attention, q, k, v, rope, memories: int, key_bias=None):
+    """sam2's ``RoPEAttention.forward`` with cos/sin tables (``rope``) and an optional additive
+    key bias; the keys are ``memories`` frames of the queries' length, then unrotated tokens."""
     q = attention._separate_heads(attention.q_proj(q), attention.num_heads)
     k = attention._separate_heads(attention.k_proj(k), attention.num_heads)
     v = attention._separate_heads(attention.v_proj(v), attention.num_heads)
-    q, k = rotate_pairs(q, *q_rope), rotate_pairs(k, *k_rope)
+    q, k = rotate_pairs(q, *rope), rotate_memory_keys(k, *rope, memories)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
     return attention.out_proj(attention._recombine_heads(out))
 

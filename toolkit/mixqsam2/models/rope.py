@@ -6,8 +6,9 @@ complex tensors, so here the same rotation is written with the real and imaginar
 
     (a, b) -> (a cos t - b sin t, a sin t + b cos t)
 
-``rope_tables`` gives cos/sin per token (``[L, D]``, each angle repeated for its pair), and
-``rotate_pairs`` applies them: ``x * cos + swap(x) * sin`` with ``swap(a, b) = (-b, a)``.
+``rope_tables`` gives cos/sin per token (``[L, D]``, each angle repeated for its pair),
+``rotate_pairs`` applies them: ``x * cos + swap(x) * sin`` with ``swap(a, b) = (-b, a)``, and
+``rotate_memory_keys`` rotates a cross-attention key sequence of several memory frames.
 
 >>> import torch
 >>> from sam2.modeling.position_encoding import apply_rotary_enc, compute_axial_cis
@@ -24,18 +25,10 @@ from __future__ import annotations
 import torch
 
 
-def rope_tables(freqs_cis: torch.Tensor, repeat: int = 1, identity_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables ``[L * repeat + identity_tokens, D]`` for sam2's complex ``freqs_cis`` ``[L, D/2]``.
-
-    ``repeat`` tiles the table (sam2's ``rope_k_repeat``: every memory frame gets the same
-    rotation); ``identity_tokens`` rows at the end rotate by 0 (object-pointer tokens, which
-    sam2 excludes from RoPE with ``num_k_exclude_rope``).
-    """
-    cos = freqs_cis.real.repeat_interleave(2, dim=-1).repeat(repeat, 1)
-    sin = freqs_cis.imag.repeat_interleave(2, dim=-1).repeat(repeat, 1)
-    if identity_tokens:
-        cos = torch.cat([cos, cos.new_ones(identity_tokens, cos.shape[1])])
-        sin = torch.cat([sin, sin.new_zeros(identity_tokens, sin.shape[1])])
+def rope_tables(freqs_cis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables ``[L, D]`` for sam2's complex ``freqs_cis`` ``[L, D/2]``."""
+    cos = freqs_cis.real.repeat_interleave(2, dim=-1)
+    sin = freqs_cis.imag.repeat_interleave(2, dim=-1)
     return cos, sin
 
 
@@ -44,3 +37,14 @@ def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     pairs = x.reshape(*x.shape[:-1], -1, 2)
     swapped = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).reshape(x.shape)
     return x * cos + swapped * sin
+
+
+def rotate_memory_keys(k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, memories: int) -> torch.Tensor:
+    """Keys ``[..., memories * L + P, D]``: each of the ``memories`` frames of ``L`` tokens rotated
+    by the same ``[L, D]`` tables (sam2's ``rope_k_repeat``), the last ``P`` tokens (object
+    pointers, sam2's ``num_k_exclude_rope``) left as they are. The frames are rotated through a
+    reshape, so no tiled table is stored in an exported graph."""
+    tokens = cos.shape[0] * memories
+    frames = k[..., :tokens, :].reshape(*k.shape[:-2], memories, cos.shape[0], k.shape[-1])
+    rotated = rotate_pairs(frames, cos, sin).reshape(*k.shape[:-2], tokens, k.shape[-1])
+    return torch.cat([rotated, k[..., tokens:, :]], dim=-2)
