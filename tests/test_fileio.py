@@ -96,3 +96,20 @@ def test_a_folder_filled_by_someone_else_meanwhile_is_not_touched(tmp_path):
             out.mkdir()
             (out / "stats.json").write_text("theirs")
     assert _tree(tmp_path) == ["run", "run/stats.json"] and (out / "stats.json").read_text() == "theirs"
+
+
+def test_outputs_get_the_usual_permissions_not_the_temporary_files_private_ones(tmp_path):
+    import os
+    import stat
+
+    from mixqsam2.fileio import atomic_output_dir, write_json_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "r.json", {})
+        with atomic_output_dir(tmp_path / "out") as folder:
+            (folder / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
