@@ -158,3 +158,19 @@ def test_a_folder_that_no_longer_matches_its_manifest_is_refused(pico_onnx_fp32,
 def test_exporting_leaves_the_model_in_eval_mode(pico, pico_onnx_fp32):
     """torch.onnx.export restores the traced module's mode; that must not switch pico's dropout on."""
     assert not any(module.training for module in pico.modules())
+
+
+def test_layers_with_equal_weights_are_mapped_in_network_order():
+    """An untrained model's cloned layers (sam2 builds memory attention with deepcopies) have
+    equal weights: each still gets its own node, in the order the graph runs them."""
+    from onnx import helper
+
+    from mixqsam2.export.onnx_graphs import layer_nodes
+
+    w = np.ones((2, 3), np.float32)
+    nodes = [helper.make_node("MatMul", [x, "w_t"], [y], name=f"/MatMul_{i}")
+             for i, (x, y) in enumerate((("a", "b"), ("b", "c")))]
+    graph = helper.make_graph(nodes, "g", [], [], [numpy_helper.from_array(w.T.copy(), "w_t")])
+    found = layer_nodes(helper.make_model(graph), {"layers.0.proj": w, "layers.1.proj": w})
+    assert {k: n.name for k, n in found.items()} == {"layers.0.proj": "/layers/0/proj/MatMul",
+                                                     "layers.1.proj": "/layers/1/proj/MatMul"}

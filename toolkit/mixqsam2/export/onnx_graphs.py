@@ -101,30 +101,30 @@ def export_graph(module: torch.nn.Module, role: str, inputs: dict[str, np.ndarra
 def layer_nodes(model: onnx.ModelProto, weights: dict[str, np.ndarray]) -> dict[str, onnx.NodeProto]:
     """The weight node (MatMul/Gemm/Conv with a constant weight) of each layer found in ``model``.
 
-    ``weights``: layer name -> its PyTorch weight. The tracer names nodes after the module
-    that was *called* (a graph calling ``layer.q_proj`` directly gets ``/q_proj/MatMul``), so
-    layers are found by their weight values instead (the exported initializer is the weight,
-    or its transpose for a MatMul), and the node is renamed ``/<layer path>/<op>`` so that
-    TensorRT layer names and the manifest read as the plan does.
+    ``weights``: layer name -> its PyTorch weight, in network order. The tracer names nodes
+    after the module that was *called* (a graph calling ``layer.q_proj`` directly gets
+    ``/q_proj/MatMul``), so layers are found by their weight values instead (the exported
+    initializer is the weight, or its transpose for a MatMul). Layers with equal weights (the
+    cloned layers of an untrained model) are assigned in network order, which is the order
+    the tracer emits their nodes in. Each node found is renamed ``/<layer path>/<op>``, so
+    that TensorRT layer names and the manifest read as the plan does.
     """
-    by_value: dict[bytes, str] = {}
+    by_value: dict[bytes, list[str]] = {}
     for name, weight in weights.items():
         weight = np.ascontiguousarray(weight, np.float32)
-        by_value[_digest(weight)] = name
+        by_value.setdefault(_digest(weight), []).append(name)
         if weight.ndim == 2:
-            by_value.setdefault(_digest(np.ascontiguousarray(weight.T)), name)
+            by_value.setdefault(_digest(np.ascontiguousarray(weight.T)), []).append(name)
     initializers = {init.name: init for init in model.graph.initializer}
     found: dict[str, onnx.NodeProto] = {}
     for node in model.graph.node:
         if node.op_type not in WEIGHT_OPS or len(node.input) < 2 or node.input[1] not in initializers:
             continue
-        layer = by_value.get(_digest(numpy_helper.to_array(initializers[node.input[1]]).astype(np.float32)))
-        if layer is None:
-            continue
-        if layer in found:
-            raise RuntimeError(f"layer {layer} matches two weight nodes: {found[layer].name}, {node.name}")
-        node.name = "/" + layer.replace(".", "/") + "/" + node.op_type
-        found[layer] = node
+        digest = _digest(numpy_helper.to_array(initializers[node.input[1]]).astype(np.float32))
+        layer = next((name for name in by_value.get(digest, ()) if name not in found), None)
+        if layer is not None:
+            node.name = "/" + layer.replace(".", "/") + "/" + node.op_type
+            found[layer] = node
     return found
 
 
