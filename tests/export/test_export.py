@@ -174,3 +174,13 @@ def test_layers_with_equal_weights_are_mapped_in_network_order():
     found = layer_nodes(helper.make_model(graph), {"layers.0.proj": w, "layers.1.proj": w})
     assert {k: n.name for k, n in found.items()} == {"layers.0.proj": "/layers/0/proj/MatMul",
                                                      "layers.1.proj": "/layers/1/proj/MatMul"}
+
+
+def test_graph_constants_are_stored_once(pico_onnx_fp32):
+    """Positional encodings and RoPE tables are initializers used by every node that needs them,
+    not a Constant node per use (which made hiera_t's memory attention 145 MB)."""
+    model = onnx.load(pico_onnx_fp32 / "memory_attention.onnx")
+    largest_constant = max((int(np.prod(n.attribute[0].t.dims)) for n in model.graph.node
+                            if n.op_type == "Constant" and n.attribute[0].t.dims), default=0)
+    assert largest_constant < 1024
+    assert (pico_onnx_fp32 / "memory_attention.onnx").stat().st_size < 1.5e6

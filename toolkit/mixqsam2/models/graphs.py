@@ -109,10 +109,12 @@ class MemoryAttentionGraph(nn.Module):
         self.tokens = h * w
         self.split = model.hidden_dim // model.mem_dim  # a pointer is `split` tokens of C_mem
         self.num_pointers = model.max_obj_ptrs_in_encoder + capacity
+        # registered buffers (persistent: the exporter then writes each once as an initializer;
+        # non-persistent ones become a Constant node per use, 140 MB for hiera_t)
         pos = model.image_encoder.neck.position_encoding(torch.zeros(1, model.hidden_dim, h, w))
-        self.register_buffer("image_pos", pos.flatten(2).permute(0, 2, 1), persistent=False)  # [1, HW, C]
+        self.register_buffer("image_pos", pos.flatten(2).permute(0, 2, 1))  # [1, HW, C]
         mem_pos = model.memory_encoder.position_encoding(torch.zeros(1, model.mem_dim, h, w))
-        self.register_buffer("memory_pos", mem_pos.flatten(2).permute(0, 2, 1)[:, None], persistent=False)
+        self.register_buffer("memory_pos", mem_pos.flatten(2).permute(0, 2, 1)[:, None])
         self.memories = 1 + capacity  # the conditioning memory + the bank
         self._register_rope(model)
 
@@ -129,8 +131,8 @@ class MemoryAttentionGraph(nn.Module):
                              and torch.equal(getattr(self, f"{n}_sin"), sin)), None)
                 if name is None:
                     name = f"rope{len(set(self._rope_names.values()))}"
-                    self.register_buffer(f"{name}_cos", cos, persistent=False)
-                    self.register_buffer(f"{name}_sin", sin, persistent=False)
+                    self.register_buffer(f"{name}_cos", cos)
+                    self.register_buffer(f"{name}_sin", sin)
                 self._rope_names[(kind, index)] = name
 
     def _rope(self, kind: str, index: int):
