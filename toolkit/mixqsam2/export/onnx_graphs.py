@@ -116,6 +116,9 @@ def layer_nodes(model: onnx.ModelProto, weights: dict[str, np.ndarray]) -> dict[
         if weight.ndim == 2:
             by_value.setdefault(_digest(np.ascontiguousarray(weight.T)), []).append(name)
     initializers = {init.name: init for init in model.graph.initializer}
+    # the exporter shares equal initializers and reads the repeats through Identity nodes
+    initializers.update({node.output[0]: initializers[node.input[0]] for node in model.graph.node
+                         if node.op_type == "Identity" and node.input[0] in initializers})
     found: dict[str, onnx.NodeProto] = {}
     for node in model.graph.node:
         if node.op_type not in WEIGHT_OPS or len(node.input) < 2 or node.input[1] not in initializers:

@@ -67,9 +67,18 @@ def apply_precision(model: onnx.ModelProto, layers: dict[str, dict], nodes: dict
         rewrite = {"int8": _int8, "int4": _int4, "fp16": _fp16}.get(entry["format"])
         if rewrite is None:
             raise ValueError(f"layer {layer}: format {entry['format']!r} is not deployable")
+        _read_weight_directly(node)
         rewrite(graph, node, entry)
     graph.cleanup().toposort()
     return gs.export_onnx(graph)
+
+
+def _read_weight_directly(node: gs.Node) -> None:
+    """Equal weights (cloned layers) share one initializer, the repeats read through Identity:
+    give the node the constant itself, so that each layer gets its own quantized copy."""
+    weight = node.inputs[1]
+    if not isinstance(weight, gs.Constant) and weight.inputs and weight.inputs[0].op == "Identity":
+        node.inputs[1] = weight.inputs[0].inputs[0]
 
 
 def _scope(node: gs.Node) -> str:
