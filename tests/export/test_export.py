@@ -168,8 +168,9 @@ def test_layers_with_equal_weights_are_mapped_in_network_order():
     from mixqsam2.export.onnx_graphs import layer_nodes
 
     w = np.ones((2, 3), np.float32)
-    nodes = [helper.make_node("MatMul", [x, "w_t"], [y], name=f"/MatMul_{i}")
-             for i, (x, y) in enumerate((("a", "b"), ("b", "c")))]
+    nodes = [helper.make_node("MatMul", ["a", "w_t"], ["b"], name="/MatMul_0"),
+             helper.make_node("Identity", ["w_t"], ["w_t_copy"]),  # how the exporter shares equal weights
+             helper.make_node("MatMul", ["b", "w_t_copy"], ["c"], name="/MatMul_1")]
     graph = helper.make_graph(nodes, "g", [], [], [numpy_helper.from_array(w.T.copy(), "w_t")])
     found = layer_nodes(helper.make_model(graph), {"layers.0.proj": w, "layers.1.proj": w})
     assert {k: n.name for k, n in found.items()} == {"layers.0.proj": "/layers/0/proj/MatMul",
