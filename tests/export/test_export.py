@@ -185,3 +185,23 @@ def test_graph_constants_are_stored_once(pico_onnx_fp32):
                             if n.op_type == "Constant" and n.attribute[0].t.dims), default=0)
     assert largest_constant < 1024
     assert (pico_onnx_fp32 / "memory_attention.onnx").stat().st_size < 1.5e6
+
+
+def test_cloned_layers_sharing_weight_and_bias_get_each_their_own_fp16_copies():
+    """Two Conv layers reading one weight and one bias (the second through Identity nodes, as the
+    exporter shares equal initializers), planned fp16: a valid graph with fp16 constants."""
+    from onnx import TensorProto, helper
+
+    from mixqsam2.export.precision import apply_precision
+
+    w, b = np.ones((2, 2, 1, 1), np.float32), np.zeros(2, np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="/a/Conv"),
+             helper.make_node("Identity", ["w"], ["w2"]), helper.make_node("Identity", ["b"], ["b2"]),
+             helper.make_node("Conv", ["y", "w2", "b2"], ["z"], name="/c/Conv")]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2, 4, 4]) for n in ("x", "z")]
+    graph = helper.make_graph(nodes, "g", io[:1], io[1:], [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 21)])
+    layers = {"a": {"format": "fp16"}, "c": {"format": "fp16"}}
+    rewritten = apply_precision(model, layers, {"a": "/a/Conv", "c": "/c/Conv"})
+    onnx.checker.check_model(rewritten, full_check=True)
+    assert sum(n.op_type == "Cast" for n in rewritten.graph.node) == 4

@@ -74,11 +74,13 @@ def apply_precision(model: onnx.ModelProto, layers: dict[str, dict], nodes: dict
 
 
 def _read_weight_directly(node: gs.Node) -> None:
-    """Equal weights (cloned layers) share one initializer, the repeats read through Identity:
-    give the node the constant itself, so that each layer gets its own quantized copy."""
-    weight = node.inputs[1]
-    if not isinstance(weight, gs.Constant) and weight.inputs and weight.inputs[0].op == "Identity":
-        node.inputs[1] = weight.inputs[0].inputs[0]
+    """Equal weights and biases (cloned layers) share one initializer, the repeats read through
+    Identity: give the node the constants themselves, so that each layer gets its own copy."""
+    for index, tensor in enumerate(node.inputs[1:], start=1):
+        if not isinstance(tensor, gs.Constant) and tensor.inputs and tensor.inputs[0].op == "Identity":
+            source = tensor.inputs[0].inputs[0]
+            if isinstance(source, gs.Constant):
+                node.inputs[index] = source
 
 
 def _scope(node: gs.Node) -> str:
