@@ -57,24 +57,19 @@ class OrtGraphs:
         self._exact_graphs = quantized if kernels == "exact" else set()
 
     def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        session = self._session(name)
+        session, input_names, output_names = self._session(name)
         start = time.perf_counter()
-        outputs = session.run(None, {k: inputs[k] for k in self._input_names[name]})
+        outputs = session.run(None, {k: inputs[k] for k in input_names})
         self.seconds[name.split(".")[0]] += time.perf_counter() - start
-        return dict(zip(self._output_names[name], outputs))
+        return dict(zip(output_names, outputs))
 
     def _session(self, name: str):
+        """(session, its input names, its output names), made when the graph first runs."""
         if name not in self._sessions:
             graph = self.manifest["graphs"].get(name)
             if graph is None or "ort" not in graph["runs_on"]:
                 raise UserInputError(f"the export in {self.folder} has no graph '{name}' that ONNX Runtime can run")
-            self._sessions[name] = ort_session(self.folder / graph["file"], name in self._exact_graphs, self.threads)
+            session = ort_session(self.folder / graph["file"], name in self._exact_graphs, self.threads)
+            self._sessions[name] = (session, [i.name for i in session.get_inputs()],
+                                    [o.name for o in session.get_outputs()])
         return self._sessions[name]
-
-    @property
-    def _input_names(self) -> dict[str, list[str]]:
-        return {n: [i["name"] for i in g["inputs"]] for n, g in self.manifest["graphs"].items()}
-
-    @property
-    def _output_names(self) -> dict[str, list[str]]:
-        return {n: [o["name"] for o in g["outputs"]] for n, g in self.manifest["graphs"].items()}
