@@ -45,6 +45,27 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class HostSide:
+    """What the tracker's host code needs from an export or engine folder (see
+    :class:`~mixqsam2.memory.tracker.StreamingTracker`): the model settings, the bank capacity
+    the graphs were built for, and ``no_mem_embed`` [1, C, 1, 1]."""
+
+    config: object  # mixqsam2.models.graph_config.GraphConfig
+    capacity: int
+    no_mem_embed: object  # np.ndarray
+
+
+def host_side(folder: str | Path, manifest: dict) -> HostSide:
+    """The :class:`HostSide` of a folder whose ``manifest`` has been read."""
+    import numpy as np
+
+    from mixqsam2.models.graph_config import GraphConfig
+
+    return HostSide(GraphConfig.from_json(manifest["model"]), int(manifest["bank_capacity"]),
+                    np.load(Path(folder) / manifest["constants"])["no_mem_embed"])
+
+
 def tensor_info(value_info) -> dict:
     """``{"name", "dtype", "shape"}`` of an ONNX graph input/output; dynamic dims by name."""
     from onnx import helper

@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from mixqsam2.errors import UserInputError
-from mixqsam2.export.manifest import read_manifest
+from mixqsam2.export.manifest import host_side, read_manifest
 from mixqsam2.export.ort_session import ort_session
-from mixqsam2.models.graph_config import GraphConfig
 
 
 def require_onnxruntime() -> None:
@@ -47,9 +46,8 @@ class OrtGraphs:
         require_onnxruntime()
         self.folder = Path(onnx_dir)
         self.manifest = read_manifest(self.folder)
-        self.config = GraphConfig.from_json(self.manifest["model"])
-        self.capacity = int(self.manifest["bank_capacity"])
-        self.no_mem_embed = np.load(self.folder / self.manifest["constants"])["no_mem_embed"]
+        host = host_side(self.folder, self.manifest)
+        self.config, self.capacity, self.no_mem_embed = host.config, host.capacity, host.no_mem_embed
         self.threads = threads
         self.seconds: dict[str, float] = defaultdict(float)
         self._sessions: dict = {}

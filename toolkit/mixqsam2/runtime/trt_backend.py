@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mixqsam2.errors import UserInputError
-from mixqsam2.export.manifest import read_manifest
-from mixqsam2.models.graph_config import GraphConfig
+from mixqsam2.export.manifest import host_side, read_manifest
 
 
 def require_tensorrt() -> None:
@@ -59,9 +58,8 @@ class TrtGraphs:
         self.folder = Path(engine_dir)
         self.runner = TensorRTRunner(self.folder, plugin_library or os.environ.get("MIXQSAM2_SIS_PLUGIN"))
         self.manifest = read_manifest(self.folder, with_graphs=False)
-        self.config = GraphConfig.from_json(self.manifest["model"])
-        self.capacity = int(self.manifest["bank_capacity"])
-        self.no_mem_embed = np.load(self.folder / self.manifest["constants"])["no_mem_embed"]
+        host = host_side(self.folder, self.manifest)
+        self.config, self.capacity, self.no_mem_embed = host.config, host.capacity, host.no_mem_embed
         self.seconds: dict[str, float] = defaultdict(float)
 
     def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
