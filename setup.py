@@ -37,7 +37,7 @@ setup(
         "jetson": ["onnxruntime>=1.20", "pycocotools>=2.0.7"],
         # the TensorRT backend: tensorrt itself comes with JetPack / NVIDIA's TensorRT containers
         "trt": ["cuda-python>=12.0"],
-        "dev": ["pytest>=7", "scikit-image>=0.21"],
+        "dev": ["pytest>=7", "scikit-image>=0.21", "matplotlib>=3.7"],  # matplotlib: the held-out generator's photos and fonts
     },
     entry_points={
         "console_scripts": [

@@ -11,9 +11,8 @@ from mixqsam2.cli.export import add_export_parser
 from mixqsam2.cli.common import add_memory_args, add_model_args, check_device, positive_int, run_cli
 from mixqsam2.errors import UserInputError
 from mixqsam2.quant.config import AMAX_METHODS, DEFAULTS as CALIBRATION_DEFAULTS, CalibrationConfig
-from mixqsam2.train.config import TrainConfig
+from mixqsam2.train.config import TRAIN_PRESETS
 
-TRAIN_DEFAULTS = TrainConfig()
 
 
 def _models(args) -> None:
@@ -23,12 +22,16 @@ def _models(args) -> None:
 
 
 def _synth(args) -> None:
-    from mixqsam2.data import synth
+    from mixqsam2.data import heldout, synth
 
-    if args.kind == "images":
-        synth.write_image_set(args.out, num=args.num, seed=args.seed, overwrite=args.overwrite)
+    if args.generator == "heldout":
+        write_images, write_videos = heldout.write_heldout_image_set, heldout.write_heldout_video_set
     else:
-        synth.write_video_set(args.out, num=args.num, frames=args.frames, seed=args.seed, overwrite=args.overwrite)
+        write_images, write_videos = synth.write_image_set, synth.write_video_set
+    if args.kind == "images":
+        write_images(args.out, num=args.num, seed=args.seed, overwrite=args.overwrite)
+    else:
+        write_videos(args.out, num=args.num, frames=args.frames, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote {args.out}")
 
 
@@ -114,7 +117,11 @@ def _video_evaluation(args):
 def _train_pico(args) -> None:
     from mixqsam2.train.loop import train_pico
 
-    cfg = TrainConfig(seed=args.seed, steps=args.steps, image_batch=args.image_batch, video_batch=args.video_batch)
+    from dataclasses import replace
+
+    given = {"seed": args.seed, "steps": args.steps, "image_batch": args.image_batch,
+             "video_batch": args.video_batch, "init_checkpoint": args.init}
+    cfg = replace(TRAIN_PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None})
     history = train_pico(cfg, args.out, minutes=args.minutes, resume=args.resume)
     recent = history[-100:]
     print(f"step {len(history)}/{cfg.steps}: loss {sum(r['loss'] for r in recent) / len(recent):.3f} "
@@ -206,17 +213,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--num", type=positive_int, required=True)
         p.add_argument("--seed", type=int, default=0,
                        help="generated sets have their own seed space: no seed reproduces training data")
+        p.add_argument("--generator", choices=("train", "heldout"), default="train",
+                       help="train: the scenes pico trains on; heldout: an independent generator (other shapes, "
+                            "pictures and motion) for out-of-distribution validation")
         if kind == "videos":
             p.add_argument("--frames", type=positive_int, default=32)
         p.set_defaults(run=_synth)
 
     train = verbs.add_parser("train-pico", help="train the pico model on generated data (resumable)")
     train.add_argument("--out", required=True, help="checkpoint to write (sam2 format); OUT.state holds the run")
-    train.add_argument("--steps", type=positive_int, default=TRAIN_DEFAULTS.steps, help="length of the schedule")
+    train.add_argument("--preset", choices=sorted(TRAIN_PRESETS), default="v2",
+                       help="v1: sam2's memory, short clips (the first pico); v2: long clips, moving camera, "
+                            "bank policy in the loop; the options below override it")
+    train.add_argument("--steps", type=positive_int, help="length of the schedule")
     train.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this much wall time")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--image-batch", type=positive_int, default=TRAIN_DEFAULTS.image_batch)
-    train.add_argument("--video-batch", type=positive_int, default=TRAIN_DEFAULTS.video_batch)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--image-batch", type=positive_int)
+    train.add_argument("--video-batch", type=positive_int)
+    train.add_argument("--init", help="start from this checkpoint (sam2 format) instead of a seeded init")
     train.add_argument("--resume", action="store_true", help="continue the run saved in OUT.state")
     train.set_defaults(run=_train_pico)
 

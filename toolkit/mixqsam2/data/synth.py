@@ -1,7 +1,10 @@
 """Deterministic synthetic segmentation data in the formats users have (COCO, DAVIS).
 
-Objects are star-shaped polygons textured with crops of real photographs shipped by
-scikit-image, composited over a photo background. Videos add what makes tracking hard:
+Objects come in several shape families (star polygons, smooth blobs, random polygons,
+ellipses, thin elongated strokes, shapes with holes, a real silhouette) and are textured with
+crops of real photographs shipped by scikit-image, composited over a photo background; a
+quarter of them are camouflaged (textured from the background's own photo). Videos add what
+makes tracking hard:
 objects that move, scale and rotate, unannotated occluders passing in front, look-alike
 distractors (the same shape and texture as a target, not annotated), and targets that
 leave the frame and come back. Everything is a pure function of the seed, and the seeds of
@@ -32,14 +35,15 @@ from mixqsam2.errors import UserInputError
 from mixqsam2.fileio import atomic_output_dir
 
 _COLOR_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
-_GRAY_PHOTOS = ("camera", "brick", "grass", "gravel", "moon", "clock", "coins")
+_GRAY_PHOTOS = ("camera", "brick", "grass", "gravel", "moon", "clock", "coins", "cell", "page", "text")
 PATCH = 96  # canonical object patch size (pixels) before scaling
+CAMOUFLAGE = 0.25  # the share of objects textured from the background's own photo
 # The seed spaces of generated sets. Training (mixqsam2.train.data) seeds NumPy with plain
 # lists [seed, step, ...]; NumPy pads a list to 4 words, so [0, k] and [0, k, 0, 0] are one
 # seed and a set seeded with [seed, index] repeated training batches. A spawn key puts each
 # kind of set in a space of its own (SeedSequence mixes it in after the padded seed).
 SEED_SPACES = {"images": 0x5EED_0001, "videos": 0x5EED_0002}
-GENERATOR_VERSION = 2  # changes when the same seed gives other data (cached sets are named by it)
+GENERATOR_VERSION = 3  # changes when the same seed gives other data (cached sets are named by it)
 
 
 @lru_cache(maxsize=1)
@@ -55,8 +59,9 @@ def _photos() -> tuple[np.ndarray, ...]:
     return tuple(p[..., :3].astype(np.uint8) for p in photos)
 
 
-def _photo_crop(rng: np.random.Generator, height: int, width: int, tint: bool) -> np.ndarray:
-    photo = _photos()[rng.integers(len(_photos()))]
+def _photo_crop(rng: np.random.Generator, height: int, width: int, tint: bool, photo: int | None = None) -> np.ndarray:
+    """A crop of photo ``photo`` (drawn when None), resized to ``height`` x ``width``."""
+    photo = _photos()[rng.integers(len(_photos())) if photo is None else photo]
     ph, pw = photo.shape[:2]
     ch = int(rng.integers(min(ph, 96), ph + 1))
     cw = int(min(pw, max(32, ch * width / height)))
@@ -79,6 +84,96 @@ def _star_shape(rng: np.random.Generator) -> np.ndarray:
     canvas = np.zeros((PATCH, PATCH), np.uint8)
     cv2.fillPoly(canvas, [np.round(pts).astype(np.int32)], 1)
     return canvas.astype(bool)
+
+
+def _blob_shape(rng: np.random.Generator) -> np.ndarray:
+    """A smooth random blob: low-frequency noise under a round window, thresholded."""
+    noise = cv2.resize(rng.normal(size=(6, 6)).astype(np.float32), (PATCH, PATCH), interpolation=cv2.INTER_CUBIC)
+    yy, xx = np.mgrid[:PATCH, :PATCH] / (PATCH / 2) - 1
+    field = noise + 2.5 * (1 - np.hypot(xx, yy))
+    return _largest_component(field > np.quantile(field, rng.uniform(0.45, 0.7)))
+
+
+def _polygon_shape(rng: np.random.Generator) -> np.ndarray:
+    """A random (often concave) polygon of 3-9 vertices."""
+    count = int(rng.integers(3, 10))
+    angles = np.sort(rng.uniform(0, 2 * np.pi, count))
+    radius = rng.uniform(0.35, 1.0, count) * (PATCH / 2 - 2)
+    pts = np.stack([PATCH / 2 + radius * np.cos(angles), PATCH / 2 + radius * np.sin(angles)], 1)
+    canvas = np.zeros((PATCH, PATCH), np.uint8)
+    cv2.fillPoly(canvas, [np.round(pts).astype(np.int32)], 1)
+    return canvas.astype(bool)
+
+
+def _ellipse_shape(rng: np.random.Generator) -> np.ndarray:
+    canvas = np.zeros((PATCH, PATCH), np.uint8)
+    axes = (PATCH // 2 - 2, int(rng.uniform(0.3, 1.0) * (PATCH // 2 - 2)))
+    cv2.ellipse(canvas, (PATCH // 2, PATCH // 2), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    return canvas.astype(bool)
+
+
+def _thin_shape(rng: np.random.Generator) -> np.ndarray:
+    """A thick stroke (a rod, a bent limb) through 2-4 points across the patch."""
+    count = int(rng.integers(2, 5))
+    xs = np.linspace(6, PATCH - 6, count)
+    ys = PATCH / 2 + rng.uniform(-PATCH / 4, PATCH / 4, count)
+    canvas = np.zeros((PATCH, PATCH), np.uint8)
+    cv2.polylines(canvas, [np.stack([xs, ys], 1).round().astype(np.int32)], False, 1, int(rng.integers(8, 20)))
+    return canvas.astype(bool)
+
+
+def _holed_shape(rng: np.random.Generator) -> np.ndarray:
+    """A blob, star or ellipse with an elliptic hole (a ring, a handle)."""
+    outer = [_blob_shape, _star_shape, _ellipse_shape][int(rng.integers(3))](rng)
+    hole = np.zeros((PATCH, PATCH), np.uint8)
+    axes = (int(rng.uniform(0.1, 0.22) * PATCH), int(rng.uniform(0.08, 0.2) * PATCH))
+    center = tuple(int(PATCH / 2 + rng.uniform(-6, 6)) for _ in range(2))
+    cv2.ellipse(hole, center, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    return outer & ~hole.astype(bool)
+
+
+@lru_cache(maxsize=1)
+def _horse() -> np.ndarray:
+    import skimage.data
+
+    horse = ~skimage.data.horse()  # black horse on white
+    ys, xs = np.nonzero(horse)
+    return horse[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def _silhouette_shape(rng: np.random.Generator) -> np.ndarray:
+    """scikit-image's horse silhouette (a real outline: legs, ears, tail), maybe mirrored."""
+    horse = _horse()[:, ::-1] if rng.random() < 0.5 else _horse()
+    scale = (PATCH - 4) / max(horse.shape)
+    size = (max(1, round(horse.shape[1] * scale)), max(1, round(horse.shape[0] * scale)))
+    small = cv2.resize(horse.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    canvas = np.zeros((PATCH, PATCH), np.uint8)
+    y, x = (PATCH - small.shape[0]) // 2, (PATCH - small.shape[1]) // 2
+    canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
+    return canvas.astype(bool)
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return mask
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+SHAPE_FAMILIES = {
+    "star": _star_shape, "blob": _blob_shape, "polygon": _polygon_shape, "ellipse": _ellipse_shape,
+    "thin": _thin_shape, "holed": _holed_shape, "silhouette": _silhouette_shape,
+}
+
+
+def random_shape(rng: np.random.Generator) -> np.ndarray:
+    """A PATCH x PATCH bool mask from a family drawn uniformly from :data:`SHAPE_FAMILIES`.
+
+    >>> random_shape(np.random.default_rng(0)).shape
+    (96, 96)
+    """
+    families = list(SHAPE_FAMILIES.values())
+    return families[int(rng.integers(len(families)))](rng)
 
 
 def _bounce(start: float, velocity: float, t: float, lo: float, hi: float) -> float:
@@ -114,15 +209,19 @@ class SceneObject:
         return matrix
 
 
-def _make_object(rng, height, width, label, moving: bool, leaves: bool = False) -> SceneObject:
-    size = float(rng.uniform(0.22, 0.4) * min(height, width))
+def _make_object(rng, height, width, label, moving: bool, leaves: bool = False,
+                 background_photo: int | None = None) -> SceneObject:
+    """An object of a random shape family; camouflaged (textured from ``background_photo``)
+    with probability :data:`CAMOUFLAGE`. Movers go 1-3 (sometimes up to 6) size units per 60 frames."""
+    size = float(rng.uniform(0.15, 0.45) * min(height, width))
     margin = size * (0.8 if leaves else -0.3)  # a leaver's centre may go far enough out to vanish
     bounds = (-margin, width + margin, -margin, height + margin)
-    speed = rng.uniform(1.0, 3.0) * (size / 60) if moving else 0.0
+    speed = rng.uniform(1.0, 3.0) * (2.0 if rng.random() < 0.2 else 1.0) * (size / 60) if moving else 0.0
+    camouflaged = background_photo is not None and rng.random() < CAMOUFLAGE
     heading = rng.uniform(0, 2 * np.pi)
     return SceneObject(
-        shape=_star_shape(rng),
-        texture=_photo_crop(rng, PATCH, PATCH, tint=True),
+        shape=random_shape(rng),
+        texture=_photo_crop(rng, PATCH, PATCH, tint=not camouflaged, photo=background_photo if camouflaged else None),
         label=label,
         center=(float(rng.uniform(size / 2, width - size / 2)), float(rng.uniform(size / 2, height - size / 2))),
         velocity=(speed * np.cos(heading), speed * np.sin(heading)),
@@ -159,8 +258,10 @@ def _visible_fraction(labels: np.ndarray, label: int) -> float:
 
 
 def sample_image_scene(rng, height: int, width: int) -> tuple[np.ndarray, list[SceneObject]]:
-    objects = [_make_object(rng, height, width, label=i + 1, moving=False) for i in range(int(rng.integers(1, 5)))]
-    return _photo_crop(rng, height, width, tint=False), objects
+    photo = int(rng.integers(len(_photos())))
+    objects = [_make_object(rng, height, width, label=i + 1, moving=False, background_photo=photo)
+               for i in range(int(rng.integers(1, 5)))]
+    return _photo_crop(rng, height, width, tint=False, photo=photo), objects
 
 
 def sample_video_scene(rng, height: int, width: int, min_visible: float = 0.01):
@@ -168,18 +269,20 @@ def sample_video_scene(rng, height: int, width: int, min_visible: float = 0.01):
     visible on frame 0; scenes are redrawn until they are."""
     while True:
         num_targets = int(rng.integers(1, 4))
+        photo = int(rng.integers(len(_photos())))
         leaver = int(rng.integers(num_targets)) if rng.random() < 0.6 else -1
         targets = [
-            _make_object(rng, height, width, label=i + 1, moving=True, leaves=(i == leaver)) for i in range(num_targets)
+            _make_object(rng, height, width, label=i + 1, moving=True, leaves=(i == leaver), background_photo=photo)
+            for i in range(num_targets)
         ]
         extras = []
         if rng.random() < 0.7:
             extras.append(_look_alike(rng, targets[int(rng.integers(num_targets))], height, width))
         if rng.random() < 0.7:
-            extras.append(_make_object(rng, height, width, label=0, moving=True))  # occluder
+            extras.append(_make_object(rng, height, width, label=0, moving=True, background_photo=photo))  # occluder
         order = rng.permutation(len(targets) + len(extras))
         objects = [(targets + extras)[i] for i in order]
-        background = _photo_crop(rng, height, width, tint=False)
+        background = _photo_crop(rng, height, width, tint=False, photo=photo)
         _, labels = render(background, objects, 0.0)
         if all(_visible_fraction(labels, o.label) >= min_visible for o in targets):
             return background, objects

@@ -40,7 +40,7 @@ import numpy as np
 from mixqsam2.errors import UserInputError
 from mixqsam2.memory.prompts import Prompt
 from mixqsam2.memory.synthesis import RULES, MemoryArrays, empty_bank
-from mixqsam2.models.graph_config import BANK_FIELDS, GraphConfig, choose_masks
+from mixqsam2.models.graph_config import BANK_FIELDS, GraphConfig, choose_masks, memory_layout
 from mixqsam2.models.postprocess import fill_holes
 from mixqsam2.models.preprocess import preprocess_frame
 from mixqsam2.models.resize import resize
@@ -247,36 +247,30 @@ class StreamingTracker:
 
     # ------------------------------------------------------------------ memory assembly
     def _memory_inputs(self, states: list[ObjectMemory]) -> dict[str, np.ndarray]:
-        """The memory-attention inputs of a batch of objects (fixed shapes, validity masks).
-
-        Bank entry slots: ``t_rel - 1`` for an entry ``t_rel`` frames back, clipped to the
-        slots that exist; the conditioning memory takes slot ``num_maskmem - 1`` inside the
-        graph. Pointers: the conditioning one, the recent frames', then synthesized bank
-        entries', each with its frame distance (clipped to the pointer window).
-        """
-        now, last_slot = self.frame_idx, self.config.num_maskmem - 1
-        window = self.max_obj_ptrs - 1
-        num_pointers = self.config.pointer_slots(self.capacity)
-        pointers = np.zeros((len(states), num_pointers, self.config.hidden_dim), np.float32)
-        pointer_valid = np.zeros((len(states), num_pointers), bool)
-        pointer_tpos = np.zeros((len(states), num_pointers), np.float32)
+        """The memory-attention inputs of a batch of objects (fixed shapes, validity masks;
+        the layout is :func:`~mixqsam2.models.graph_config.memory_layout`'s)."""
+        recent_slots = self.config.max_obj_ptrs_in_encoder - 1
+        layouts = [self._layout(state) for state in states]
+        pointers = np.zeros((len(states), self.config.pointer_slots(self.capacity), self.config.hidden_dim), np.float32)
         for row, state in enumerate(states):
-            merged = state.bank.valid & (state.bank.counts > 1)
-            entries = [(now - state.cond_frame, state.cond_pointer)]
-            entries += [(now - t, p) for t, p in reversed(state.recent)]
-            entries += [(min(now - pos, window), p) for pos, p in zip(state.bank.positions[merged], state.bank.pointers[merged])]
-            for slot, (distance, pointer) in enumerate(entries):
-                pointers[row, slot], pointer_valid[row, slot] = pointer, True
-                pointer_tpos[row, slot] = distance / window
-        positions = np.stack([s.bank.positions for s in states])
-        t_rel = np.clip(np.round(now - positions), 1, last_slot).astype(np.int64)
+            pointers[row, 0] = state.cond_pointer
+            for slot, (_, pointer) in enumerate(reversed(state.recent)):
+                pointers[row, 1 + slot] = pointer
+            pointers[row, 1 + recent_slots :] = state.bank.pointers
         return {
             "cond_features": np.stack([s.cond_features for s in states])[:, None],
             "bank_features": np.stack([s.bank.features for s in states]),
             "bank_valid": np.stack([s.bank.valid for s in states]),
-            "bank_slot": t_rel - 1,
-            "pointers": pointers, "pointer_valid": pointer_valid, "pointer_tpos": pointer_tpos,
+            "bank_slot": np.stack([layout.bank_slot for layout in layouts]),
+            "pointers": pointers,
+            "pointer_valid": np.stack([layout.pointer_valid for layout in layouts]),
+            "pointer_tpos": np.stack([layout.pointer_tpos for layout in layouts]),
         }
+
+    def _layout(self, state: ObjectMemory):
+        merged = state.bank.valid & (state.bank.counts > 1)
+        return memory_layout(self.config, self.frame_idx, state.cond_frame, [t for t, _ in state.recent],
+                             state.bank.positions, merged, self.max_obj_ptrs - 1)
 
     def _frame_masks(self, low_res: dict[int, np.ndarray], frame_hw) -> dict[int, np.ndarray]:
         """Low-res mask logits -> boolean masks at the frame resolution (holes filled, bilinear, > 0)."""

@@ -93,6 +93,46 @@ class GraphConfig:
         return cls(**{**values, "feature_size": tuple(values["feature_size"])})
 
 
+@dataclass(frozen=True)
+class MemoryLayout:
+    """Where one object's memories go in memory attention's inputs (see :func:`memory_layout`)."""
+
+    bank_slot: np.ndarray  # [K] int64, index into maskmem_tpos_enc
+    pointer_valid: np.ndarray  # [P] bool
+    pointer_tpos: np.ndarray  # [P] float32
+
+
+def memory_layout(config: GraphConfig, now: int, cond_frame: int, recent_frames: list[int],
+                  bank_positions: np.ndarray, bank_merged: np.ndarray, window: int) -> MemoryLayout:
+    """Temporal encodings and pointer validity of one object's memories on frame ``now``.
+
+    Pointer slots (``pointer_slots(K)``): 0 holds the conditioning frame's pointer, 1..R the
+    recent frames' (newest first, R = ``max_obj_ptrs_in_encoder - 1``), R+1.. one per bank
+    slot, valid where the entry is synthesized (``bank_merged``; a raw entry's pointer is
+    already among the recent ones). Attention sums over its keys, so only validity and the
+    temporal encoding matter: tpos = frame distance / ``window`` (a synthesized entry's
+    distance clipped to the window). A bank entry at ``position`` takes the temporal slot
+    round(now - position) - 1, clipped to the ``num_maskmem - 1`` slots of past memories.
+    The tracker and merge-aware training (:mod:`mixqsam2.train.banked`) both use this.
+
+    >>> config = GraphConfig(image_size=256, hidden_dim=64, mem_dim=32, num_maskmem=7, feature_size=(16, 16))
+    >>> layout = memory_layout(config, 10, 0, [9, 8], np.array([9.0, 2.5]), np.array([False, True]), 15)
+    >>> layout.bank_slot.tolist(), np.flatnonzero(layout.pointer_valid).tolist()
+    ([0, 5], [0, 1, 2, 17])
+    """
+    recent_slots = config.max_obj_ptrs_in_encoder - 1
+    valid = np.zeros(1 + recent_slots + len(bank_positions), bool)
+    distance = np.zeros(valid.size, np.float32)
+    valid[0], distance[0] = True, now - cond_frame
+    recent = sorted(recent_frames, reverse=True)[:recent_slots]
+    valid[1 : 1 + len(recent)] = True
+    distance[1 : 1 + len(recent)] = [now - t for t in recent]
+    valid[1 + recent_slots :] = bank_merged
+    distance[1 + recent_slots :] = np.minimum(now - np.asarray(bank_positions, np.float32), window)
+    slot = np.clip(np.round(now - np.asarray(bank_positions, np.float32)), 1, config.num_maskmem - 1)
+    return MemoryLayout(slot.astype(np.int64) - 1, valid, np.where(valid, distance / window, 0).astype(np.float32))
+
+
 def choose_masks(config: GraphConfig, masks: np.ndarray, ious: np.ndarray, pointers: np.ndarray,
                  multimask: bool) -> tuple[np.ndarray, np.ndarray]:
     """The mask and object pointer sam2 keeps from the decoder's four candidates, per object.

@@ -2,6 +2,8 @@
 
 >>> TrainConfig(steps=10).steps
 10
+>>> PICO_V2.bank_policies
+('fifo', 'prune', 'sis', 'sis-pair')
 """
 
 from __future__ import annotations
@@ -27,3 +29,17 @@ class TrainConfig:
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     model: str = "pico"
+    video_frames: tuple[int, int] = (4, 8)  # clip length range of video steps
+    # merge-aware training (mixqsam2.train.banked): each video step draws a bank policy and a
+    # capacity; empty = sam2's own memory (the last num_maskmem - 1 frames)
+    bank_policies: tuple[str, ...] = ()
+    bank_capacities: tuple[int, int] = (2, 6)
+    init_checkpoint: str | None = None  # start from these weights (sam2 format) instead of a seeded init
+
+
+# pico v2: longer clips seen through a moving camera, the bank policy in the loop
+PICO_V2 = TrainConfig(
+    steps=4000, image_only_fraction=0.0, video_batch=2, video_frames=(12, 20), lr=3e-4, warmup_steps=100,
+    bank_policies=("fifo", "prune", "sis", "sis-pair"), bank_capacities=(2, 6),
+)
+TRAIN_PRESETS = {"v1": TrainConfig(), "v2": PICO_V2}

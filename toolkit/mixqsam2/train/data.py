@@ -2,8 +2,10 @@
 
 Every batch is a pure function of ``(seed, step)``, so a run resumed at step ``s`` sees the
 same data as an uninterrupted one. Images are single frames (sam2 then prompts them with
-points or boxes); video clips are 4-8 frames sampled with a random stride from a moving
-scene, so targets move, get occluded by unannotated objects, meet look-alikes and leave.
+points or boxes); video clips are sampled with a random stride from a moving scene, so
+targets move, get occluded by unannotated objects, meet look-alikes and leave. Every clip
+is seen through a camera (:class:`Camera`): a pan and zoom that drifts over the clip, a
+lighting change, and sensor effects (blur, noise, JPEG artefacts); images get a still one.
 
 >>> batch = image_batch(seed=0, step=0, num_images=2, image_size=64)
 >>> batch.img_batch.shape[:2], batch.masks.shape[0]
@@ -16,11 +18,62 @@ import cv2
 import numpy as np
 import torch
 
+from dataclasses import dataclass
+
 from mixqsam2.data.synth import render, sample_image_scene, sample_video_scene
 from mixqsam2.models.preprocess import preprocess_frame
 
 FRAME_HEIGHT, FRAME_WIDTH = 240, 320  # what the generators render; resized to the model's square input
 MIN_PROMPT_PIXELS = 64  # an object smaller than this on its prompt frame is not a training target
+
+
+@dataclass(frozen=True)
+class Camera:
+    """How a clip is seen: zoom and pan drifting linearly from ``start`` to ``end`` over the
+    clip (zoom >= 1, pan as a fraction of the slack the zoom leaves), a gain drift, and
+    blur, noise and JPEG quality (0 = no JPEG round trip)."""
+
+    start: tuple[float, float, float]  # zoom, pan x, pan y in [-1, 1]
+    end: tuple[float, float, float]
+    gain: tuple[float, float]
+    blur_sigma: float
+    noise_sigma: float
+    jpeg_quality: int
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator, moving: bool) -> "Camera":
+        def pose():
+            return float(rng.uniform(1.0, 1.35)), float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1))
+
+        start = pose()
+        gain = float(rng.uniform(0.7, 1.3))
+        return cls(
+            start=start, end=pose() if moving and rng.random() < 0.6 else start,
+            gain=(gain, gain * float(rng.uniform(0.75, 1.3)) if moving else gain),
+            blur_sigma=float(rng.uniform(0.3, 1.5)) if rng.random() < 0.3 else 0.0,
+            noise_sigma=float(rng.uniform(1, 8)) if rng.random() < 0.4 else 0.0,
+            jpeg_quality=int(rng.integers(25, 90)) if rng.random() < 0.4 else 0,
+        )
+
+    def view(self, rgb: np.ndarray, labels: np.ndarray, progress: float, rng: np.random.Generator):
+        """Frame at ``progress`` (0 = first, 1 = last frame of the clip): (rgb, labels) seen
+        through the camera; labels get the same zoom and pan (nearest neighbour)."""
+        height, width = labels.shape
+        zoom, pan_x, pan_y = (a + (b - a) * progress for a, b in zip(self.start, self.end))
+        matrix = np.array([[zoom, 0, (1 - zoom) * width / 2 * (1 + pan_x)],
+                           [0, zoom, (1 - zoom) * height / 2 * (1 + pan_y)]], np.float32)
+        rgb = cv2.warpAffine(rgb, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        labels = cv2.warpAffine(labels, matrix, (width, height), flags=cv2.INTER_NEAREST)
+        image = rgb.astype(np.float32) * (self.gain[0] + (self.gain[1] - self.gain[0]) * progress)
+        if self.blur_sigma:
+            image = cv2.GaussianBlur(image, (0, 0), self.blur_sigma)
+        if self.noise_sigma:
+            image = image + rng.normal(0, self.noise_sigma, image.shape).astype(np.float32)
+        rgb = np.clip(image, 0, 255).astype(np.uint8)
+        if self.jpeg_quality:
+            _, encoded = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            rgb = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+        return rgb, labels
 
 
 def _square_masks(labels: np.ndarray, ids: list[int], image_size: int) -> np.ndarray:
@@ -62,7 +115,7 @@ def training_image(seed: int, step: int, index: int) -> tuple[np.ndarray, np.nda
     rng = np.random.default_rng([seed, step, 0, index])
     while True:
         background, objects = sample_image_scene(rng, FRAME_HEIGHT, FRAME_WIDTH)
-        rgb, labels = render(background, objects, 0.0)
+        rgb, labels = Camera.sample(rng, moving=False).view(*render(background, objects, 0.0), 0.0, rng)
         ids = _prompt_targets(labels)
         if ids:
             return rgb, labels, ids
@@ -81,8 +134,9 @@ def image_batch(seed: int, step: int, num_images: int, image_size: int):
 def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_frames: int = 4, max_frames: int = 8):
     """A batch of ``num_videos`` clips (one length per batch) from moving scenes.
 
-    The clip starts at a random time of the scene and advances 1-4 time units per frame;
-    targets are the annotated objects visible on its first frame.
+    The clip starts at a random time of the scene and advances 1-4 time units per frame
+    (sometimes up to 8: fast motion); targets are the annotated objects visible on its first
+    frame, as the camera sees it.
     """
     rng = np.random.default_rng([seed, step, 1])
     num_frames = int(rng.integers(min_frames, max_frames + 1))
@@ -91,8 +145,10 @@ def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_fram
         rng = np.random.default_rng([seed, step, 1, index])
         while True:
             background, objects = sample_video_scene(rng, FRAME_HEIGHT, FRAME_WIDTH)
-            start, stride = float(rng.uniform(0, 200)), float(rng.uniform(1, 4))
-            rendered = [render(background, objects, start + stride * t) for t in range(num_frames)]
+            start, stride = float(rng.uniform(0, 200)), float(rng.uniform(1, 4) * (2 if rng.random() < 0.15 else 1))
+            camera = Camera.sample(rng, moving=True)
+            rendered = [camera.view(*render(background, objects, start + stride * t), t / max(1, num_frames - 1), rng)
+                        for t in range(num_frames)]
             ids = _prompt_targets(rendered[0][1])
             if ids:
                 break

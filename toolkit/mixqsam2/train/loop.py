@@ -62,20 +62,38 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 
 def build_train_model(cfg: TrainConfig):
-    """sam2's ``SAM2Train`` with the pico architecture, seeded init."""
+    """sam2's ``SAM2Train`` with the model's architecture (``BankedSAM2Train`` when a bank
+    policy is in the loop: one prompted frame per clip), seeded init or ``init_checkpoint``."""
     import sam2  # noqa: F401  (importing sam2 initializes hydra)
     import torch
     from hydra import compose
     from hydra.utils import instantiate
 
-    from mixqsam2.models import get_spec
+    from mixqsam2.models import get_spec, load_state_dict_checked, read_checkpoint
 
-    overrides = ["++model._target_=training.model.sam2.SAM2Train"]
-    overrides += [f"++model.{k}={v}" for k, v in PROMPT_SAMPLING.items()]
+    sampling = dict(PROMPT_SAMPLING)
+    target = "training.model.sam2.SAM2Train"
+    if cfg.bank_policies:
+        target = "mixqsam2.train.banked.BankedSAM2Train"
+        sampling.update(num_init_cond_frames_for_train=1, rand_init_cond_frames_for_train=False)
+    overrides = [f"++model._target_={target}"] + [f"++model.{k}={v}" for k, v in sampling.items()]
     config = compose(config_name=get_spec(cfg.model).hydra_name, overrides=overrides)
     torch.manual_seed(cfg.seed)
     model = instantiate(config.model, _recursive_=True)
+    if cfg.init_checkpoint:
+        load_state_dict_checked(model, read_checkpoint(cfg.init_checkpoint), cfg.init_checkpoint)
     return model.train()
+
+
+def draw_bank(cfg: TrainConfig, step: int) -> tuple[str, int]:
+    """The bank policy and capacity of video step ``step`` (a function of seed and step).
+
+    >>> draw_bank(TrainConfig(bank_policies=("fifo", "sis")), 3) == draw_bank(TrainConfig(bank_policies=("fifo", "sis")), 3)
+    True
+    """
+    rng = np.random.default_rng([cfg.seed, step, 3])
+    policy = cfg.bank_policies[int(rng.integers(len(cfg.bank_policies)))]
+    return policy, int(rng.integers(cfg.bank_capacities[0], cfg.bank_capacities[1] + 1))
 
 
 def _optimizer(model, cfg: TrainConfig):
@@ -125,7 +143,14 @@ def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int) -> dict:
     if kind == "image":
         batch = image_batch(cfg.seed, step, cfg.image_batch, size)
     else:
-        batch = video_batch(cfg.seed, step, cfg.video_batch, size)
+        batch = video_batch(cfg.seed, step, cfg.video_batch, size, *cfg.video_frames)
+    record = {"step": step, "kind": kind}
+    if cfg.bank_policies and kind == "video":
+        from mixqsam2.memory.synthesis import RULES
+
+        policy, model.bank_capacity = draw_bank(cfg, step)
+        model.bank_rule = RULES[policy]
+        record.update(policy=policy, capacity=model.bank_capacity)
     torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout in memory attention
     model.rng = np.random.default_rng([cfg.seed, step, 2])  # SAM2Train's prompt sampler
     for group in optimizer.param_groups:
@@ -137,7 +162,7 @@ def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int) -> dict:
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
-    record = {"step": step, "kind": kind, "loss": loss.item(), "iou": _mean_iou(outputs, batch.masks)}
+    record.update(loss=loss.item(), iou=_mean_iou(outputs, batch.masks))
     record.update({k: float(v.detach()) for k, v in losses.items() if k in LOSS_WEIGHTS})
     return record
 

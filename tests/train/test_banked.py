@@ -1,0 +1,74 @@
+"""Merge-aware training: the bank in sam2's training loop is sam2's memory under FIFO, and
+merged memories carry gradients back to the memory encoder."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from mixqsam2.memory.synthesis import RULES
+from mixqsam2.models import get_spec
+from mixqsam2.train.config import PICO_V2, TrainConfig
+from mixqsam2.train.data import video_batch
+from mixqsam2.train.loop import build_train_model, draw_bank, train_pico
+
+FRAMES = 10
+
+
+def _models():
+    """sam2's SAM2Train and BankedSAM2Train with the shipped pico weights, in eval mode
+    (mask prompt on frame 0, no dropout, no sampled clicks)."""
+    init = str(get_spec("pico").checkpoint)
+    plain = build_train_model(TrainConfig(init_checkpoint=init)).eval()
+    banked = build_train_model(replace(PICO_V2, init_checkpoint=init)).eval()
+    return plain, banked
+
+
+def _final_masks(model, batch):
+    with torch.no_grad():
+        return torch.stack([out["pred_masks_high_res"] for out in model(batch)])
+
+
+def test_fifo_at_six_is_sams_own_memory_selection():
+    plain, banked = _models()
+    batch = video_batch(seed=11, step=0, num_videos=2, image_size=plain.image_size,
+                        min_frames=FRAMES, max_frames=FRAMES)
+    banked.bank_rule, banked.bank_capacity = RULES["fifo"], plain.num_maskmem - 1
+    expected, got = _final_masks(plain, batch), _final_masks(banked, batch)
+    assert torch.allclose(expected, got, atol=1e-4), (expected - got).abs().max()  # seen: 1.7e-5 on logits up to 25
+    assert ((expected > 0) == (got > 0)).float().mean() > 0.9999
+    # a smaller bank is another memory: the test above is not vacuous
+    banked.bank_capacity = 2
+    assert not torch.allclose(expected, _final_masks(banked, batch), atol=2e-3)
+
+
+def test_merged_memories_pass_gradients_to_the_memory_encoder():
+    _, banked = _models()
+    banked.train()
+    banked.bank_rule, banked.bank_capacity = RULES["sis"], 2
+    batch = video_batch(seed=11, step=1, num_videos=1, image_size=banked.image_size,
+                        min_frames=FRAMES, max_frames=FRAMES)
+    banked.rng = np.random.default_rng(0)
+    outputs = banked(batch)
+    loss = sum(out["pred_masks_high_res"].sigmoid().mean() for out in outputs[3:])  # frames with a full bank
+    loss.backward()
+    grads = [p.grad for p in banked.memory_encoder.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_bank_policy_and_capacity_are_drawn_per_video_step_and_logged(tmp_path):
+    cfg = replace(PICO_V2, steps=2, image_batch=1, video_batch=1, video_frames=(4, 4), warmup_steps=1,
+                  init_checkpoint=str(get_spec("pico").checkpoint))
+    history = train_pico(cfg, tmp_path / "v2.pt")
+    video = [r for r in history if r["kind"] == "video"]
+    assert video and (video[0]["policy"], video[0]["capacity"]) == draw_bank(cfg, video[0]["step"])
+    assert all(np.isfinite(r["loss"]) for r in history)
+    draws = {draw_bank(cfg, step) for step in range(200)}
+    assert {p for p, _ in draws} == set(cfg.bank_policies) and {k for _, k in draws} == set(range(2, 7))
+
+
+def test_banked_training_needs_one_prompted_frame():
+    _, banked = _models()
+    with pytest.raises(ValueError, match="one conditioning frame"):
+        banked._updated_banks({"cond_frame_outputs": {0: {}, 3: {}}, "non_cond_frame_outputs": {}}, 5, 8)
