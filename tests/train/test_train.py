@@ -9,7 +9,7 @@ from mixqsam2.cli.main import main
 from mixqsam2.errors import UserInputError
 from mixqsam2.train.config import TrainConfig
 from mixqsam2.train.data import image_batch, video_batch
-from mixqsam2.train.loop import learning_rate, step_kind, train_pico
+from mixqsam2.train.loop import learning_rate, step_kind, train
 
 SMALL = TrainConfig(seed=3, steps=4, image_batch=1, video_batch=1, warmup_steps=2, image_only_fraction=0.25)
 
@@ -22,9 +22,9 @@ def _assert_same_losses(first, second):
 
 
 def test_same_seed_gives_the_same_losses_and_another_seed_does_not(tmp_path):
-    first = train_pico(SMALL, tmp_path / "a.pt")
-    second = train_pico(SMALL, tmp_path / "b.pt")
-    other = train_pico(TrainConfig(**{**SMALL.__dict__, "seed": 4}), tmp_path / "c.pt")
+    first = train(SMALL, tmp_path / "a.pt")
+    second = train(SMALL, tmp_path / "b.pt")
+    other = train(TrainConfig(**{**SMALL.__dict__, "seed": 4}), tmp_path / "c.pt")
     assert [r["kind"] for r in first] == ["image", "video", "image", "video"]
     _assert_same_losses(first, second)
     assert not np.allclose([r["loss"] for r in first], [r["loss"] for r in other], rtol=1e-2)
@@ -32,17 +32,17 @@ def test_same_seed_gives_the_same_losses_and_another_seed_does_not(tmp_path):
 
 
 def test_a_resumed_run_continues_exactly_where_it_stopped(tmp_path):
-    straight = train_pico(SMALL, tmp_path / "straight.pt")
-    stopped = train_pico(SMALL, tmp_path / "split.pt", minutes=1e-9)  # stops after its first step
+    straight = train(SMALL, tmp_path / "straight.pt")
+    stopped = train(SMALL, tmp_path / "split.pt", minutes=1e-9)  # stops after its first step
     assert len(stopped) == 1
-    resumed = train_pico(SMALL, tmp_path / "split.pt", resume=True)
+    resumed = train(SMALL, tmp_path / "split.pt", resume=True)
     _assert_same_losses(resumed, straight)
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
-    train_pico(SMALL, tmp_path / "r.pt", minutes=1e-9)
+    train(SMALL, tmp_path / "r.pt", minutes=1e-9)
     with pytest.raises(UserInputError, match="other settings"):
-        train_pico(TrainConfig(**{**SMALL.__dict__, "steps": 9}), tmp_path / "r.pt", resume=True)
+        train(TrainConfig(**{**SMALL.__dict__, "steps": 9}), tmp_path / "r.pt", resume=True)
 
 
 def test_checkpoint_loads_into_sam2_and_the_curve_is_written(tmp_path):
@@ -50,7 +50,7 @@ def test_checkpoint_loads_into_sam2_and_the_curve_is_written(tmp_path):
 
     from mixqsam2.models import PICO_CONFIG
 
-    train_pico(SMALL, tmp_path / "p.pt")
+    train(SMALL, tmp_path / "p.pt")
     build_sam2_video_predictor("/" + str(PICO_CONFIG), str(tmp_path / "p.pt"), device="cpu")
     assert (tmp_path / "p.pt.curve.png").stat().st_size > 1000
 

@@ -115,14 +115,42 @@ def _video_evaluation(args):
 
 
 def _train_pico(args) -> None:
-    from mixqsam2.train.loop import train_pico
+    from mixqsam2.train.loop import train
 
     from dataclasses import replace
 
     given = {"seed": args.seed, "steps": args.steps, "image_batch": args.image_batch,
              "video_batch": args.video_batch, "init_checkpoint": args.init}
     cfg = replace(TRAIN_PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None})
-    history = train_pico(cfg, args.out, minutes=args.minutes, resume=args.resume)
+    history = train(cfg, args.out, minutes=args.minutes, resume=args.resume)
+    recent = history[-100:]
+    print(f"step {len(history)}/{cfg.steps}: loss {sum(r['loss'] for r in recent) / len(recent):.3f} "
+          f"(mean of the last {len(recent)} steps); wrote {args.out}")
+
+
+def _finetune(args) -> None:
+    from mixqsam2.memory.synthesis import RULES
+    from mixqsam2.memory.tracker import check_capacity
+    from mixqsam2.models import get_spec
+    from mixqsam2.train.config import MEMORY_MODULES, TrainConfig
+    from mixqsam2.train.loop import train
+
+    check_device(args.device)
+    checkpoint = args.checkpoint or get_spec(args.model).checkpoint
+    if checkpoint is None:
+        raise UserInputError(f"--checkpoint: model '{args.model}' has no bundled weights to fine-tune")
+    policies = tuple(args.memory.split(","))
+    for policy in policies:
+        if policy not in RULES:
+            raise UserInputError(f"unknown memory policy '{policy}'; choose from: {', '.join(RULES)}")
+        check_capacity(args.capacity, policy)
+    cfg = TrainConfig(
+        model=args.model, init_checkpoint=str(checkpoint), videos=str(args.videos), seed=args.seed,
+        steps=args.steps, lr=args.lr, warmup_steps=min(100, args.steps // 10), image_only_fraction=0.0,
+        video_batch=args.batch, video_frames=tuple(args.frames), bank_policies=policies,
+        bank_capacities=(args.capacity, args.capacity), trainable=MEMORY_MODULES, save_half=False,
+    )
+    history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device)
     recent = history[-100:]
     print(f"step {len(history)}/{cfg.steps}: loss {sum(r['loss'] for r in recent) / len(recent):.3f} "
           f"(mean of the last {len(recent)} steps); wrote {args.out}")
@@ -233,6 +261,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", help="start from this checkpoint (sam2 format) instead of a seeded init")
     train.add_argument("--resume", action="store_true", help="continue the run saved in OUT.state")
     train.set_defaults(run=_train_pico)
+
+    tune = verbs.add_parser(
+        "finetune", help="fine-tune a model's memory path with a bank policy in the loop (resumable)",
+        description="Trains memory attention, the memory encoder and the object-pointer heads on your "
+                    "videos while the tracker's memory bank runs POLICY at CAPACITY, so that the model "
+                    "learns to read the memories that policy keeps; the rest of the model is frozen.")
+    add_model_args(tune)
+    tune.add_argument("--videos", required=True, help="your videos: a DAVIS or SA-V layout folder")
+    tune.add_argument("--memory", default="sis", help="bank policy, or several separated by commas (one drawn per step)")
+    tune.add_argument("--capacity", type=positive_int, default=3)
+    tune.add_argument("--out", required=True, help="checkpoint to write (sam2 format, fp32); OUT.state holds the run")
+    tune.add_argument("--steps", type=positive_int, default=1000)
+    tune.add_argument("--lr", type=float, default=1e-4)
+    tune.add_argument("--batch", type=positive_int, default=2, help="clips per step")
+    tune.add_argument("--frames", type=positive_int, nargs=2, default=(8, 16), metavar=("MIN", "MAX"),
+                      help="clip length range, in annotated frames")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--device", default="cpu", help="cpu or cuda")
+    tune.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this much wall time")
+    tune.add_argument("--resume", action="store_true", help="continue the run saved in OUT.state")
+    tune.set_defaults(run=_finetune)
 
     cal = verbs.add_parser("calibrate", help="score layers and allocate formats under a bit budget -> PLAN.json",
                            description="Options left out come from --recipe, then from the defaults shown.")

@@ -333,7 +333,9 @@ class BankUpdateGraph(nn.Module):
         selected = pair.any(-1) | pair.any(-2)
         confidence = counts * (torch.sigmoid(scores) + 1e-3)
         weights = torch.where(selected, confidence, 0.0)
-        return selected, weights / weights.sum(-1, keepdim=True)
+        # a bank with free slots is not merged (its result is discarded), but its weights must
+        # not be 0/0: training backpropagates through both branches of the final where
+        return selected, weights / torch.clamp(weights.sum(-1, keepdim=True), min=1e-30)
 
     def _select_drop(self, to_new, rank):
         if self.rule.kind == "drop-oldest":

@@ -35,6 +35,9 @@ class TrainConfig:
     bank_policies: tuple[str, ...] = ()
     bank_capacities: tuple[int, int] = (2, 6)
     init_checkpoint: str | None = None  # start from these weights (sam2 format) instead of a seeded init
+    videos: str | None = None  # a DAVIS/SA-V folder: video steps only, clips from these videos
+    trainable: tuple[str, ...] = ()  # parameter name prefixes to train (empty: all)
+    save_half: bool = True  # fp16 checkpoint (pico ships so); fine-tunes keep fp32
 
 
 # pico v2: longer clips seen through a moving camera, the bank policy in the loop
@@ -43,3 +46,8 @@ PICO_V2 = TrainConfig(
     bank_policies=("fifo", "prune", "sis", "sis-pair"), bank_capacities=(2, 6),
 )
 TRAIN_PRESETS = {"v1": TrainConfig(), "v2": PICO_V2}
+
+# what `mixqsam2 finetune` trains: the memory path and the object-pointer heads; the image
+# encoder, prompt encoder and mask decoder keep their weights
+MEMORY_MODULES = ("memory_attention.", "memory_encoder.", "maskmem_tpos_enc", "no_mem_embed", "no_mem_pos_enc",
+                  "no_obj_embed_spatial", "obj_ptr_proj.", "obj_ptr_tpos_proj.", "no_obj_ptr", "mask_downsample.")

@@ -20,6 +20,7 @@ import torch
 
 from dataclasses import dataclass
 
+from mixqsam2.data.loaders import read_rgb
 from mixqsam2.data.synth import render, sample_image_scene, sample_video_scene
 from mixqsam2.models.preprocess import preprocess_frame
 
@@ -156,3 +157,59 @@ def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_fram
         masks = np.stack([_square_masks(labels, ids, image_size) for _, labels in rendered])
         videos.append((frames, masks))
     return _collate(videos)
+
+
+class VideoFolderClips:
+    """Training clips from a DAVIS- or SA-V-layout folder (``mixqsam2 finetune``).
+
+    A clip is ``video_frames`` annotated frames of one video at a random start and stride
+    (1-3 annotated frames apart: SA-V annotates every 4th frame); its targets are the objects
+    on its first frame. Videos with too few annotated frames for a batch's length are not
+    drawn for it. Like the generated batches, ``self(cfg, step, image_size)`` is a pure
+    function of ``(cfg.seed, step)``.
+    """
+
+    def __init__(self, root):
+        from mixqsam2.data.loaders import open_video_set
+
+        self.videos = open_video_set(root)
+        self.annotated = [[i for i, name in enumerate(v.frame_names) if v.annotation(name) is not None]
+                          for v in self.videos]
+
+    def __call__(self, cfg, step: int, image_size: int):
+        from mixqsam2.errors import UserInputError
+
+        rng = np.random.default_rng([cfg.seed, step, 4])
+        num_frames = int(rng.integers(cfg.video_frames[0], cfg.video_frames[1] + 1))
+        usable = [i for i, frames in enumerate(self.annotated) if len(frames) >= num_frames]
+        if not usable:
+            raise UserInputError(f"no video has {num_frames} annotated frames; give shorter clips (--frames)")
+        clips = []
+        while len(clips) < cfg.video_batch:
+            clip = self._clip(rng, usable[int(rng.integers(len(usable)))], num_frames, image_size)
+            if clip is not None:
+                clips.append(clip)
+        return _collate(clips)
+
+    def _clip(self, rng, index: int, num_frames: int, image_size: int):
+        video, annotated = self.videos[index], self.annotated[index]
+        stride = int(rng.integers(1, min(3, (len(annotated) - 1) // max(1, num_frames - 1)) + 1))
+        start = int(rng.integers(0, len(annotated) - stride * (num_frames - 1)))
+        picked = [annotated[start + stride * t] for t in range(num_frames)]
+        truth = [video.annotation(video.frame_names[i]) for i in picked]
+        ids = [k for k, m in truth[0].items() if m.sum() >= MIN_PROMPT_PIXELS]
+        if not ids:
+            return None
+        shape = truth[0][ids[0]].shape
+        labels = [_label_map(masks, ids, shape) for masks in truth]
+        frames = np.stack([preprocess_frame(read_rgb(video.frame_paths[i]), image_size) for i in picked])
+        return frames, np.stack([_square_masks(lab, list(range(1, len(ids) + 1)), image_size) for lab in labels])
+
+
+def _label_map(masks: dict, ids: list[int], shape) -> np.ndarray:
+    """Objects ``ids`` as labels 1..n of one uint8 map (absent objects stay 0)."""
+    labels = np.zeros(shape, np.uint8)
+    for label, obj in enumerate(ids, start=1):
+        if obj in masks:
+            labels[masks[obj]] = label
+    return labels

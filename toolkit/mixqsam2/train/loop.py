@@ -1,19 +1,21 @@
-"""Train pico from scratch with sam2's own training model and losses.
+"""Train pico, or fine-tune any SAM2 model's memory, with sam2's own training model and losses.
 
-The model is sam2's ``training.model.sam2.SAM2Train`` built from ``pico.yaml`` (it samples
+The model is sam2's ``training.model.sam2.SAM2Train`` built from the model's config (it samples
 point/box prompts and correction clicks from the ground truth, and tracks clips with memory
 and object pointers); the loss is sam2's ``MultiStepMultiMasksAndIous`` (focal + dice on the
 best of the multimask outputs, IoU head, object-score head). The first
 ``image_only_fraction`` of the steps are image (SAM) steps, as sam2 trains SAM before video;
 then image and video steps alternate. Everything random is seeded from ``(seed, step)``, so
 a run is reproducible and a resumed run continues where it stopped, to float round-off
-(multi-threaded CPU reductions are not bitwise repeatable).
+(multi-threaded CPU reductions are not bitwise repeatable). With ``bank_policies`` the model
+is :class:`~mixqsam2.train.banked.BankedSAM2Train` (the deployed memory bank in the loop);
+with ``videos`` the clips come from the user's DAVIS/SA-V folder (``mixqsam2 finetune``).
 
 Files for ``--out pico.pt``: ``pico.pt`` (sam2 format, fp16), ``pico.pt.state`` (optimizer,
 step, history: what ``--resume`` reads) and ``pico.pt.curve.png``.
 
 >>> cfg = TrainConfig(steps=2, image_batch=1, video_batch=1)  # doctest: +SKIP
->>> train_pico(cfg, "/tmp/pico.pt")  # doctest: +SKIP
+>>> history = train(cfg, "/tmp/pico.pt")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 from mixqsam2.errors import UserInputError
 from mixqsam2.fileio import ensure_writable_parent, write_bytes_atomic
 from mixqsam2.train.config import TrainConfig
-from mixqsam2.train.data import image_batch, video_batch
+from mixqsam2.train.data import VideoFolderClips, image_batch, video_batch
 
 LOSS_WEIGHTS = {"loss_mask": 20.0, "loss_dice": 1.0, "loss_iou": 1.0, "loss_class": 1.0}  # sam2.1 recipe
 
@@ -47,7 +49,10 @@ PROMPT_SAMPLING = {
 
 
 def step_kind(cfg: TrainConfig, step: int) -> str:
-    """Image steps only for the first ``image_only_fraction`` of the schedule, then alternating."""
+    """Image steps only for the first ``image_only_fraction`` of the schedule, then alternating
+    (video steps only when fine-tuning on the user's videos)."""
+    if cfg.videos:
+        return "video"
     if step < cfg.image_only_fraction * cfg.steps or step % 2 == 0:
         return "image"
     return "video"
@@ -97,11 +102,14 @@ def draw_bank(cfg: TrainConfig, step: int) -> tuple[str, int]:
 
 
 def _optimizer(model, cfg: TrainConfig):
-    """AdamW; no weight decay on biases and norms; the image encoder at ``image_encoder_lr_scale``."""
+    """AdamW over the ``trainable`` parameters (the others are frozen); no weight decay on
+    biases and norms; the image encoder at ``image_encoder_lr_scale``."""
     import torch
 
     groups = {}
     for name, param in model.named_parameters():
+        if cfg.trainable and not name.startswith(cfg.trainable):
+            param.requires_grad_(False)
         if not param.requires_grad:
             continue
         scale = cfg.image_encoder_lr_scale if name.startswith("image_encoder.") else 1.0
@@ -134,16 +142,20 @@ def _mean_iou(outputs, masks) -> float:
     return float(np.mean(ious)) if ious else float("nan")
 
 
-def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int) -> dict:
-    """One optimizer step on the batch of ``step``; returns its record for the history."""
+def generated_batch(cfg: TrainConfig, step: int, image_size: int):
+    """The batch of ``step`` from the scene generators (image or video, see :func:`step_kind`)."""
+    if step_kind(cfg, step) == "image":
+        return image_batch(cfg.seed, step, cfg.image_batch, image_size)
+    return video_batch(cfg.seed, step, cfg.video_batch, image_size, *cfg.video_frames)
+
+
+def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int, batches=generated_batch) -> dict:
+    """One optimizer step on the batch of ``step`` (``batches(cfg, step, image_size)``);
+    returns its record for the history."""
     import torch
 
     kind = step_kind(cfg, step)
-    size = model.image_size
-    if kind == "image":
-        batch = image_batch(cfg.seed, step, cfg.image_batch, size)
-    else:
-        batch = video_batch(cfg.seed, step, cfg.video_batch, size, *cfg.video_frames)
+    batch = batches(cfg, step, model.image_size).to(model.device)
     record = {"step": step, "kind": kind}
     if cfg.bank_policies and kind == "video":
         from mixqsam2.memory.synthesis import RULES
@@ -160,8 +172,10 @@ def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int) -> dict:
     loss = losses["core_loss"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    optimizer.step()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    if torch.isfinite(grad_norm):  # a non-finite step is logged and skipped, never applied
+        optimizer.step()
+    record["skipped"] = not bool(torch.isfinite(grad_norm))
     record.update(loss=loss.item(), iou=_mean_iou(outputs, batch.masks))
     record.update({k: float(v.detach()) for k, v in losses.items() if k in LOSS_WEIGHTS})
     return record
@@ -181,7 +195,7 @@ def _save(model, optimizer, cfg: TrainConfig, history: list, seconds: float, out
              "history": history, "seconds": seconds}
     torch.save(state, buf)
     write_bytes_atomic(_state_path(out), buf.getvalue())
-    save_checkpoint(model, out, half=True)
+    save_checkpoint(model, out, half=cfg.save_half)
 
 
 def _resume(model, optimizer, cfg: TrainConfig, out: Path) -> tuple[list, float]:
@@ -195,13 +209,14 @@ def _resume(model, optimizer, cfg: TrainConfig, out: Path) -> tuple[list, float]
         diff = {k: (state["config"].get(k), v) for k, v in asdict(cfg).items() if state["config"].get(k) != v}
         raise UserInputError(f"--resume: the run at {path} used other settings (saved, now): {diff}")
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    optimizer.load_state_dict(state["optimizer"])  # after _optimizer: the same (trainable) groups
     return state["history"], state["seconds"]
 
 
-def train_pico(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resume: bool = False,
-               save_every: int = 50) -> list[dict]:
-    """Train (or resume) until ``cfg.steps`` or ``minutes`` of wall time; returns the history."""
+def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resume: bool = False,
+          save_every: int = 50, device: str = "cpu") -> list[dict]:
+    """Train (or resume) until ``cfg.steps`` or ``minutes`` of wall time; returns the history.
+    Batches come from the scene generators, or from ``cfg.videos`` when it is set."""
     import torch
     from tqdm import tqdm
 
@@ -209,15 +224,16 @@ def train_pico(cfg: TrainConfig, out: str | Path, minutes: float | None = None, 
 
     out = Path(out)
     ensure_writable_parent(out)
-    model = build_train_model(cfg)
+    model = build_train_model(cfg).to(device)
     optimizer = _optimizer(model, cfg)
     loss_fn = _loss_fn()
+    batches = VideoFolderClips(cfg.videos) if cfg.videos else generated_batch
     history, seconds = _resume(model, optimizer, cfg, out) if resume else ([], 0.0)
     deadline = time.monotonic() + minutes * 60 if minutes else math.inf
     start_step, started = len(history), time.monotonic()
-    bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, desc="train pico", unit="step")
+    bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, desc=f"train {cfg.model}", unit="step")
     for step in bar:
-        history.append(train_step(model, loss_fn, optimizer, cfg, step))
+        history.append(train_step(model, loss_fn, optimizer, cfg, step, batches))
         recent = history[-50:]
         bar.set_postfix(loss=f"{np.mean([r['loss'] for r in recent]):.3f}",
                         iou=f"{np.nanmean([r['iou'] for r in recent]):.3f}")
