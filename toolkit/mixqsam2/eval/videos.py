@@ -3,7 +3,8 @@
 Each video streams through a :class:`~mixqsam2.memory.tracker.StreamingTracker` with the
 chosen memory policy and capacity; J and F are taken on every annotated frame and averaged
 per object without the first and last annotated frames (DAVIS-2017). The overall J and F
-average all objects of all videos, as the DAVIS benchmark does.
+average all objects of all videos, as the DAVIS benchmark does. :func:`first_mask_baseline`
+scores the trivial tracker that repeats the prompt mask, the floor a model has to beat.
 """
 
 from __future__ import annotations
@@ -63,3 +64,21 @@ def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capa
         "memory_bank_bytes": max(v["memory_bank_bytes"] for v in per_video.values()),
         "latency_ms": latency, "per_video": per_video,
     }
+
+
+def first_mask_baseline(videos: list[VideoSample]) -> dict:
+    """J&F of answering every frame with the first frame's mask: ``{"J", "F", "JF",
+    "per_video": {name: {"per_object": ...}}}``, scored exactly as :func:`evaluate_videos`."""
+    per_video = {}
+    for video in videos:
+        first = video.prompt_masks()
+        scores = {k: [] for k in first}
+        for name in video.frame_names:
+            gt = video.annotation(name)
+            for obj_id in scores if gt is not None else ():
+                truth = gt.get(obj_id, np.zeros_like(first[obj_id]))
+                scores[obj_id].append((mask_iou(first[obj_id], truth), boundary_f(first[obj_id], truth)))
+        per_video[video.name] = video_jf(scores)
+    objects = [s for v in per_video.values() for s in v["per_object"].values()]
+    j, f = float(np.mean([s["J"] for s in objects])), float(np.mean([s["F"] for s in objects]))
+    return {"J": j, "F": f, "JF": (j + f) / 2, "objects": len(objects), "per_video": per_video}
