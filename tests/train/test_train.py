@@ -79,3 +79,35 @@ def test_resume_without_a_saved_run_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["train-pico", "--out", str(tmp_path / "none.pt"), "--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no training state" in err[0]
+
+
+def test_the_training_camera_moves_zooms_and_keeps_labels_on_their_pixels():
+    from mixqsam2.train.data import Camera
+
+    rgb = np.zeros((60, 80, 3), np.uint8)
+    labels = np.zeros((60, 80), np.uint8)
+    rgb[20:40, 30:50], labels[20:40, 30:50] = (200, 50, 50), 1
+    camera = Camera(start=(1.0, 0.0, 0.0), end=(1.3, 1.0, -1.0), gain=(1.0, 1.0), blur_sigma=0.0,
+                    noise_sigma=0.0, jpeg_quality=0)
+    rng = np.random.default_rng(0)
+    first, first_labels = camera.view(rgb, labels, 0.0, rng)
+    last, last_labels = camera.view(rgb, labels, 1.0, rng)
+    assert np.array_equal(first_labels, labels)  # zoom 1, centred: the frame as rendered
+    assert last_labels.sum() > labels.sum() and not np.array_equal(last_labels, labels)  # zoomed in, panned
+    import cv2
+
+    inside = cv2.erode(last_labels, np.ones((3, 3), np.uint8)) == 1  # edge pixels blend (bilinear rgb)
+    assert inside.any() and np.abs(last[inside].astype(int) - (200, 50, 50)).max() <= 1
+    outside = cv2.dilate(last_labels, np.ones((3, 3), np.uint8)) == 0
+    assert last[outside].max() <= 1
+
+
+def test_every_shape_family_draws_a_solid_object():
+    from mixqsam2.data.synth import PATCH, SHAPE_FAMILIES
+
+    rng = np.random.default_rng(3)
+    for name, family in SHAPE_FAMILIES.items():
+        for _ in range(5):
+            shape = family(rng)
+            assert shape.shape == (PATCH, PATCH) and shape.dtype == bool
+            assert 0.03 < shape.mean() < 0.95, name
