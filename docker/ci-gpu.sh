@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU CI: build the workstation image, then inside it on the GPU: the whole test suite without
 # tests/gpu, then benchmarks/gpu_check.sh (SIS plugin build, tests/gpu + tests/plugins against the
-# container's TensorRT, pico engines fp32, all-fp16 and the mixed int4/int8/fp16 plan, latency table). Needs docker with the
-# NVIDIA container toolkit. Results: out/ci-gpu/ (log.txt, pytest.txt, latency.md, ...).
+# container's TensorRT, pico engines fp32, all-fp16 and the mixed int4/int8/fp16 plan, latency
+# table). Needs docker with the NVIDIA container toolkit. Results: out/ci-gpu/ (log.txt, pytest.txt,
+# latency.md, ...).
 #
 #   bash docker/ci-gpu.sh                  (IMAGE=..., TENSORRT_IMAGE=nvcr.io/nvidia/tensorrt:<tag> to override)
 set -euo pipefail
