@@ -13,7 +13,7 @@ from mixqsam2.train.config import PICO_V2, TrainConfig
 from mixqsam2.train.data import video_batch
 from mixqsam2.train.loop import build_train_model, draw_bank, train
 
-FRAMES = 10
+FRAMES = 17  # > max_obj_ptrs_in_encoder: sam2's pointer window is then the stream's, as BankedSAM2Train's
 
 
 def _models():
@@ -74,4 +74,4 @@ def test_bank_policy_and_capacity_are_drawn_per_video_step_and_logged(tmp_path):
 def test_banked_training_needs_one_prompted_frame():
     _, banked = _models()
     with pytest.raises(ValueError, match="one conditioning frame"):
-        banked._updated_banks({"cond_frame_outputs": {0: {}, 3: {}}, "non_cond_frame_outputs": {}}, 5, 8)
+        banked._updated_banks({"cond_frame_outputs": {0: {}, 3: {}}, "non_cond_frame_outputs": {}}, 5)

@@ -9,6 +9,7 @@ import torch
 
 from mixqsam2.cli.main import main
 from mixqsam2.data.synth import write_video_set
+from mixqsam2.errors import UserInputError
 from mixqsam2.models import build_model, read_checkpoint
 from mixqsam2.train.config import MEMORY_MODULES, TrainConfig
 from mixqsam2.train.data import VideoFolderClips
@@ -53,7 +54,7 @@ def test_clips_use_annotated_frames_and_are_a_function_of_seed_and_step(videos, 
     write_video_set(sparse, num=1, frames=12, seed=5)
     for path in sorted((sparse / "Annotations" / "vid0000").iterdir())[1::2]:
         path.unlink()  # annotate every other frame, as SA-V annotates every 4th
-    clips = VideoFolderClips(sparse)
+    clips = VideoFolderClips(sparse, (3, 3))
     assert clips.annotated == [[0, 2, 4, 6, 8, 10]]
     cfg = replace(TrainConfig(), videos=str(sparse), video_batch=2, video_frames=(3, 3))
     first, again = clips(cfg, 7, 64), clips(cfg, 7, 64)
@@ -61,6 +62,31 @@ def test_clips_use_annotated_frames_and_are_a_function_of_seed_and_step(videos, 
     assert torch.equal(first.img_batch, again.img_batch) and torch.equal(first.masks, again.masks)
     assert not torch.equal(first.img_batch, clips(cfg, 8, 64).img_batch) or not torch.equal(
         first.masks, clips(cfg, 8, 64).masks)
-    with pytest.raises(Exception, match="annotated frames"):
-        clips(replace(cfg, video_frames=(7, 7)), 0, 64)
+    with pytest.raises(UserInputError, match="has 7 annotated frames"):
+        VideoFolderClips(sparse, (7, 7))  # 6 annotated frames: refused when opened, not mid-run
     assert np.all(first.masks[0].flatten(1).any(1).numpy())  # every target is on the clip's first frame
+
+
+@pytest.mark.parametrize("frames, message", [(("5", "3"), "MIN <= MAX"), (("1", "1"), "MIN <= MAX"),
+                                             (("8", "40"), "has 40 annotated frames")])
+def test_clip_lengths_the_videos_cannot_serve_are_refused_before_training(videos, tmp_path, capsys, frames, message):
+    out = tmp_path / "sub" / "x.pt"
+    assert main(["finetune", "--model", "pico", "--videos", str(videos), "--frames", *frames,
+                 "--out", str(out), "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.parent.exists()  # nothing written, not even the folder
+
+
+def test_videos_without_a_promptable_object_end_with_one_line_not_a_hang(tmp_path):
+    from mixqsam2.data.formats import write_label_png
+
+    root = tmp_path / "tiny"
+    write_video_set(root, num=1, frames=4, seed=2)
+    for path in (root / "Annotations" / "vid0000").iterdir():
+        labels = np.zeros((240, 320), np.uint8)
+        labels[:3, :3] = 1  # 9 pixels: far below a prompt at any model size
+        write_label_png(path, labels)
+    clips = VideoFolderClips(root, (2, 3))
+    with pytest.raises(UserInputError, match="no object"):
+        clips(replace(TrainConfig(), videos=str(root), video_frames=(2, 3)), 0, 64)

@@ -102,12 +102,14 @@ def test_the_training_camera_moves_zooms_and_keeps_labels_on_their_pixels():
     assert last[outside].max() <= 1
 
 
-def test_every_shape_family_draws_a_solid_object():
+def test_every_shape_family_draws_an_object_of_sensible_size():
     from mixqsam2.data.synth import PATCH, SHAPE_FAMILIES
 
     rng = np.random.default_rng(3)
     for name, family in SHAPE_FAMILIES.items():
-        for _ in range(5):
+        fill = []
+        for _ in range(40):
             shape = family(rng)
             assert shape.shape == (PATCH, PATCH) and shape.dtype == bool
-            assert 0.03 < shape.mean() < 0.95, name
+            fill.append(shape.mean())
+        assert 0.02 < min(fill) and max(fill) < 0.95, (name, min(fill), max(fill))

@@ -133,6 +133,7 @@ def _finetune(args) -> None:
     from mixqsam2.memory.tracker import check_capacity
     from mixqsam2.models import get_spec
     from mixqsam2.train.config import MEMORY_MODULES, TrainConfig
+    from mixqsam2.train.data import VideoFolderClips
     from mixqsam2.train.loop import train
 
     check_device(args.device)
@@ -144,13 +145,14 @@ def _finetune(args) -> None:
         if policy not in RULES:
             raise UserInputError(f"unknown memory policy '{policy}'; choose from: {', '.join(RULES)}")
         check_capacity(args.capacity, policy)
-    cfg = TrainConfig(
-        model=args.model, init_checkpoint=str(checkpoint), videos=str(args.videos), seed=args.seed,
-        steps=args.steps, lr=args.lr, warmup_steps=min(100, args.steps // 10), image_only_fraction=0.0,
+    clips = VideoFolderClips(args.videos, tuple(args.frames))  # bad videos or clip lengths: refused now
+    cfg = TrainConfig(  # absolute paths: a resume from another folder is the same run
+        model=args.model, init_checkpoint=str(Path(checkpoint).resolve()), videos=str(Path(args.videos).resolve()),
+        seed=args.seed, steps=args.steps, lr=args.lr, warmup_steps=min(100, args.steps // 10), image_only_fraction=0.0,
         video_batch=args.batch, video_frames=tuple(args.frames), bank_policies=policies,
         bank_capacities=(args.capacity, args.capacity), trainable=MEMORY_MODULES, save_half=False,
     )
-    history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device)
+    history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, batches=clips)
     recent = history[-100:]
     print(f"step {len(history)}/{cfg.steps}: loss {sum(r['loss'] for r in recent) / len(recent):.3f} "
           f"(mean of the last {len(recent)} steps); wrote {args.out}")

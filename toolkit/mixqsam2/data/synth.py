@@ -97,7 +97,7 @@ def _blob_shape(rng: np.random.Generator) -> np.ndarray:
 def _polygon_shape(rng: np.random.Generator) -> np.ndarray:
     """A random (often concave) polygon of 3-9 vertices."""
     count = int(rng.integers(3, 10))
-    angles = np.sort(rng.uniform(0, 2 * np.pi, count))
+    angles = (np.arange(count) + rng.uniform(-0.35, 0.35, count)) * 2 * np.pi / count  # spread, not a sliver
     radius = rng.uniform(0.35, 1.0, count) * (PATCH / 2 - 2)
     pts = np.stack([PATCH / 2 + radius * np.cos(angles), PATCH / 2 + radius * np.sin(angles)], 1)
     canvas = np.zeros((PATCH, PATCH), np.uint8)

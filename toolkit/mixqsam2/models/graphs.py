@@ -180,7 +180,8 @@ class MemoryAttentionGraph(nn.Module):
         return tokens, pos, pointer_valid.repeat_interleave(self.split, dim=1)
 
     def _layer(self, index, layer, tgt, memory, memory_pos, key_bias):
-        """``MemoryAttentionLayer.forward`` with real RoPE and a key mask (dropout is off in eval)."""
+        """``MemoryAttentionLayer.forward`` with real RoPE and a key mask, without dropout (off in
+        eval; merge-aware training runs this graph too, so it trains memory attention without it)."""
         x = layer.norm1(tgt)
         q = k = x + self.image_pos if layer.pos_enc_at_attn else x
         tgt = tgt + _rope_attention(layer.self_attn, q, k, x, self._rope("self", index), memories=1)
@@ -284,7 +285,7 @@ class BankUpdateGraph(nn.Module):
     def forward(self, bank_features, bank_pointers, bank_positions, bank_scores, bank_counts, bank_valid,
                 new_features, new_pointer, new_position, new_score):
         n, k = bank_valid.shape
-        slots = torch.arange(k)
+        slots = torch.arange(k, device=bank_valid.device)
         # age rank of every slot: position, then slot index (the spec's lexsort)
         older = (bank_positions[:, None, :] < bank_positions[:, :, None]) | (
             (bank_positions[:, None, :] == bank_positions[:, :, None]) & (slots[None, :] < slots[:, None])

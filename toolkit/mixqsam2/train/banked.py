@@ -13,7 +13,10 @@ correction clicks and losses are ``SAM2Train``'s.
 
 Set ``model.bank_rule`` and ``model.bank_capacity`` before each forward; with ``fifo`` at
 ``num_maskmem - 1`` this is sam2's own memory selection (one conditioning frame, no dropout
-in memory attention).
+in memory attention). Recent object pointers are encoded over the window a stream uses
+(``max_obj_ptrs_in_encoder - 1`` frames), where sam2's training uses the clip's length: a
+clip of 10 frames would otherwise teach distances in ninths that a deployed stream gives in
+fifteenths.
 
 >>> from mixqsam2.train.config import PICO_V2
 >>> from mixqsam2.train.loop import build_train_model
@@ -70,11 +73,11 @@ class BankedSAM2Train(SAM2Train):
             return super()._prepare_memory_conditioned_features(
                 frame_idx, is_init_cond_frame, current_vision_feats, current_vision_pos_embeds, feat_sizes,
                 output_dict, num_frames, track_in_reverse)
-        banks = self._updated_banks(output_dict, frame_idx, num_frames)
+        banks = self._updated_banks(output_dict, frame_idx)
         (height, width), batch = feat_sizes[-1], current_vision_feats[-1].shape[1]
         image_embed = current_vision_feats[-1].permute(1, 2, 0).reshape(batch, self.hidden_dim, height, width)
         attention = self._graph("attention", self.bank_capacity)
-        return attention(image_embed, **self._attention_inputs(banks, frame_idx, num_frames))
+        return attention(image_embed, **self._attention_inputs(banks, frame_idx))
 
     def _graph(self, kind: str, key):
         if (kind, key) not in self._graphs:
@@ -88,14 +91,14 @@ class BankedSAM2Train(SAM2Train):
             self._graphs["config"] = graph_config(self)
         return self._graphs["config"]
 
-    def _updated_banks(self, output_dict, frame_idx: int, num_frames: int) -> ClipBanks:
+    def _updated_banks(self, output_dict, frame_idx: int) -> ClipBanks:
         if len(output_dict["cond_frame_outputs"]) != 1:
             raise ValueError("merge-aware training prompts one conditioning frame per clip "
                              "(num_init_cond_frames_for_train=1)")
         if self._banks is None:
             self._banks = self._empty_banks(output_dict["cond_frame_outputs"])
         banks, update = self._banks, self._graph("update", self.bank_rule)
-        window = min(num_frames, self.max_obj_ptrs_in_encoder) - 1
+        window = self.max_obj_ptrs_in_encoder - 1
         for frame in sorted(t for t in output_dict["non_cond_frame_outputs"] if t < frame_idx and t not in banks.added):
             out = output_dict["non_cond_frame_outputs"][frame]
             features = out["maskmem_features"].flatten(2).permute(0, 2, 1)
@@ -116,9 +119,9 @@ class BankedSAM2Train(SAM2Train):
                   torch.zeros(batch, capacity, dtype=torch.bool, device=features.device))
         return ClipBanks(cond_frame, features[:, None], out["obj_ptr"], fields)
 
-    def _attention_inputs(self, banks: ClipBanks, frame_idx: int, num_frames: int) -> dict:
+    def _attention_inputs(self, banks: ClipBanks, frame_idx: int) -> dict:
         features, pointers, positions, _, counts, valid = banks.fields
-        window = min(num_frames, self.max_obj_ptrs_in_encoder) - 1
+        window = self.max_obj_ptrs_in_encoder - 1
         merged = (valid & (counts > 1)).cpu().numpy()
         layouts = [memory_layout(self.graph_config, frame_idx, banks.cond_frame, [t for t, _ in banks.recent],
                                  row_positions, row_merged, window)

@@ -164,17 +164,28 @@ class VideoFolderClips:
 
     A clip is ``video_frames`` annotated frames of one video at a random start and stride
     (1-3 annotated frames apart: SA-V annotates every 4th frame); its targets are the objects
-    on its first frame. Videos with too few annotated frames for a batch's length are not
-    drawn for it. Like the generated batches, ``self(cfg, step, image_size)`` is a pure
-    function of ``(cfg.seed, step)``.
+    on its first frame that cover at least ``MIN_PROMPT_PIXELS`` at the model's input size.
+    Videos with too few annotated frames for a batch's length are not drawn for it. Like the
+    generated batches, ``self(cfg, step, image_size)`` is a pure function of ``(cfg.seed, step)``.
+    Clip lengths the folder cannot serve are refused up front (``UserInputError``).
     """
 
-    def __init__(self, root):
-        from mixqsam2.data.loaders import open_video_set
+    MAX_DRAWS = 1000  # clips drawn for one batch before giving up on finding targets
 
+    def __init__(self, root, video_frames: tuple[int, int]):
+        from mixqsam2.data.loaders import open_video_set
+        from mixqsam2.errors import UserInputError
+
+        low, high = video_frames
+        if not 2 <= low <= high:
+            raise UserInputError(f"clip length must be 2 <= MIN <= MAX annotated frames, got {low}-{high}")
         self.videos = open_video_set(root)
         self.annotated = [[i for i, name in enumerate(v.frame_names) if v.annotation(name) is not None]
                           for v in self.videos]
+        if max(len(frames) for frames in self.annotated) < high:
+            longest = max(len(frames) for frames in self.annotated)
+            raise UserInputError(f"no video in {root} has {high} annotated frames (the longest has {longest}); "
+                                 f"give shorter clips")
 
     def __call__(self, cfg, step: int, image_size: int):
         from mixqsam2.errors import UserInputError
@@ -182,22 +193,22 @@ class VideoFolderClips:
         rng = np.random.default_rng([cfg.seed, step, 4])
         num_frames = int(rng.integers(cfg.video_frames[0], cfg.video_frames[1] + 1))
         usable = [i for i, frames in enumerate(self.annotated) if len(frames) >= num_frames]
-        if not usable:
-            raise UserInputError(f"no video has {num_frames} annotated frames; give shorter clips (--frames)")
         clips = []
-        while len(clips) < cfg.video_batch:
+        for _ in range(self.MAX_DRAWS):
             clip = self._clip(rng, usable[int(rng.integers(len(usable)))], num_frames, image_size)
-            if clip is not None:
-                clips.append(clip)
-        return _collate(clips)
+            clips += [clip] if clip is not None else []
+            if len(clips) == cfg.video_batch:
+                return _collate(clips)
+        raise UserInputError(f"no object of {MIN_PROMPT_PIXELS}+ pixels (at {image_size} px) on the first frame "
+                             f"of {self.MAX_DRAWS} clips drawn from the videos")
 
     def _clip(self, rng, index: int, num_frames: int, image_size: int):
         video, annotated = self.videos[index], self.annotated[index]
-        stride = int(rng.integers(1, min(3, (len(annotated) - 1) // max(1, num_frames - 1)) + 1))
+        stride = int(rng.integers(1, min(3, (len(annotated) - 1) // (num_frames - 1)) + 1))
         start = int(rng.integers(0, len(annotated) - stride * (num_frames - 1)))
         picked = [annotated[start + stride * t] for t in range(num_frames)]
         truth = [video.annotation(video.frame_names[i]) for i in picked]
-        ids = [k for k, m in truth[0].items() if m.sum() >= MIN_PROMPT_PIXELS]
+        ids = [k for k, m in truth[0].items() if m.sum() * image_size**2 / m.size >= MIN_PROMPT_PIXELS]
         if not ids:
             return None
         shape = truth[0][ids[0]].shape

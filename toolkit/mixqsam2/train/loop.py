@@ -163,7 +163,7 @@ def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int, batches=g
         policy, model.bank_capacity = draw_bank(cfg, step)
         model.bank_rule = RULES[policy]
         record.update(policy=policy, capacity=model.bank_capacity)
-    torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout in memory attention
+    torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout (sam2's memory attention; not the banked graph)
     model.rng = np.random.default_rng([cfg.seed, step, 2])  # SAM2Train's prompt sampler
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(cfg, step) * group["lr_scale"]
@@ -214,9 +214,10 @@ def _resume(model, optimizer, cfg: TrainConfig, out: Path) -> tuple[list, float]
 
 
 def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resume: bool = False,
-          save_every: int = 50, device: str = "cpu") -> list[dict]:
+          save_every: int = 50, device: str = "cpu", batches=None) -> list[dict]:
     """Train (or resume) until ``cfg.steps`` or ``minutes`` of wall time; returns the history.
-    Batches come from the scene generators, or from ``cfg.videos`` when it is set."""
+    Batches come from ``batches(cfg, step, image_size)`` (default: the scene generators, or
+    :class:`VideoFolderClips` of ``cfg.videos`` when it is set)."""
     import torch
     from tqdm import tqdm
 
@@ -227,7 +228,8 @@ def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resum
     model = build_train_model(cfg).to(device)
     optimizer = _optimizer(model, cfg)
     loss_fn = _loss_fn()
-    batches = VideoFolderClips(cfg.videos) if cfg.videos else generated_batch
+    if batches is None:
+        batches = VideoFolderClips(cfg.videos, cfg.video_frames) if cfg.videos else generated_batch
     history, seconds = _resume(model, optimizer, cfg, out) if resume else ([], 0.0)
     deadline = time.monotonic() + minutes * 60 if minutes else math.inf
     start_step, started = len(history), time.monotonic()
