@@ -83,7 +83,7 @@ def test_calibrate_from_a_recipe_with_generated_data(tmp_path, monkeypatch, caps
     assert plan.calibration["recipe"] == "tiny" and plan.calibration["images"] == 3 and plan.calibration["videos"] == 1
     assert plan.calibration["config"]["block_size"] == 32
     generated = sorted(p.name for p in (tmp_path / "cache" / "mixqsam2" / "synth").iterdir())
-    assert generated == ["images-num3-seed5-gen2", "videos-num1-frames5-seed6-gen2"]
+    assert generated == ["images-num3-seed5-gen3", "videos-num1-frames5-seed6-gen3"]
     stamp = (tmp_path / "cache" / "mixqsam2" / "synth" / generated[0]).stat().st_mtime_ns
     assert main(["calibrate", "--recipe", str(recipe), "--budget-bits", "12", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["budget_bits"] == 12

@@ -8,7 +8,7 @@ Frames are read lazily, one at a time: a long video is never loaded whole.
 >>> write_video_set(root, num=1, frames=2, seed=0)
 >>> video = open_video_set(root)[0]
 >>> video.name, len(video.frame_names), sorted(video.prompt_masks())
-('vid0000', 2, [1, 2, 3])
+('vid0000', 2, [1, 2])
 """
 
 from __future__ import annotations

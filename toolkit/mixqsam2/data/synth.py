@@ -351,7 +351,7 @@ def cached_set(cache: str | Path, kind: str, **spec) -> Path:
 
     >>> import tempfile
     >>> cached_set(tempfile.mkdtemp(), "videos", num=1, frames=2, seed=5).name
-    'videos-num1-frames2-seed5-gen2'
+    'videos-num1-frames2-seed5-gen3'
     """
     path = Path(cache) / "-".join([kind, *(f"{k}{v}" for k, v in spec.items()), f"gen{GENERATOR_VERSION}"])
     if not path.is_dir():

@@ -7,7 +7,11 @@ TensorRT's ``QuantizeLinear`` do. Weights are quantized per output channel, or
 per block of ``block_size`` input elements (int4, with fp16 scales as the exported graph
 stores them); activations per tensor with a calibrated amax. ``fp16`` rounds through half
 precision. A layer that computes in fp16 (``fp16``, and weight-only ``int4``) also returns
-fp16-rounded outputs, as the exported graph and TensorRT's fp16 kernels do.
+fp16-rounded outputs, as the exported graph and TensorRT's fp16 kernels do. With
+``fp16_activations=False`` such a layer keeps its fp16 weights but rounds neither its input
+nor its output: the arithmetic of ONNX Runtime's CPU provider, which drops the fp32 -> fp16
+-> fp32 cast pairs and computes fp16 layers in fp32 (what the ort backend's parity is checked
+against).
 
 Quantizers are submodules named as in ModelOpt: ``layer.weight_quantizer`` and
 ``layer.input_quantizer``, with a readable repr; :func:`quant_summary` tabulates them.
@@ -69,7 +73,8 @@ class TensorQuantizer(nn.Module):
         return f"{self.bits} bit, {self.axis}{block}{amax}"
 
 
-def quantize_layer(layer: nn.Module, fmt: QuantFormat, act_amax: float | None, block_size: int):
+def quantize_layer(layer: nn.Module, fmt: QuantFormat, act_amax: float | None, block_size: int,
+                   fp16_activations: bool = True):
     """Fake-quantize ``layer`` in place: its weight now, its input (and, computing in fp16, its
     output) on every call. Returns the hooks' handles (empty for fp32, which changes nothing)."""
     if fmt.name == "fp32":
@@ -84,6 +89,8 @@ def quantize_layer(layer: nn.Module, fmt: QuantFormat, act_amax: float | None, b
     else:
         layer.weight_quantizer = TensorQuantizer(fmt.w_bits, "per-channel(0)")
         layer.weight.data = quantize_weight(weight, fmt.w_bits)
+    if fmt.a_bits is None and not fp16_activations:
+        return []  # weights only: ONNX Runtime's CPU arithmetic
     if fmt.a_bits is None:
         layer.input_quantizer = TensorQuantizer(None, "per-tensor")
     else:

@@ -71,8 +71,10 @@ def state_dict_sha256(model) -> str:
     return digest.hexdigest()
 
 
-def apply_plan(model, plan: PrecisionPlan):
-    """Fake-quantize ``model`` in place as ``plan`` says; a mismatching model is a user error."""
+def apply_plan(model, plan: PrecisionPlan, fp16_activations: bool = True):
+    """Fake-quantize ``model`` in place as ``plan`` says; a mismatching model is a user error.
+    ``fp16_activations=False``: fp16-computing layers as ONNX Runtime's CPU provider runs them
+    (see :mod:`mixqsam2.quant.fake`)."""
     from mixqsam2.quant.fake import quantize_layer
     from mixqsam2.quant.formats import get_format
 
@@ -91,5 +93,6 @@ def apply_plan(model, plan: PrecisionPlan):
             f"these are {sha[:12]} (other checkpoint?)"
         )
     for name, layer in plan.layers.items():
-        quantize_layer(modules[name], get_format(layer["format"]), layer.get("act_amax"), layer.get("block_size") or 128)
+        quantize_layer(modules[name], get_format(layer["format"]), layer.get("act_amax"), layer.get("block_size") or 128,
+                       fp16_activations)
     return model
