@@ -135,9 +135,23 @@ def test_cli_writes_a_held_out_set_and_refuses_a_non_empty_folder(tmp_path, caps
 
 def test_cached_set_is_made_once_and_named_by_its_spec(tmp_path):
     path = cached_heldout_set(tmp_path, "images", num=1, seed=2, height=60, width=80)
-    assert path.name == "heldout-images-num1-seed2-height60-width80-v1"
+    assert path.name == "heldout-images-num1-seed2-height60-width80-v2"
     stamp = (path / "annotations.json").stat().st_mtime_ns
     assert cached_heldout_set(tmp_path, "images", num=1, seed=2, height=60, width=80) == path
     assert (path / "annotations.json").stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="unknown held-out set kind"):
         cached_heldout_set(tmp_path, "clips", num=1, seed=2)
+
+
+def test_every_target_stands_out_from_its_surroundings_on_frame_0():
+    """Camouflaged, yes; invisible, no: a validation target a person cannot see measures nothing."""
+    from mixqsam2.data.heldout import MIN_CONTRAST, heldout_rng, sample_heldout_scene, target_contrast
+
+    camouflaged = 0
+    for index in range(12):
+        scene = sample_heldout_scene(heldout_rng("videos", 3, index), 120, 160)
+        rgb, labels = scene.render(0)
+        camouflaged += sum(o.camouflaged and o.label > 0 for o in scene.objects)
+        for label in range(1, scene.num_targets + 1):
+            assert target_contrast(rgb, labels, label) >= MIN_CONTRAST
+    assert camouflaged > 0  # the rule keeps camouflage, it only drops the invisible cases

@@ -9,7 +9,8 @@ another region of the background photo), smooth looping paths (closed Catmull-Ro
 a camera that pans and zooms over a larger world (labels go through the same window), thin
 poles crossing targets, look-alikes (same shape and texture, retinted, not annotated) that
 travel a target's path the other way round, targets that leave and come back, brightness
-drift, blur and noise. Everything is a pure function of ``(seed, index)`` in a seed space of
+drift, blur and noise. Every target is visible on frame 0 (at least ``MIN_PIXELS`` pixels and
+``MIN_CONTRAST`` against its surroundings). Everything is a pure function of ``(seed, index)`` in a seed space of
 its own (:func:`heldout_rng`). Use it to validate, never to train.
 
 >>> import tempfile, pathlib
@@ -35,11 +36,15 @@ from mixqsam2.data.formats import encode_rle, write_label_png
 from mixqsam2.errors import UserInputError
 from mixqsam2.fileio import atomic_output_dir
 
-HELDOUT_VERSION = 1  # changes when the same seed gives other data (cached sets are named by it)
+HELDOUT_VERSION = 2  # changes when the same seed gives other data (cached sets are named by it)
 SEED_SPACES = {"images": 0x4E1D_0001, "videos": 0x4E1D_0002}  # apart from synth's 0x5EED_* and training's lists
 PATCH = 128  # object patch size before placement
 WORLD = 1.6  # world canvas / frame size: room for the camera to pan
 MIN_PIXELS = 64  # a target smaller than this on frame 0 is not a target
+# a target must stand out on frame 0: its pixels differ from the ring of pixels around it by at
+# least this much (mean absolute RGB difference, 0-255). Camouflage drawn from a smooth part of
+# the world could otherwise be pixel-for-pixel the background: invisible, nothing to segment.
+MIN_CONTRAST = 12.0
 CAMOUFLAGE = 0.4
 _FONTS = ("DejaVuSans-Bold.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSansMono-Bold.ttf", "STIXGeneralBol.ttf")
 _GLYPHS = "AEFGHKMRSTWXYZ2345679&#%@?$"
@@ -421,9 +426,28 @@ def sample_heldout_scene(rng: np.random.Generator, height: int = 240, width: int
     """
     while True:
         scene = _draw_scene(rng, height, width, moving)
-        counts = np.bincount(scene.render(0)[1].ravel(), minlength=scene.num_targets + 1)
-        if (counts[1 : scene.num_targets + 1] >= MIN_PIXELS).all():
+        rgb, labels = scene.render(0)
+        counts = np.bincount(labels.ravel(), minlength=scene.num_targets + 1)
+        if (counts[1 : scene.num_targets + 1] >= MIN_PIXELS).all() and all(
+                target_contrast(rgb, labels, label) >= MIN_CONTRAST for label in range(1, scene.num_targets + 1)):
             return scene
+
+
+def target_contrast(rgb: np.ndarray, labels: np.ndarray, label: int, ring: int = 5) -> float:
+    """Mean absolute RGB difference between target ``label``'s pixels and the ``ring``-pixel
+    band around it (every other pixel there, whatever it shows).
+
+    >>> rgb = np.zeros((20, 20, 3), np.uint8); labels = np.zeros((20, 20), np.uint8)
+    >>> rgb[5:15, 5:15], labels[5:15, 5:15] = 90, 1
+    >>> target_contrast(rgb, labels, 1)
+    90.0
+    """
+    mask = labels == label
+    around = cv2.dilate(mask.astype(np.uint8), np.ones((2 * ring + 1,) * 2, np.uint8)) > 0
+    band = around & ~mask
+    if not band.any():
+        return float("inf")
+    return float(np.abs(rgb[mask].mean(0) - rgb[band].mean(0)).mean())
 
 
 def heldout_video(seed: int, index: int, frames: int, height: int = 240,
@@ -505,7 +529,7 @@ def cached_heldout_set(cache: str | Path, kind: str, **spec) -> Path:
 
     >>> import tempfile
     >>> cached_heldout_set(tempfile.mkdtemp(), "videos", num=1, frames=2, seed=5, height=60, width=80).name
-    'heldout-videos-num1-frames2-seed5-height60-width80-v1'
+    'heldout-videos-num1-frames2-seed5-height60-width80-v2'
     """
     if kind not in SEED_SPACES:
         raise UserInputError(f"unknown held-out set kind {kind!r} (images or videos)")
