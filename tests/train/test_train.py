@@ -113,3 +113,15 @@ def test_every_shape_family_draws_an_object_of_sensible_size():
             assert shape.shape == (PATCH, PATCH) and shape.dtype == bool
             fill.append(shape.mean())
         assert 0.02 < min(fill) and max(fill) < 0.95, (name, min(fill), max(fill))
+
+
+def test_a_run_saved_before_a_setting_existed_still_resumes(tmp_path):
+    import torch
+
+    train(SMALL, tmp_path / "old.pt", minutes=1e-9)  # stops after its first step
+    state_path = tmp_path / "old.pt.state"
+    state = torch.load(state_path, map_location="cpu", weights_only=False)
+    for added in ("bank_policies", "videos", "trainable", "save_half"):
+        del state["config"][added]  # as written by the code before these settings existed
+    torch.save(state, state_path)
+    assert len(train(SMALL, tmp_path / "old.pt", resume=True)) == SMALL.steps

@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +198,16 @@ def _save(model, optimizer, cfg: TrainConfig, history: list, seconds: float, out
     save_checkpoint(model, out, half=cfg.save_half)
 
 
+def saved_config(saved: dict) -> dict:
+    """A run's saved settings with the fields added since it started at their defaults (a new
+    field's default is the behaviour from before it existed), so an older run still resumes.
+
+    >>> saved_config({"seed": 0})["bank_policies"]
+    ()
+    """
+    return {f.name: saved.get(f.name, f.default) for f in fields(TrainConfig)}
+
+
 def _resume(model, optimizer, cfg: TrainConfig, out: Path) -> tuple[list, float]:
     import torch
 
@@ -205,8 +215,9 @@ def _resume(model, optimizer, cfg: TrainConfig, out: Path) -> tuple[list, float]
     if not path.is_file():
         raise UserInputError(f"--resume: no training state at {path}")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    if state["config"] != asdict(cfg):
-        diff = {k: (state["config"].get(k), v) for k, v in asdict(cfg).items() if state["config"].get(k) != v}
+    saved = saved_config(state["config"])
+    if saved != asdict(cfg):
+        diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
         raise UserInputError(f"--resume: the run at {path} used other settings (saved, now): {diff}")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])  # after _optimizer: the same (trainable) groups
