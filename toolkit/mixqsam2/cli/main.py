@@ -253,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = verbs.add_parser("train-pico", help="train the pico model on generated data (resumable)")
     train.add_argument("--out", required=True, help="checkpoint to write (sam2 format); OUT.state holds the run")
     train.add_argument("--preset", choices=sorted(TRAIN_PRESETS), default="v2",
-                       help="v1: sam2's memory, short clips (the first pico); v2: long clips, moving camera, "
-                            "bank policy in the loop; the options below override it")
+                       help="v1: the first pico's schedule (sam2's memory, 4-8-frame clips); v2: 12-20-frame "
+                            "clips, bank policy in the loop; both on generator 3 seen through the training "
+                            "camera; the options below override it")
     train.add_argument("--steps", type=positive_int, help="length of the schedule")
     train.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this much wall time")
     train.add_argument("--seed", type=int)

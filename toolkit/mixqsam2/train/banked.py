@@ -126,9 +126,8 @@ class BankedSAM2Train(SAM2Train):
         layouts = [memory_layout(self.graph_config, frame_idx, banks.cond_frame, [t for t, _ in banks.recent],
                                  row_positions, row_merged, window)
                    for row_positions, row_merged in zip(positions.detach().cpu().numpy(), merged)]
-        recent_slots = self.max_obj_ptrs_in_encoder - 1
-        recent = [p for _, p in reversed(banks.recent)]
-        recent += [torch.zeros_like(banks.cond_pointer)] * (recent_slots - len(recent))
+        recent = [p for _, p in reversed(banks.recent)]  # newest first, padded to the window
+        recent += [torch.zeros_like(banks.cond_pointer)] * (window - len(recent))
         all_pointers = torch.cat([banks.cond_pointer[:, None], torch.stack(recent, 1), pointers], 1)
 
         def stacked(name, dtype):
