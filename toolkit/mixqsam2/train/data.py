@@ -14,11 +14,11 @@ lighting change, and sensor effects (blur, noise, JPEG artefacts); images get a 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 import torch
-
-from dataclasses import dataclass
 
 from mixqsam2.data.loaders import read_rgb
 from mixqsam2.data.synth import render, sample_image_scene, sample_video_scene
