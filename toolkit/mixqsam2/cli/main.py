@@ -115,9 +115,9 @@ def _video_evaluation(args):
 
 
 def _train_pico(args) -> None:
-    from mixqsam2.train.loop import train
-
     from dataclasses import replace
+
+    from mixqsam2.train.loop import train
 
     given = {"seed": args.seed, "steps": args.steps, "image_batch": args.image_batch,
              "video_batch": args.video_batch, "init_checkpoint": args.init}
