@@ -123,9 +123,13 @@ def _train_pico(args) -> None:
              "video_batch": args.video_batch, "init_checkpoint": args.init}
     cfg = replace(TRAIN_PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None})
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume)
+    _print_training_summary(history, cfg.steps, args.out)
+
+
+def _print_training_summary(history: list[dict], steps: int, out: str) -> None:
     recent = history[-100:]
-    print(f"step {len(history)}/{cfg.steps}: loss {sum(r['loss'] for r in recent) / len(recent):.3f} "
-          f"(mean of the last {len(recent)} steps); wrote {args.out}")
+    print(f"step {len(history)}/{steps}: loss {sum(r['loss'] for r in recent) / len(recent):.3f} "
+          f"(mean of the last {len(recent)} steps); wrote {out}")
 
 
 def _finetune(args) -> None:
@@ -153,9 +157,7 @@ def _finetune(args) -> None:
         bank_capacities=(args.capacity, args.capacity), trainable=MEMORY_MODULES, save_half=False,
     )
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, batches=clips)
-    recent = history[-100:]
-    print(f"step {len(history)}/{cfg.steps}: loss {sum(r['loss'] for r in recent) / len(recent):.3f} "
-          f"(mean of the last {len(recent)} steps); wrote {args.out}")
+    _print_training_summary(history, cfg.steps, args.out)
 
 
 def _calibrate(args) -> None:
