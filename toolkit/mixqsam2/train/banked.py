@@ -57,6 +57,7 @@ class BankedSAM2Train(SAM2Train):
         self.bank_rule = RULES["fifo"]
         self.bank_capacity = self.num_maskmem - 1
         self._graphs = {}  # a plain dict: the graphs hold the model, they must not be its submodules
+        self._config = graph_config(self)  # what the tracker's memory layout reads
         self._banks = None
 
     def forward(self, input):
@@ -84,12 +85,6 @@ class BankedSAM2Train(SAM2Train):
             graph = MemoryAttentionGraph(self, key) if kind == "attention" else BankUpdateGraph(key)
             self._graphs[(kind, key)] = graph.to(self.device)
         return self._graphs[(kind, key)]
-
-    @property
-    def graph_config(self):
-        if "config" not in self._graphs:
-            self._graphs["config"] = graph_config(self)
-        return self._graphs["config"]
 
     def _updated_banks(self, output_dict, frame_idx: int) -> ClipBanks:
         if len(output_dict["cond_frame_outputs"]) != 1:
@@ -123,7 +118,7 @@ class BankedSAM2Train(SAM2Train):
         features, pointers, positions, _, counts, valid = banks.fields
         window = self.max_obj_ptrs_in_encoder - 1
         merged = (valid & (counts > 1)).cpu().numpy()
-        layouts = [memory_layout(self.graph_config, frame_idx, banks.cond_frame, [t for t, _ in banks.recent],
+        layouts = [memory_layout(self._config, frame_idx, banks.cond_frame, [t for t, _ in banks.recent],
                                  row_positions, row_merged, window)
                    for row_positions, row_merged in zip(positions.detach().cpu().numpy(), merged)]
         recent = [p for _, p in reversed(banks.recent)]  # newest first, padded to the window

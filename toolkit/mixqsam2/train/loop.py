@@ -172,10 +172,10 @@ def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int, batches=g
     loss = losses["core_loss"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    if torch.isfinite(grad_norm):  # a non-finite step is logged and skipped, never applied
+    finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)))
+    if finite:  # a non-finite step is logged and skipped, never applied
         optimizer.step()
-    record["skipped"] = not bool(torch.isfinite(grad_norm))
+    record["skipped"] = not finite
     record.update(loss=loss.item(), iou=_mean_iou(outputs, batch.masks))
     record.update({k: float(v.detach()) for k, v in losses.items() if k in LOSS_WEIGHTS})
     return record
