@@ -30,27 +30,15 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def overrides(embed: int, size: int) -> list[str]:
-    """Hydra overrides turning pico into the (trunk width, input size) variant."""
-    side = size // 16
-    return [
-        f"++model.image_encoder.trunk.embed_dim={embed}",
-        f"++model.image_encoder.neck.backbone_channel_list=[{8 * embed},{4 * embed},{2 * embed},{embed}]",
-        f"++model.image_size={size}",
-        f"++model.memory_attention.layer.self_attention.feat_sizes=[{side},{side}]",
-        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{side},{side}]",
-    ]
-
-
 def build_variant(embed: int, size: int):
     import torch
     from sam2.build_sam import build_sam2_video_predictor
 
-    from mixqsam2.models import get_spec
+    from mixqsam2.models import get_spec, pico_overrides
 
     torch.manual_seed(0)
     return build_sam2_video_predictor(get_spec("pico").hydra_name, None, device="cpu",
-                                      hydra_overrides_extra=overrides(embed, size))
+                                      hydra_overrides_extra=pico_overrides(embed, size))
 
 
 def clip(frames: int):

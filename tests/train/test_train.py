@@ -39,6 +39,19 @@ def test_a_resumed_run_continues_exactly_where_it_stopped(tmp_path):
     _assert_same_losses(resumed, straight)
 
 
+def test_batches_made_by_worker_processes_give_the_same_run(tmp_path):
+    _assert_same_losses(train(SMALL, tmp_path / "w.pt", workers=1), train(SMALL, tmp_path / "s.pt"))
+
+
+def test_a_wider_pico_trains_and_its_checkpoint_loads_as_pico(tmp_path):
+    from mixqsam2.models import build_model
+
+    train(TrainConfig(**{**SMALL.__dict__, "steps": 1, "embed": 48}), tmp_path / "wide.pt")
+    wide = build_model("pico", tmp_path / "wide.pt")
+    assert wide.image_encoder.trunk.patch_embed.proj.weight.shape[0] == 48
+    assert wide.image_encoder.neck.convs[0].conv.in_channels == 8 * 48
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     train(SMALL, tmp_path / "r.pt", minutes=1e-9)
     with pytest.raises(UserInputError, match="other settings"):

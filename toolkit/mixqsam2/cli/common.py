@@ -30,6 +30,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", required=required, help="pico (bundled) or an official config, e.g. sam2.1_hiera_t")

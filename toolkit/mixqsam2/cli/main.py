@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mixqsam2.cli.export import add_export_parser
-from mixqsam2.cli.common import add_memory_args, add_model_args, check_device, positive_int, run_cli
+from mixqsam2.cli.common import add_memory_args, add_model_args, check_device, non_negative_int, positive_int, run_cli
 from mixqsam2.errors import UserInputError
 from mixqsam2.quant.config import AMAX_METHODS, DEFAULTS as CALIBRATION_DEFAULTS, CalibrationConfig
 from mixqsam2.train.config import TRAIN_PRESETS
@@ -119,10 +119,11 @@ def _train_pico(args) -> None:
 
     from mixqsam2.train.loop import train
 
+    check_device(args.device)
     given = {"seed": args.seed, "steps": args.steps, "image_batch": args.image_batch,
-             "video_batch": args.video_batch, "init_checkpoint": args.init}
+             "video_batch": args.video_batch, "init_checkpoint": args.init, "embed": args.embed}
     cfg = replace(TRAIN_PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None})
-    history = train(cfg, args.out, minutes=args.minutes, resume=args.resume)
+    history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, workers=args.workers)
     _print_training_summary(history, cfg.steps, args.out)
 
 
@@ -156,7 +157,8 @@ def _finetune(args) -> None:
         video_batch=args.batch, video_frames=tuple(args.frames), bank_policies=policies,
         bank_capacities=(args.capacity, args.capacity), trainable=MEMORY_MODULES, save_half=False,
     )
-    history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, batches=clips)
+    history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, batches=clips,
+                    workers=args.workers)
     _print_training_summary(history, cfg.steps, args.out)
 
 
@@ -229,6 +231,15 @@ def default(setting: str) -> str:
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
+
+def _add_run_args(parser) -> None:
+    """Where and how long a training run goes (train-pico, finetune)."""
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--workers", type=non_negative_int, default=0,
+                        help="processes that make batches ahead of the model (the run is the same)")
+    parser.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this much wall time")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in OUT.state")
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mixqsam2", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -259,12 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "clips, bank policy in the loop; both on generator 3 seen through the training "
                             "camera; the options below override it")
     train.add_argument("--steps", type=positive_int, help="length of the schedule")
-    train.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this much wall time")
     train.add_argument("--seed", type=int)
     train.add_argument("--image-batch", type=positive_int)
     train.add_argument("--video-batch", type=positive_int)
     train.add_argument("--init", help="start from this checkpoint (sam2 format) instead of a seeded init")
-    train.add_argument("--resume", action="store_true", help="continue the run saved in OUT.state")
+    train.add_argument("--embed", type=positive_int, help="trunk width (pico.yaml: 32); a wider pico's checkpoint "
+                       "loads as --model pico everywhere")
+    _add_run_args(train)
     train.set_defaults(run=_train_pico)
 
     tune = verbs.add_parser(
@@ -283,9 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--frames", type=positive_int, nargs=2, default=(8, 16), metavar=("MIN", "MAX"),
                       help="clip length range, in annotated frames")
     tune.add_argument("--seed", type=int, default=0)
-    tune.add_argument("--device", default="cpu", help="cpu or cuda")
-    tune.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this much wall time")
-    tune.add_argument("--resume", action="store_true", help="continue the run saved in OUT.state")
+    _add_run_args(tune)
     tune.set_defaults(run=_finetune)
 
     cal = verbs.add_parser("calibrate", help="score layers and allocate formats under a bit budget -> PLAN.json",

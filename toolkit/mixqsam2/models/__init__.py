@@ -27,6 +27,7 @@ _HERE = Path(__file__).resolve().parent
 PICO_CONFIG = _HERE / "configs" / "pico.yaml"
 PICO_CHECKPOINT = _HERE / "weights" / "pico.pt"
 PICO_RANDOM_SEED = 0
+PICO_EMBED = 32  # pico.yaml's trunk width; wider picos are the same config with pico_overrides
 
 _OFFICIAL = {
     **{f"sam2.1_hiera_{s}": f"configs/sam2.1/sam2.1_hiera_{s}.yaml" for s in ("t", "s", "b+", "l")},
@@ -73,6 +74,36 @@ def get_spec(name: str) -> ModelSpec:
     return ModelSpec(name, sam2_dir / _OFFICIAL[name] if sam2_dir else None, None)
 
 
+def pico_overrides(embed: int, image_size: int = 256) -> list[str]:
+    """Hydra overrides turning pico.yaml into the variant of trunk width ``embed`` (channels
+    per stage ``embed * 2**i``) and input size ``image_size`` (RoPE feature sizes follow).
+
+    >>> pico_overrides(48)[:2]
+    ['++model.image_encoder.trunk.embed_dim=48', '++model.image_encoder.neck.backbone_channel_list=[384,192,96,48]']
+    """
+    side = image_size // 16
+    return [
+        f"++model.image_encoder.trunk.embed_dim={embed}",
+        f"++model.image_encoder.neck.backbone_channel_list=[{8 * embed},{4 * embed},{2 * embed},{embed}]",
+        f"++model.image_size={image_size}",
+        f"++model.memory_attention.layer.self_attention.feat_sizes=[{side},{side}]",
+        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{side},{side}]",
+    ]
+
+
+def checkpoint_overrides(name: str, state_dict: dict | None) -> list[str]:
+    """The overrides a checkpoint of ``name`` needs: a pico trained wider than pico.yaml
+    (``train-pico --embed``) is built at its own trunk width; every other model as configured.
+
+    >>> checkpoint_overrides("sam2.1_hiera_t", {})
+    []
+    """
+    width = (state_dict or {}).get("image_encoder.trunk.patch_embed.proj.weight")
+    if name != "pico" or width is None or width.shape[0] == PICO_EMBED:
+        return []
+    return pico_overrides(int(width.shape[0]))
+
+
 def model_info() -> dict:
     """``{name: {"config", "checkpoint", "image_size"}}`` for every known model."""
     info = {}
@@ -106,7 +137,7 @@ def build_model(name: str, checkpoint: str | os.PathLike | None = None, device: 
     state_dict = read_checkpoint(checkpoint) if checkpoint is not None else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(PICO_RANDOM_SEED)
-        model = _build_from_config(spec.hydra_name, device)
+        model = _build_from_config(spec.hydra_name, device, checkpoint_overrides(name, state_dict))
     if state_dict is None:
         warnings.warn(
             f"model '{name}' has RANDOM weights (no checkpoint): masks and accuracy numbers "
@@ -118,12 +149,12 @@ def build_model(name: str, checkpoint: str | os.PathLike | None = None, device: 
     return model.eval()
 
 
-def _build_from_config(hydra_name: str, device: str):
+def _build_from_config(hydra_name: str, device: str, overrides: list[str]):
     from sam2.build_sam import build_sam2_video_predictor
 
     # sam2 logs its "fill holes needs the CUDA extension" message on every frame otherwise
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
-    return build_sam2_video_predictor(hydra_name, None, device=device)
+    return build_sam2_video_predictor(hydra_name, None, device=device, hydra_overrides_extra=overrides)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:

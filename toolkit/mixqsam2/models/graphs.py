@@ -380,7 +380,7 @@ class TorchGraphs:
         self.model = model
         self.config = graph_config(model)
         self.capacity = capacity
-        self.no_mem_embed = model.no_mem_embed.detach().reshape(1, -1, 1, 1).float().numpy()
+        self.no_mem_embed = model.no_mem_embed.detach().reshape(1, -1, 1, 1).float().cpu().numpy()
         modules = {
             "image_encoder": ImageEncoderGraph(model),
             "memory_attention": MemoryAttentionGraph(model, capacity),
@@ -390,7 +390,7 @@ class TorchGraphs:
         }
         # eval mode, so that nothing that restores a graph's mode (torch.onnx.export does) turns
         # the model's dropout on: the wrappers hold the model as a submodule
-        self.modules = {name: module.eval() for name, module in modules.items()}
+        self.modules = {name: module.eval().to(model.device) for name, module in modules.items()}
         self.seconds: dict[str, float] = defaultdict(float)
 
     @torch.inference_mode()

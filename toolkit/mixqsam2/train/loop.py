@@ -74,19 +74,25 @@ def build_train_model(cfg: TrainConfig):
     from hydra import compose
     from hydra.utils import instantiate
 
-    from mixqsam2.models import get_spec, load_state_dict_checked, read_checkpoint
+    from mixqsam2.models import (PICO_EMBED, checkpoint_overrides, get_spec, load_state_dict_checked,
+                                 pico_overrides, read_checkpoint)
 
+    init = read_checkpoint(cfg.init_checkpoint) if cfg.init_checkpoint else None
     sampling = dict(PROMPT_SAMPLING)
     target = "training.model.sam2.SAM2Train"
     if cfg.bank_policies:
         target = "mixqsam2.train.banked.BankedSAM2Train"
         sampling.update(num_init_cond_frames_for_train=1, rand_init_cond_frames_for_train=False)
     overrides = [f"++model._target_={target}"] + [f"++model.{k}={v}" for k, v in sampling.items()]
+    if cfg.model == "pico" and cfg.embed != PICO_EMBED:
+        overrides += pico_overrides(cfg.embed)
+    else:
+        overrides += checkpoint_overrides(cfg.model, init)
     config = compose(config_name=get_spec(cfg.model).hydra_name, overrides=overrides)
     torch.manual_seed(cfg.seed)
     model = instantiate(config.model, _recursive_=True)
-    if cfg.init_checkpoint:
-        load_state_dict_checked(model, read_checkpoint(cfg.init_checkpoint), cfg.init_checkpoint)
+    if init is not None:
+        load_state_dict_checked(model, init, cfg.init_checkpoint)
     return model.train()
 
 
@@ -149,13 +155,46 @@ def generated_batch(cfg: TrainConfig, step: int, image_size: int):
     return video_batch(cfg.seed, step, cfg.video_batch, image_size, *cfg.video_frames)
 
 
-def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int, batches=generated_batch) -> dict:
-    """One optimizer step on the batch of ``step`` (``batches(cfg, step, image_size)``);
-    returns its record for the history."""
+class _StepBatches:
+    """The batches of steps ``start``, ``start + 1``, ... as a dataset, for worker processes."""
+
+    def __init__(self, batches, cfg: TrainConfig, start: int, image_size: int):
+        self.batches, self.cfg, self.start, self.image_size = batches, cfg, start, image_size
+
+    def __len__(self) -> int:
+        return self.cfg.steps - self.start
+
+    def __getitem__(self, index: int):
+        return self.batches(self.cfg, self.start + index, self.image_size)
+
+
+def _as_is(batch):
+    return batch
+
+
+def step_batches(batches, cfg: TrainConfig, start: int, image_size: int, workers: int = 0):
+    """The batches of steps ``start`` to ``cfg.steps - 1`` in order; with ``workers`` > 0 made by
+    that many processes ahead of the model (every batch is a function of seed and step, so the
+    run is the same either way).
+
+    >>> cfg = TrainConfig(steps=3, image_batch=1, video_batch=1)
+    >>> [b.img_batch.shape[1] for b in step_batches(generated_batch, cfg, 1, 64)]
+    [1, 1]
+    """
+    dataset = _StepBatches(batches, cfg, start, image_size)
+    if workers == 0:
+        return (dataset[i] for i in range(len(dataset)))
+    from torch.utils.data import DataLoader
+
+    return iter(DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is, prefetch_factor=4))
+
+
+def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int, batch) -> dict:
+    """One optimizer step of step ``step`` on its batch; returns its record for the history."""
     import torch
 
     kind = step_kind(cfg, step)
-    batch = batches(cfg, step, model.image_size).to(model.device)
+    batch = batch.to(model.device)
     record = {"step": step, "kind": kind}
     if cfg.bank_policies and kind == "video":
         from mixqsam2.memory.synthesis import RULES
@@ -225,10 +264,11 @@ def _resume(model, optimizer, cfg: TrainConfig, out: Path) -> tuple[list, float]
 
 
 def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resume: bool = False,
-          save_every: int = 50, device: str = "cpu", batches=None) -> list[dict]:
+          save_every: int = 50, device: str = "cpu", batches=None, workers: int = 0) -> list[dict]:
     """Train (or resume) until ``cfg.steps`` or ``minutes`` of wall time; returns the history.
     Batches come from ``batches(cfg, step, image_size)`` (default: the scene generators, or
-    :class:`VideoFolderClips` of ``cfg.videos`` when it is set)."""
+    :class:`VideoFolderClips` of ``cfg.videos`` when it is set), made by ``workers`` processes
+    ahead of the model when ``workers`` > 0."""
     import torch
     from tqdm import tqdm
 
@@ -245,8 +285,10 @@ def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resum
     deadline = time.monotonic() + minutes * 60 if minutes else math.inf
     start_step, started = len(history), time.monotonic()
     bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, desc=f"train {cfg.model}", unit="step")
-    for step in bar:
-        history.append(train_step(model, loss_fn, optimizer, cfg, step, batches))
+    last = time.monotonic()
+    for step, batch in zip(bar, step_batches(batches, cfg, start_step, model.image_size, workers)):
+        history.append(train_step(model, loss_fn, optimizer, cfg, step, batch))
+        history[-1]["wall"], last = time.monotonic() - last, time.monotonic()  # waiting for the batch included
         recent = history[-50:]
         bar.set_postfix(loss=f"{np.mean([r['loss'] for r in recent]):.3f}",
                         iou=f"{np.nanmean([r['iou'] for r in recent]):.3f}")

@@ -1,4 +1,5 @@
-"""The training curve as a PNG: loss and running IoU per step, image and video steps apart.
+"""Training curves as PNGs: one run's loss and running IoU per step (image and video steps
+apart), or several runs' IoU side by side.
 
 >>> history = [{"step": s, "kind": "image" if s % 2 == 0 else "video", "loss": 1.0, "iou": 0.5}
 ...            for s in range(10)]
@@ -41,6 +42,32 @@ def plot_curve(history: list[dict], path: str | Path, window: int = 50) -> None:
     ax_loss.set(xlabel="step", ylabel="loss (sam2 weights)", yscale="log", title="training loss")
     ax_iou.set(xlabel="step", ylabel="IoU of final masks", ylim=(0, 1), title="running IoU (train batches)")
     for ax in (ax_loss, ax_iou):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    write_figure_atomic(path, fig)
+
+
+def plot_runs(runs: dict[str, list[dict]], path: str | Path, window: int = 50) -> None:
+    """Write ``path`` (PNG): smoothed IoU against the step of several runs (``{name: history}``),
+    image steps left, video steps right.
+
+    >>> import tempfile, pathlib
+    >>> plot_runs({"a": [{"step": 0, "kind": "image", "iou": 0.5}]}, pathlib.Path(tempfile.mkdtemp()) / "runs.png")
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, kind in zip(axes, ("image", "video")):
+        for name, history in runs.items():
+            rows = [r for r in history if r["kind"] == kind]
+            if rows:
+                values = _smooth(np.nan_to_num(np.array([r["iou"] for r in rows], float), nan=0.0), window // 2)
+                ax.plot([r["step"] for r in rows][len(rows) - len(values):], values, label=name)
+        ax.set(xlabel="step", ylabel="IoU of final masks", ylim=(0, 1), title=f"running IoU, {kind} steps")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

@@ -1,0 +1,136 @@
+"""Train pico candidates side by side on one lent GPU within a wall-time budget (issue 13).
+
+Each candidate is a training run (``mixqsam2.train.loop.train``) in its own process, all on
+the same GPU at once, each with its own batch-making worker processes. The schedule length
+(``steps``, which sets the learning-rate decay) is sized to the budget: every run first
+times a 30-step probe under the same contention (all candidates probing together) and then
+trains ``steps = 0.9 * time left / seconds per step``; ``minutes`` stops it at the budget
+in any case, saving the checkpoint. Writes per candidate ``OUT/NAME.pt`` (sam2 format, fp16),
+``OUT/NAME.pt.curve.png`` and ``OUT/NAME.json`` (config, probe rate, history, seconds), then
+``OUT/runs.png`` (every run's IoU curve) and ``OUT/runs.md`` (a table); ``--report-only``
+writes those two again from the JSON files.
+
+    python benchmarks/gpu_train.py --out out/gpu_train --minutes 8 --workers 3 \
+        --candidate w32-v1=32:toolkit/mixqsam2/models/weights/pico.pt --candidate w48=48
+
+The candidates' recipe is ``--preset`` (v2 by default) at ``--video-batch``/``--image-batch``;
+a candidate without initial weights starts with ``--fresh-image-only`` of image-only steps
+at ``--fresh-lr``, as pico v1 did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+PROBE_STEPS = 30
+PROBE_SKIP = 10  # the first steps build kernels and fill the workers' queue
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--candidate", action="append", default=[], metavar="NAME=EMBED[:INIT]",
+                        help="a run: its name, pico trunk width and optional initial checkpoint")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--minutes", type=float, help="wall-time budget of every run, probe included")
+    parser.add_argument("--report-only", action="store_true", help="only the table and figure of OUT's runs")
+    parser.add_argument("--preset", default="v2")
+    parser.add_argument("--workers", type=int, default=3, help="batch-making processes per run")
+    parser.add_argument("--video-batch", type=int, default=4)
+    parser.add_argument("--image-batch", type=int, default=12)
+    parser.add_argument("--fresh-lr", type=float, default=1e-3)
+    parser.add_argument("--fresh-image-only", type=float, default=0.2)
+    parser.add_argument("--device", default="cuda")
+    return parser.parse_args(argv)
+
+
+def candidate_config(spec: str, args):
+    """``NAME=EMBED[:INIT]`` -> (name, TrainConfig)."""
+    from mixqsam2.train.config import TRAIN_PRESETS
+
+    name, rest = spec.split("=", 1)
+    embed, _, init = rest.partition(":")
+    cfg = replace(TRAIN_PRESETS[args.preset], embed=int(embed), init_checkpoint=init or None,
+                  video_batch=args.video_batch, image_batch=args.image_batch)
+    if not init:
+        cfg = replace(cfg, lr=args.fresh_lr, image_only_fraction=args.fresh_image_only)
+    return name, cfg
+
+
+def run_candidate(name: str, cfg, args, started: float) -> None:
+    """Probe the step rate, size the schedule to the time left, train; write NAME.json."""
+    import torch
+
+    from mixqsam2.fileio import write_json_atomic
+    from mixqsam2.train.loop import train
+
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    out = Path(args.out)
+    budget = args.minutes * 60
+    probe = train(replace(cfg, steps=PROBE_STEPS, image_only_fraction=0.0), out / f"{name}.probe.pt",
+                  device=args.device, workers=args.workers, save_every=10**9)
+    rate = sum(r["wall"] for r in probe[PROBE_SKIP:]) / (PROBE_STEPS - PROBE_SKIP)
+    left = budget - (time.monotonic() - started)
+    cfg = replace(cfg, steps=max(PROBE_STEPS, int(0.9 * left / rate)))
+    trained = time.monotonic()
+    history = train(cfg, out / f"{name}.pt", minutes=(left - 15) / 60, device=args.device, workers=args.workers,
+                    save_every=200)
+    record = {"name": name, "config": asdict(cfg), "probe_seconds_per_step": rate, "steps_done": len(history),
+              "seconds": time.monotonic() - trained, "history": history}
+    write_json_atomic(out / f"{name}.json", record)
+    print(f"{name}: {len(history)}/{cfg.steps} steps, probe {rate:.3f} s/step", flush=True)
+
+
+def report(out: Path) -> str:
+    """``runs.md`` and ``runs.png`` of the runs in ``out``; returns the table."""
+    from mixqsam2.fileio import write_bytes_atomic
+    from mixqsam2.train.report import plot_runs
+
+    records = [json.loads(path.read_text()) for path in sorted(out.glob("*.json"))]
+    lines = ["| run | trunk | init | steps | seconds | s/step | image IoU, last 200 steps | video IoU, last 200 steps |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        last = r["history"][-200:]
+        iou = {kind: sum(x["iou"] for x in last if x["kind"] == kind) / max(1, sum(x["kind"] == kind for x in last))
+               for kind in ("image", "video")}
+        init = Path(r["config"]["init_checkpoint"]).name if r["config"]["init_checkpoint"] else "fresh"
+        lines.append(f"| {r['name']} | {r['config']['embed']} | {init} | {r['steps_done']} | {r['seconds']:.0f} | "
+                     f"{r['seconds'] / r['steps_done']:.3f} | {iou['image']:.3f} | {iou['video']:.3f} |")
+    table = "\n".join(lines) + "\n"
+    write_bytes_atomic(out / "runs.md", table.encode())
+    plot_runs({r["name"]: r["history"] for r in records}, out / "runs.png")
+    return table
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        print(report(Path(args.out)), end="")
+        return 0
+    if not args.candidate or args.minutes is None:
+        print("error: give --candidate and --minutes (or --report-only)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    candidates = [candidate_config(spec, args) for spec in args.candidate]
+    context = multiprocessing.get_context("spawn")
+    runs = [context.Process(target=run_candidate, args=(name, cfg, args, started), name=name) for name, cfg in candidates]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    failed = [run.name for run in runs if run.exitcode != 0]
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    print(report(Path(args.out)), end="")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
