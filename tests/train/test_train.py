@@ -115,6 +115,22 @@ def test_the_training_camera_moves_zooms_and_keeps_labels_on_their_pixels():
     assert last[outside].max() <= 1
 
 
+def test_recolouring_gives_grey_photos_colour_and_leaves_labels_and_other_frames_alone():
+    from mixqsam2.train.data import training_image
+
+    saturations = []
+    for step in range(12):
+        plain, plain_labels, plain_ids = training_image(5, step, 0)
+        recoloured, labels, ids = training_image(5, step, 0, recolor=1.0)
+        assert np.array_equal(labels, plain_labels) and ids == plain_ids  # the same scene and camera
+        assert not np.array_equal(recoloured, plain)
+        background = labels == 0
+        saturations.append([np.ptp(image[background].astype(int), axis=1).mean() for image in (plain, recoloured)])
+        assert np.array_equal(training_image(5, step, 0, recolor=0.0)[0], plain)
+    grey = [recoloured for plain, recoloured in saturations if plain < 2]  # a grey photo as background
+    assert grey and np.mean(grey) > 10
+
+
 def test_every_shape_family_draws_an_object_of_sensible_size():
     from mixqsam2.data.synth import PATCH, SHAPE_FAMILIES
 

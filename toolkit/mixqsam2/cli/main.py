@@ -121,7 +121,8 @@ def _train_pico(args) -> None:
 
     check_device(args.device)
     given = {"seed": args.seed, "steps": args.steps, "image_batch": args.image_batch,
-             "video_batch": args.video_batch, "init_checkpoint": args.init, "embed": args.embed}
+             "video_batch": args.video_batch, "init_checkpoint": args.init, "embed": args.embed,
+             "recolor": args.recolor}
     cfg = replace(TRAIN_PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None})
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, workers=args.workers)
     _print_training_summary(history, cfg.steps, args.out)
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", help="start from this checkpoint (sam2 format) instead of a seeded init")
     train.add_argument("--embed", type=positive_int, help="trunk width (pico.yaml: 32); a wider pico's checkpoint "
                        "loads as --model pico everywhere")
+    train.add_argument("--recolor", type=float, help="share of images and clips seen in other colours "
+                       "(hue, channel order, saturation, inversion, gamma)")
     _add_run_args(train)
     train.set_defaults(run=_train_pico)
 

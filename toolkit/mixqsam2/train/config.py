@@ -30,6 +30,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     model: str = "pico"
     embed: int = 32  # pico's trunk width (pico.yaml: 32; wider: mixqsam2.models.pico_overrides)
+    recolor: float = 0.0  # share of generated images/clips seen in other colours (train.data.Recolor)
     video_frames: tuple[int, int] = (4, 8)  # clip length range of video steps
     # merge-aware training (mixqsam2.train.banked): each video step draws a bank policy and a
     # capacity; empty = sam2's own memory (the last num_maskmem - 1 frames)

@@ -6,6 +6,8 @@ points or boxes); video clips are sampled with a random stride from a moving sce
 targets move, get occluded by unannotated objects, meet look-alikes and leave. Every clip
 is seen through a camera (:class:`Camera`): a pan and zoom that drifts over the clip, a
 lighting change, and sensor effects (blur, noise, JPEG artefacts); images get a still one.
+With ``recolor`` > 0 that share of images and clips is also seen in other colours
+(:class:`Recolor`).
 
 >>> batch = image_batch(seed=0, step=0, num_images=2, image_size=64)
 >>> batch.img_batch.shape[:2], batch.masks.shape[0]
@@ -14,7 +16,7 @@ lighting change, and sensor effects (blur, noise, JPEG artefacts); images get a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -29,6 +31,47 @@ MIN_PROMPT_PIXELS = 64  # an object smaller than this on its prompt frame is not
 
 
 @dataclass(frozen=True)
+class Recolor:
+    """A colour change: per-channel gains (a tint, which gives a grey photo colour), saturation
+    (0 = grey), a hue rotation and channel order, sometimes an inversion, then a gamma.
+
+    The generator tints its objects and most of its photos are grey, so "coloured on grey"
+    would tell an object from the background; a tinted, rotated frame has no grey background,
+    and at low saturation no coloured object. One change for the whole frame keeps camouflaged
+    objects (textured from the background's photo) camouflaged.
+
+    >>> image = np.random.default_rng(0).uniform(0, 255, (4, 4, 3)).astype(np.float32)
+    >>> out = Recolor.sample(np.random.default_rng(1)).apply(image)
+    >>> out.shape, out.dtype, bool(out.min() >= 0 and out.max() <= 255)
+    ((4, 4, 3), dtype('float32'), True)
+    """
+
+    gains: tuple[float, float, float]
+    saturation: float
+    matrix: tuple  # 3x3 (rows: output channels): a hue rotation about the grey axis, then a channel order
+    invert: bool
+    gamma: float
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> "Recolor":
+        angle = float(rng.uniform(0, 2 * np.pi))
+        axis = np.ones(3) / np.sqrt(3)
+        cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        rotation = np.cos(angle) * np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * np.outer(axis, axis)
+        return cls(gains=tuple(float(g) for g in rng.uniform(0.5, 1.3, 3)), saturation=float(rng.uniform(0.0, 1.5)),
+                   matrix=tuple(map(tuple, (np.eye(3)[rng.permutation(3)] @ rotation).tolist())),
+                   invert=bool(rng.random() < 0.15), gamma=float(np.exp(rng.uniform(-0.4, 0.4))))
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """``image``: float RGB in 0-255; returns it recoloured (float32, 0-255)."""
+        x = image * np.asarray(self.gains, np.float32) / 255.0
+        grey = x.mean(axis=-1, keepdims=True)
+        x = (grey + self.saturation * (x - grey)) @ np.asarray(self.matrix, np.float32).T
+        x = np.clip(1.0 - x if self.invert else x, 0.0, 1.0) ** self.gamma
+        return (x * 255.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
 class Camera:
     """How a clip is seen: zoom and pan drifting linearly from ``start`` to ``end`` over the
     clip (zoom >= 1, pan as a fraction of the slack the zoom leaves), a gain drift, and
@@ -40,9 +83,12 @@ class Camera:
     blur_sigma: float
     noise_sigma: float
     jpeg_quality: int
+    colors: Recolor | None = None
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, moving: bool) -> "Camera":
+    def sample(cls, rng: np.random.Generator, moving: bool, recolor: float = 0.0) -> "Camera":
+        """A random camera; with probability ``recolor`` it also recolours (no draw when 0, so
+        runs without it see the data they always saw)."""
         def pose():
             return float(rng.uniform(1.0, 1.35)), float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1))
 
@@ -54,7 +100,13 @@ class Camera:
             blur_sigma=float(rng.uniform(0.3, 1.5)) if rng.random() < 0.3 else 0.0,
             noise_sigma=float(rng.uniform(1, 8)) if rng.random() < 0.4 else 0.0,
             jpeg_quality=int(rng.integers(25, 90)) if rng.random() < 0.4 else 0,
-        )
+        ).recoloured(rng, recolor)
+
+    def recoloured(self, rng: np.random.Generator, probability: float) -> "Camera":
+        """This camera recolouring with ``probability`` (no draw when 0)."""
+        if not probability or rng.random() >= probability:
+            return self
+        return replace(self, colors=Recolor.sample(rng))
 
     def view(self, rgb: np.ndarray, labels: np.ndarray, progress: float, rng: np.random.Generator):
         """Frame at ``progress`` (0 = first, 1 = last frame of the clip): (rgb, labels) seen
@@ -65,7 +117,10 @@ class Camera:
                            [0, zoom, (1 - zoom) * height / 2 * (1 + pan_y)]], np.float32)
         rgb = cv2.warpAffine(rgb, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         labels = cv2.warpAffine(labels, matrix, (width, height), flags=cv2.INTER_NEAREST)
-        image = rgb.astype(np.float32) * (self.gain[0] + (self.gain[1] - self.gain[0]) * progress)
+        image = rgb.astype(np.float32)
+        if self.colors is not None:
+            image = self.colors.apply(image)
+        image = image * (self.gain[0] + (self.gain[1] - self.gain[0]) * progress)
         if self.blur_sigma:
             image = cv2.GaussianBlur(image, (0, 0), self.blur_sigma)
         if self.noise_sigma:
@@ -110,29 +165,31 @@ def _collate(videos: list[tuple[np.ndarray, np.ndarray]]):
     )
 
 
-def training_image(seed: int, step: int, index: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def training_image(seed: int, step: int, index: int, recolor: float = 0.0) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Image ``index`` of training step ``step``: (rgb, label map, target ids), at the
     generators' frame size. Scenes without a big enough object are redrawn."""
     rng = np.random.default_rng([seed, step, 0, index])
     while True:
         background, objects = sample_image_scene(rng, FRAME_HEIGHT, FRAME_WIDTH)
-        rgb, labels = Camera.sample(rng, moving=False).view(*render(background, objects, 0.0), 0.0, rng)
+        camera = Camera.sample(rng, moving=False, recolor=recolor)
+        rgb, labels = camera.view(*render(background, objects, 0.0), 0.0, rng)
         ids = _prompt_targets(labels)
         if ids:
             return rgb, labels, ids
 
 
-def image_batch(seed: int, step: int, num_images: int, image_size: int):
+def image_batch(seed: int, step: int, num_images: int, image_size: int, recolor: float = 0.0):
     """A batch of ``num_images`` single-frame scenes with every visible object as a target."""
     videos = []
     for index in range(num_images):
-        rgb, labels, ids = training_image(seed, step, index)
+        rgb, labels, ids = training_image(seed, step, index, recolor)
         frames = preprocess_frame(rgb, image_size)[None]
         videos.append((frames, _square_masks(labels, ids, image_size)[None]))
     return _collate(videos)
 
 
-def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_frames: int = 4, max_frames: int = 8):
+def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_frames: int = 4, max_frames: int = 8,
+                recolor: float = 0.0):
     """A batch of ``num_videos`` clips (one length per batch) from moving scenes.
 
     The clip starts at a random time of the scene and advances 1-4 time units per frame
@@ -147,7 +204,7 @@ def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_fram
         while True:
             background, objects = sample_video_scene(rng, FRAME_HEIGHT, FRAME_WIDTH)
             start, stride = float(rng.uniform(0, 200)), float(rng.uniform(1, 4) * (2 if rng.random() < 0.15 else 1))
-            camera = Camera.sample(rng, moving=True)
+            camera = Camera.sample(rng, moving=True, recolor=recolor)
             rendered = [camera.view(*render(background, objects, start + stride * t), t / max(1, num_frames - 1), rng)
                         for t in range(num_frames)]
             ids = _prompt_targets(rendered[0][1])

@@ -151,8 +151,8 @@ def _mean_iou(outputs, masks) -> float:
 def generated_batch(cfg: TrainConfig, step: int, image_size: int):
     """The batch of ``step`` from the scene generators (image or video, see :func:`step_kind`)."""
     if step_kind(cfg, step) == "image":
-        return image_batch(cfg.seed, step, cfg.image_batch, image_size)
-    return video_batch(cfg.seed, step, cfg.video_batch, image_size, *cfg.video_frames)
+        return image_batch(cfg.seed, step, cfg.image_batch, image_size, cfg.recolor)
+    return video_batch(cfg.seed, step, cfg.video_batch, image_size, *cfg.video_frames, recolor=cfg.recolor)
 
 
 class _StepBatches:
