@@ -13,7 +13,12 @@ Runtime. On GT-box prompts of generated images (seeds apart from calibration's),
 The paired difference of the two agreements gets a 95 % bootstrap interval: the test suite's
 16 images hold about 40 instances, where one borderline object moves a mean by 2 %.
 
-    OMP_NUM_THREADS=1 python benchmarks/plan_agreement.py --images 200 --out out/bench/plan_agreement.json
+With ``--videos N``, also how far ONNX Runtime's ``fast`` kernels move tracked masks from
+``exact`` (first-frame mask prompts, FIFO at 6, mean IoU per object over its frames): on the
+fp32 export that is the int8 attention products of memory attention alone, on the plan's
+export that plus ORT's integer kernels for the plan's layers.
+
+    OMP_NUM_THREADS=1 python benchmarks/plan_agreement.py --images 200 --videos 8 --out out/bench/plan_agreement.json
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--seed", type=int, default=9201, help="image seed (calibration uses the suite's 12 and 30)")
+    parser.add_argument("--videos", type=int, default=0, help="videos for the fast-kernel comparison (0: none)")
+    parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--out", default="out/bench/plan_agreement.json")
     return parser.parse_args(argv)
 
@@ -66,6 +73,25 @@ def instance_masks(graphs, images) -> dict[tuple, np.ndarray]:
     return masks
 
 
+def video_agreement(first, second, videos) -> dict[str, float]:
+    """``{video/object: mean IoU over frames}`` between two backends tracking the same videos."""
+    from mixqsam2.eval.metrics import mask_iou
+    from mixqsam2.memory.prompts import Prompt
+    from mixqsam2.memory.tracker import StreamingTracker
+
+    result = {}
+    for video in videos:
+        prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
+        trackers = [StreamingTracker(g, memory="fifo") for g in (first, second)]
+        per_object = {k: [] for k in prompts}
+        for index, rgb in enumerate(video.frames()):
+            a, b = (t.step(rgb, prompts if index == 0 else None) for t in trackers)
+            for k in prompts:
+                per_object[k].append(mask_iou(a.masks[k], b.masks[k]))
+        result.update({f"{video.name}/{k}": float(np.mean(v)) for k, v in per_object.items()})
+    return result
+
+
 def ious(first: dict, second: dict) -> dict[str, float]:
     from mixqsam2.eval.metrics import mask_iou
 
@@ -92,6 +118,17 @@ def main(argv=None) -> int:
         write_image_set(work / "images", num=args.images, seed=args.seed)
         images = list(CocoImages.from_dir(work / "images"))
         simulated = apply_plan(copy.deepcopy(pico), PrecisionPlan.load(plan), fp16_activations=False)
+        fast = {}
+        if args.videos:
+            from mixqsam2.data.loaders import open_video_set
+            from mixqsam2.data.synth import write_video_set
+
+            write_video_set(work / "videos", num=args.videos, frames=args.frames, seed=args.seed + 1)
+            videos = open_video_set(work / "videos")
+            for name in tqdm(("fp32", "plan"), desc="fast vs exact kernels"):
+                per_object = video_agreement(OrtGraphs(work / name), OrtGraphs(work / name, kernels="fast"), videos)
+                fast[name] = {"mean": float(np.mean(list(per_object.values()))),
+                              "min": float(min(per_object.values())), "objects": len(per_object)}
         runs = {}
         for name, graphs in tqdm([("torch fp32", pico), ("torch plan", simulated),
                                   ("ort fp32", OrtGraphs(work / "fp32")), ("ort plan", OrtGraphs(work / "plan"))],
@@ -110,11 +147,15 @@ def main(argv=None) -> int:
             name: float(np.mean([v for k, v in values.items() if int(k.split("/")[0]) < 16]))
             for name, values in (("torch_agreement", torch_agreement), ("ort_agreement", ort_agreement))},
     }
+    result["fast_vs_exact_videos"] = fast
     write_json_atomic(args.out, result)
     diff = result["ort_minus_torch"]
     print(f"{result['instances']} instances on {args.images} images: agreement torch {result['torch_agreement']:.4f}, "
           f"ORT {result['ort_agreement']:.4f}, ORT - torch {diff['mean']:+.4f} [{diff['low']:+.4f}, {diff['high']:+.4f}]; "
           f"parity plan {result['parity_plan']:.4f}, fp32 {result['parity_fp32']:.4f}; wrote {args.out}")
+    for name, row in fast.items():
+        print(f"videos, ORT fast vs exact kernels, {name} export: mean IoU {row['mean']:.4f} (lowest object "
+              f"{row['min']:.4f}, {row['objects']} objects)")
     return 0
 
 

@@ -168,3 +168,35 @@ def test_eval_on_an_export_gives_the_torch_scores(pico_onnx_fp32, video_set, ima
             results[backend] = json.loads(out.read_text())
         assert results["ort"]["backend"] == "ort" and results["torch"]["backend"] == "torch"
         assert abs(results["ort"][key] - results["torch"][key]) < 0.01, kind
+
+
+def test_fast_kernels_compute_memory_attentions_products_in_int8_and_keep_the_masks(pico_onnx_fp32, video_set):
+    """``fast`` rewrites memory attention's attention products (QK^T into the Softmax, and
+    Softmax x V) as per-call uint8 products: the graph's output stays within 1 % and the
+    tracked masks within 0.95 mean IoU of ``exact`` (measured: BENCHMARKS.md, issue 10)."""
+    import onnx
+
+    from mixqsam2.export.ort_session import int8_attention_products, ort_session
+    from mixqsam2.export.onnx_graphs import example_inputs
+
+    graphs = OrtGraphs(pico_onnx_fp32)
+    model = onnx.load(pico_onnx_fp32 / "memory_attention.onnx")
+    assert int8_attention_products(model) == 8  # 2 layers x (self, cross) x (QK^T, PV)
+    inputs = example_inputs("memory_attention", graphs.config, graphs.capacity, objects=2)
+    exact = ort_session(pico_onnx_fp32 / "memory_attention.onnx").run(None, inputs)[0]
+    fast = ort_session(model.SerializeToString()).run(None, inputs)[0]
+    assert 0 < np.linalg.norm(fast - exact) / np.linalg.norm(exact) < 0.01
+    video = open_video_set(video_set)[0]
+    assert np.mean(_paired_video_ious(video, graphs, OrtGraphs(pico_onnx_fp32, kernels="fast"), "fifo")) >= 0.95
+
+
+def test_fast_kernels_on_another_backend_are_one_line_and_exit_2(video_set, tmp_path, capsys):
+    from mixqsam2.cli.run_stream import main
+
+    video = open_video_set(video_set)[1]
+    argv = ["--model", "pico", "--ort-kernels", "fast", "--frames", str(video.frame_paths[0].parent),
+            "--box", "10,10,60,60", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ort-kernels fast is for the ort backend" in err[0]
+    assert not (tmp_path / "run").exists()

@@ -43,6 +43,13 @@ def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> No
     group.add_argument("--checkpoint", help="sam2-format checkpoint ({'model': state_dict}); pico has a default")
 
 
+def add_ort_kernels_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ort-kernels", choices=("exact", "fast"), default="exact",
+                        help="ort backend: exact runs a plan as written (TensorRT's arithmetic; default); fast uses "
+                             "ONNX Runtime's integer kernels and int8 attention products in memory attention "
+                             "(faster on x86 CPUs, masks move slightly: BENCHMARKS.md)")
+
+
 def add_memory_args(parser: argparse.ArgumentParser) -> None:
     from mixqsam2.memory.synthesis import RULES
 

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from mixqsam2.cli.export import add_export_parser
-from mixqsam2.cli.common import add_memory_args, add_model_args, check_device, non_negative_int, positive_int, run_cli
+from mixqsam2.cli.common import (add_memory_args, add_model_args, add_ort_kernels_arg, check_device, non_negative_int,
+                                 positive_int, run_cli)
 from mixqsam2.errors import UserInputError
 from mixqsam2.quant.config import AMAX_METHODS, DEFAULTS as CALIBRATION_DEFAULTS, CalibrationConfig
 from mixqsam2.train.config import TRAIN_PRESETS
@@ -47,6 +48,8 @@ def _eval(args) -> None:
     evaluate = _image_evaluation(args) if args.kind == "images" else _video_evaluation(args)
     if resolve_backend(args.backend, args.onnx_dir) == "ort":
         result, summary = _evaluate_export(args, evaluate)
+    elif args.ort_kernels != "exact":
+        raise UserInputError(f"--ort-kernels {args.ort_kernels} is for the ort backend (give --onnx-dir or --backend ort)")
     else:
         result, summary = _evaluate_model(args, evaluate)
     write_json_atomic(args.out, result)
@@ -59,8 +62,10 @@ def _evaluate_export(args, evaluate) -> tuple[dict, str]:
 
     if args.plan:
         raise UserInputError("--plan is for the torch backend; an export has its plan baked in (see its manifest.json)")
-    result, summary = evaluate(open_graphs("ort", args.model, args.checkpoint, args.onnx_dir), None)
-    return {**result, "backend": "ort", "model": args.model, "onnx_dir": args.onnx_dir}, summary
+    graphs = open_graphs("ort", args.model, args.checkpoint, args.onnx_dir, ort_kernels=args.ort_kernels)
+    result, summary = evaluate(graphs, None)
+    return {**result, "backend": "ort", "ort_kernels": args.ort_kernels, "model": args.model,
+            "onnx_dir": args.onnx_dir}, summary
 
 
 def _evaluate_model(args, evaluate) -> tuple[dict, str]:
@@ -349,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--onnx-dir", help="evaluate an export (from `mixqsam2 export`) on ONNX Runtime instead")
         p.add_argument("--backend", choices=("torch", "ort"),
                        help="torch for --model (default), ort for --onnx-dir (implied by it)")
+        add_ort_kernels_arg(p)
         p.add_argument("--data", required=True, help="COCO-format folder (images) or DAVIS/SA-V folder (videos)")
         p.add_argument("--out", required=True, help="result JSON")
         p.add_argument("--plan", help="precision plan: evaluate the fake-quantized model (and its agreement with "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixqsam2.cli.common import add_memory_args, positive_int, run_cli
+from mixqsam2.cli.common import add_memory_args, add_ort_kernels_arg, positive_int, run_cli
 from mixqsam2.errors import UserInputError
 from mixqsam2.runtime.io import MAX_READ_FAILURES
 
@@ -57,7 +57,7 @@ def _tracker(args):
 
     backend = resolve_backend(args.backend, args.onnx_dir, args.engine_dir)
     graphs = open_graphs(backend, "pico" if args.demo else args.model, args.checkpoint, args.onnx_dir,
-                         args.engine_dir, args.capacity)
+                         args.engine_dir, args.capacity, args.ort_kernels)
     return StreamingTracker(graphs, memory=args.memory, capacity=args.capacity)
 
 
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", help="sam2-format checkpoint for --model")
     parser.add_argument("--backend", choices=("torch", "ort", "trt"),
                         help="how the graphs run (default: torch; ort with --onnx-dir, trt with --engine-dir)")
+    add_ort_kernels_arg(parser)
     source = parser.add_argument_group("input").add_mutually_exclusive_group()
     source.add_argument("--video", help="video file (OpenCV)")
     source.add_argument("--frames", help="folder of frames (named in order)")

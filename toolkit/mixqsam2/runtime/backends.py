@@ -38,9 +38,11 @@ def resolve_backend(backend: str | None, onnx_dir=None, engine_dir=None) -> str:
 
 
 def open_graphs(backend: str, model: str | None = None, checkpoint=None, onnx_dir=None, engine_dir=None,
-                capacity: int | None = None):
+                capacity: int | None = None, ort_kernels: str = "exact"):
     """The graphs of ``backend`` for a model name (torch, or ort via the export cache), an
-    export folder (ort) or an engine folder (trt)."""
+    export folder (ort) or an engine folder (trt); ``ort_kernels`` (exact or fast) is for ort."""
+    if ort_kernels != "exact" and backend != "ort":
+        raise UserInputError(f"--ort-kernels {ort_kernels} is for the ort backend, not {backend}")
     if backend == "trt":
         from mixqsam2.runtime.trt_backend import TrtGraphs
 
@@ -49,7 +51,7 @@ def open_graphs(backend: str, model: str | None = None, checkpoint=None, onnx_di
         from mixqsam2.runtime.ort_backend import OrtGraphs, require_onnxruntime
 
         require_onnxruntime()
-        return OrtGraphs(onnx_dir if onnx_dir else cached_export(model, checkpoint, capacity))
+        return OrtGraphs(onnx_dir if onnx_dir else cached_export(model, checkpoint, capacity), kernels=ort_kernels)
     from mixqsam2.memory.tracker import make_torch_graphs
     from mixqsam2.models import build_model
 

@@ -34,8 +34,9 @@ class OrtGraphs:
     """Runs an export folder's graphs with ONNX Runtime on the CPU.
 
     ``kernels``: ``"exact"`` runs quantized graphs as written (the plan's arithmetic, as
-    TensorRT computes it); ``"fast"`` lets ONNX Runtime use its own integer kernels
-    (:mod:`mixqsam2.export.ort_session` says how they differ).
+    TensorRT computes it); ``"fast"`` lets ONNX Runtime use its own integer kernels, and
+    computes memory attention's attention products in int8 (there, over the whole bank, they
+    are most of the time; :mod:`mixqsam2.export.ort_session` says how both differ).
     """
 
     name = "ort"
@@ -53,6 +54,7 @@ class OrtGraphs:
         self._sessions: dict = {}
         quantized = {entry["graph"] for entry in self.manifest["layers"].values() if entry["format"] in ("int8", "int4")}
         self._exact_graphs = quantized if kernels == "exact" else set()
+        self._int8_attention = {"memory_attention"} if kernels == "fast" else set()
 
     def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         session, input_names, output_names = self._session(name)
@@ -67,7 +69,8 @@ class OrtGraphs:
             graph = self.manifest["graphs"].get(name)
             if graph is None or "ort" not in graph["runs_on"]:
                 raise UserInputError(f"the export in {self.folder} has no graph '{name}' that ONNX Runtime can run")
-            session = ort_session(self.folder / graph["file"], name in self._exact_graphs, self.threads)
+            session = ort_session(self.folder / graph["file"], name in self._exact_graphs, self.threads,
+                                  int8_attention=name in self._int8_attention)
             self._sessions[name] = (session, [i.name for i in session.get_inputs()],
                                     [o.name for o in session.get_outputs()])
         return self._sessions[name]
