@@ -34,7 +34,7 @@ setup(
         "train": ["tensordict>=0.5", "tensorboard>=2.10", "matplotlib>=3.7", "scikit-image>=0.21"],
         # the Jetson runtime: run_stream/eval with --backend ort (numpy, opencv, pillow come with the base
         # install); no torch, no sam2
-        "jetson": ["onnxruntime>=1.20", "pycocotools>=2.0.7"],
+        "jetson": ["onnxruntime>=1.20", "onnx>=1.17", "pycocotools>=2.0.7"],  # onnx: --ort-kernels fast
         # the TensorRT backend: tensorrt itself comes with JetPack / NVIDIA's TensorRT containers
         "trt": ["cuda-python>=12.0"],
         "dev": ["pytest>=7", "scikit-image>=0.21", "matplotlib>=3.7"],  # matplotlib: the held-out generator's photos and fonts

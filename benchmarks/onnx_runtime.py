@@ -3,9 +3,10 @@
 For each model: the graphs are exported without a plan, with the given plan and with an
 all-int8 plan (every layer int8, as a uniform int8 deployment), then each
 graph is timed on the same inputs (the export's tracing inputs: 1 object) in one process,
-interleaved, median of ``--repeats``. ORT quantized graphs run both ways: ``exact`` (the
-graph as written: dequantize + float kernels, what parity checks use) and ``fast`` (ORT's
-integer kernels). Also: per-frame ms of a whole tracked stream against the number of objects
+interleaved, median of ``--repeats``. ORT graphs run both ways: ``exact`` (the graph as
+written: dequantize + float kernels, what parity checks use) and ``fast`` (ORT's integer
+kernels, and memory attention's attention products in int8; on the fp32 export ``fast`` is
+the latter alone). Also: per-frame ms of a whole tracked stream against the number of objects
 (1, 4, 16) for the torch tracker and the batched ORT pipeline, and file sizes per precision.
 
     mixqsam2 calibrate --model pico --images IMGS --videos VIDS --formats int8 --budget-bits 8 --out int8.json
@@ -46,9 +47,9 @@ def graph_latency(model, folders: dict[str, Path], graphs, repeats: int, threads
     torch_graphs = TorchGraphs(model, capacity=json.loads((folders["fp32"] / "manifest.json").read_text())["bank_capacity"])
     runners = {"torch eager": torch_graphs}
     for name, folder in folders.items():
-        kernels = ("exact",) if name == "fp32" else ("exact", "fast")
-        for k in kernels:
-            runners[f"ort {name}" + (f" ({k})" if name != "fp32" else "")] = OrtGraphs(folder, threads, kernels=k)
+        for k in ("exact", "fast"):
+            label = f"ort {name}" + ("" if (name, k) == ("fp32", "exact") else f" ({k})")
+            runners[label] = OrtGraphs(folder, threads, kernels=k)
     table = {}
     for graph in graphs:
         inputs = example_inputs(graph.split(".")[0], torch_graphs.config, torch_graphs.capacity, objects=1)
