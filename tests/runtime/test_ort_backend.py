@@ -200,3 +200,13 @@ def test_fast_kernels_on_another_backend_are_one_line_and_exit_2(video_set, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--ort-kernels fast is for the ort backend" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_fast_kernels_for_the_torch_backend_in_eval_are_refused(image_set, tmp_path, capsys):
+    from mixqsam2.cli.main import main
+
+    argv = ["eval", "images", "--model", "pico", "--ort-kernels", "fast", "--data", str(image_set),
+            "--out", str(tmp_path / "r.json")]
+    assert main(argv) == 2
+    assert "--ort-kernels fast is for the ort backend" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()

@@ -39,8 +39,27 @@ def test_a_resumed_run_continues_exactly_where_it_stopped(tmp_path):
     _assert_same_losses(resumed, straight)
 
 
-def test_batches_made_by_worker_processes_give_the_same_run(tmp_path):
-    _assert_same_losses(train(SMALL, tmp_path / "w.pt", workers=1), train(SMALL, tmp_path / "s.pt"))
+def test_batches_made_by_worker_processes_give_the_same_run_also_when_resumed(tmp_path):
+    straight = train(SMALL, tmp_path / "s.pt")
+    _assert_same_losses(train(SMALL, tmp_path / "w.pt", workers=1), straight)
+    assert len(train(SMALL, tmp_path / "split.pt", minutes=1e-9, workers=1)) == 1
+    _assert_same_losses(train(SMALL, tmp_path / "split.pt", resume=True, workers=1), straight)
+
+
+def _no_clip(cfg, step, image_size):
+    raise UserInputError("no object of 64+ pixels on the first frame of 1000 clips")
+
+
+def test_a_batch_refused_in_a_worker_process_is_the_users_one_line_error(tmp_path):
+    with pytest.raises(UserInputError) as refused:
+        train(SMALL, tmp_path / "r.pt", batches=_no_clip, workers=1)
+    assert str(refused.value) == "no object of 64+ pixels on the first frame of 1000 clips"
+
+
+def test_an_init_checkpoint_of_another_width_is_refused(tmp_path):
+    train(TrainConfig(**{**SMALL.__dict__, "steps": 1, "embed": 48}), tmp_path / "wide.pt")
+    with pytest.raises(UserInputError, match="is a pico 48 wide, not 32: give --embed 48"):
+        train(TrainConfig(**{**SMALL.__dict__, "init_checkpoint": str(tmp_path / "wide.pt")}), tmp_path / "x.pt")
 
 
 def test_a_wider_pico_trains_and_its_checkpoint_loads_as_pico(tmp_path):
@@ -126,9 +145,21 @@ def test_recolouring_gives_grey_photos_colour_and_leaves_labels_and_other_frames
         assert not np.array_equal(recoloured, plain)
         background = labels == 0
         saturations.append([np.ptp(image[background].astype(int), axis=1).mean() for image in (plain, recoloured)])
-        assert np.array_equal(training_image(5, step, 0, recolor=0.0)[0], plain)
     grey = [recoloured for plain, recoloured in saturations if plain < 2]  # a grey photo as background
     assert grey and np.mean(grey) > 10
+
+
+def test_a_camera_that_never_recolours_draws_nothing_for_it():
+    """Runs from before ``recolor`` existed see the same data: at 0 no random number is drawn."""
+    from mixqsam2.train.data import Camera
+
+    cameras, states = [], []
+    for probability in (0.0, 1e-12):
+        rng = np.random.default_rng(11)
+        cameras.append(Camera.sample(rng, moving=True, recolor=probability))
+        states.append(rng.bit_generator.state["state"]["state"])
+    assert cameras[0] == cameras[1] and cameras[0].colors is None  # 1e-12: drawn, and (surely) not recoloured
+    assert states[0] != states[1]
 
 
 def test_every_shape_family_draws_an_object_of_sensible_size():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mixqsam2.cli.export import add_export_parser
 from mixqsam2.cli.common import (add_memory_args, add_model_args, add_ort_kernels_arg, check_device, non_negative_int,
-                                 positive_int, run_cli)
+                                 positive_float, positive_int, probability, run_cli)
 from mixqsam2.errors import UserInputError
 from mixqsam2.quant.config import AMAX_METHODS, DEFAULTS as CALIBRATION_DEFAULTS, CalibrationConfig
 from mixqsam2.train.config import TRAIN_PRESETS
@@ -142,7 +142,7 @@ def _print_training_summary(history: list[dict], steps: int, out: str) -> None:
 def _finetune(args) -> None:
     from mixqsam2.memory.synthesis import RULES
     from mixqsam2.memory.tracker import check_capacity
-    from mixqsam2.models import get_spec
+    from mixqsam2.models import PICO_EMBED, get_spec, pico_width, read_checkpoint
     from mixqsam2.train.config import MEMORY_MODULES, TrainConfig
     from mixqsam2.train.data import VideoFolderClips
     from mixqsam2.train.loop import train
@@ -157,8 +157,10 @@ def _finetune(args) -> None:
             raise UserInputError(f"unknown memory policy '{policy}'; choose from: {', '.join(RULES)}")
         check_capacity(args.capacity, policy)
     clips = VideoFolderClips(args.videos, tuple(args.frames))  # bad videos or clip lengths: refused now
+    width = pico_width(read_checkpoint(checkpoint)) if args.model == "pico" else None  # a wider pico's own
     cfg = TrainConfig(  # absolute paths: a resume from another folder is the same run
-        model=args.model, init_checkpoint=str(Path(checkpoint).resolve()), videos=str(Path(args.videos).resolve()),
+        model=args.model, embed=width or PICO_EMBED, init_checkpoint=str(Path(checkpoint).resolve()),
+        videos=str(Path(args.videos).resolve()),
         seed=args.seed, steps=args.steps, lr=args.lr, warmup_steps=min(100, args.steps // 10), image_only_fraction=0.0,
         video_batch=args.batch, video_frames=tuple(args.frames), bank_policies=policies,
         bank_capacities=(args.capacity, args.capacity), trainable=MEMORY_MODULES, save_half=False,
@@ -237,13 +239,13 @@ def default(setting: str) -> str:
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
-
 def _add_run_args(parser) -> None:
     """Where and how long a training run goes (train-pico, finetune)."""
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--workers", type=non_negative_int, default=0,
                         help="processes that make batches ahead of the model (the run is the same)")
-    parser.add_argument("--minutes", type=float, default=None, help="stop (resumable) after this much wall time")
+    parser.add_argument("--minutes", type=positive_float, default=None,
+                        help="stop (resumable) after this much wall time")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in OUT.state")
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", help="start from this checkpoint (sam2 format) instead of a seeded init")
     train.add_argument("--embed", type=positive_int, help="trunk width (pico.yaml: 32); a wider pico's checkpoint "
                        "loads as --model pico everywhere")
-    train.add_argument("--recolor", type=float, help="share of images and clips seen in other colours "
+    train.add_argument("--recolor", type=probability, help="share of images and clips seen in other colours "
                        "(hue, channel order, saturation, inversion, gamma)")
     _add_run_args(train)
     train.set_defaults(run=_train_pico)

@@ -13,7 +13,7 @@ Two ways to run a graph that holds quantized layers:
 ``fast`` also computes memory attention's attention products (the MatMul into a Softmax and
 the one out of it) on uint8 operands quantized per call and per tensor, the probabilities
 per row (``DynamicQuantizeLinear`` + ``MatMulInteger``, which ONNX Runtime fuses into
-``DynamicQuantizeMatMul``: VNNI int8 GEMMs on x86): :func:`int8_attention_products`. They are
+``DynamicQuantizeMatMul``: integer GEMMs): :func:`int8_attention_products`. They are
 activation x activation, so no plan layer covers them, and over a bank of 1024 px memories
 they are most of memory attention's time.
 
@@ -37,6 +37,7 @@ from collections import defaultdict
 import numpy as np
 
 DISABLED_OPTIMIZERS = ["MatMulAddFusion"]
+MAX_INT8_KEYS = 2**31 // 255**2  # longest row an int32 sum of uint8 x uint8 products holds exactly
 
 
 def session_options(exact: bool = False, threads: int | None = None):
@@ -68,9 +69,14 @@ def ort_session(model: str | os.PathLike | bytes, exact: bool = False, threads: 
                                 disabled_optimizers=DISABLED_OPTIMIZERS)
 
 
+def _last_axis_softmax(node) -> bool:
+    axis = next((attr.i for attr in node.attribute if attr.name == "axis"), -1)  # opset 13+: default -1
+    return node.op_type == "Softmax" and axis == -1
+
+
 def attention_products(graph) -> list:
     """The graph's attention MatMuls: both operands computed (no weight), and the product flows
-    into a Softmax (directly or through the Add of a mask) or comes out of one."""
+    into a last-axis Softmax (directly or through the Add of a mask) or comes out of one."""
     initializers = {t.name for t in graph.initializer}
     producer = {out: node for node in graph.node for out in node.output}
     consumers = defaultdict(list)
@@ -79,22 +85,27 @@ def attention_products(graph) -> list:
             consumers[name].append(node)
 
     def into_softmax(name: str, hops: int = 2) -> bool:
-        return any(c.op_type == "Softmax" or (c.op_type == "Add" and hops > 1 and into_softmax(c.output[0], hops - 1))
+        return any(_last_axis_softmax(c) or (c.op_type == "Add" and hops > 1 and into_softmax(c.output[0], hops - 1))
                    for c in consumers[name])
+
+    def out_of_softmax(node) -> bool:
+        return node.input[0] in producer and _last_axis_softmax(producer[node.input[0]])
 
     return [node for node in graph.node
             if node.op_type == "MatMul" and not set(node.input) & initializers
-            and (into_softmax(node.output[0]) or getattr(producer.get(node.input[0]), "op_type", None) == "Softmax")]
+            and (into_softmax(node.output[0]) or out_of_softmax(node))]
 
 
 def int8_attention_products(model) -> int:
-    """Rewrite ``model``'s attention products (an ``onnx.ModelProto`` of opset 18+, in place) as
-    uint8 products of per-call, per-tensor quantized operands; returns how many.
+    """Rewrite ``model``'s attention products (an ``onnx.ModelProto``, in place) as uint8
+    products of per-call, per-tensor quantized operands; returns how many.
 
     The probabilities of a Softmax x V product are first divided by their row's maximum (and
     the product multiplied back): over a whole memory bank most probabilities are far below
     the largest of the tensor, and one scale for all rows would round them to zero (pico,
-    tracked masks against exact: 0.959 mean IoU without the row scale, 0.977 with it).
+    tracked masks against exact: 0.959 mean IoU without the row scale, 0.977 with it). The
+    row maximum of a last-axis Softmax is at least 1 / (row length), never 0. ``MatMulInteger``
+    sums in int32: exact for rows up to 2**31 / 255**2 = 33,025 keys (:data:`MAX_INT8_KEYS`).
 
     >>> import numpy as np, onnx
     >>> from onnx import TensorProto, helper
@@ -107,19 +118,24 @@ def int8_attention_products(model) -> int:
     """
     from onnx import numpy_helper
 
-    targets = attention_products(model.graph)
-    producer = {out: node for node in model.graph.node for out in node.output}
-    for matmul in targets:
-        tag = matmul.name or matmul.output[0]
-        if getattr(producer.get(matmul.input[0]), "op_type", None) == "Softmax":
-            nodes = _row_scaled_product(matmul, tag)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 18:
+        raise ValueError(f"int8 attention products need opset 18+ (ReduceMax with axes as an input), not {opset}")
+    targets = {id(node) for node in attention_products(model.graph)}
+    probabilities = {out for node in model.graph.node if node.op_type == "Softmax" for out in node.output}
+    nodes = []
+    for index, node in enumerate(model.graph.node):
+        if id(node) not in targets:
+            nodes.append(node)
+            continue
+        tag = f"int8_attention_{index}"  # node names need not be unique; this is
+        if node.input[0] in probabilities:
+            nodes += _row_scaled_product(node, tag)
             model.graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), f"{tag}/last_axis"))
         else:
-            nodes = _uint8_product(*matmul.input, matmul.output[0], tag)
-        index = list(model.graph.node).index(matmul)
-        model.graph.node.remove(matmul)
-        for offset, node in enumerate(nodes):
-            model.graph.node.insert(index + offset, node)
+            nodes += _uint8_product(*node.input, node.output[0], tag)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
     return len(targets)
 
 

@@ -91,6 +91,17 @@ def pico_overrides(embed: int, image_size: int = 256) -> list[str]:
     ]
 
 
+def pico_width(state_dict: dict) -> int | None:
+    """The trunk width of a pico state dict (None: not a Hiera trunk's).
+
+    >>> import torch
+    >>> pico_width({"image_encoder.trunk.patch_embed.proj.weight": torch.zeros(48, 3, 7, 7)})
+    48
+    """
+    weight = state_dict.get("image_encoder.trunk.patch_embed.proj.weight")
+    return None if weight is None else int(weight.shape[0])
+
+
 def checkpoint_overrides(name: str, state_dict: dict | None) -> list[str]:
     """The overrides a checkpoint of ``name`` needs: a pico trained wider than pico.yaml
     (``train-pico --embed``) is built at its own trunk width; every other model as configured.
@@ -98,10 +109,8 @@ def checkpoint_overrides(name: str, state_dict: dict | None) -> list[str]:
     >>> checkpoint_overrides("sam2.1_hiera_t", {})
     []
     """
-    width = (state_dict or {}).get("image_encoder.trunk.patch_embed.proj.weight")
-    if name != "pico" or width is None or width.shape[0] == PICO_EMBED:
-        return []
-    return pico_overrides(int(width.shape[0]))
+    width = pico_width(state_dict or {}) if name == "pico" else None
+    return [] if width in (None, PICO_EMBED) else pico_overrides(width)
 
 
 def model_info() -> dict:

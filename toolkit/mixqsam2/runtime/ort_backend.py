@@ -12,6 +12,7 @@ are made when a graph is first used (a stream with ``fifo`` never loads the SIS 
 from __future__ import annotations
 
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,7 +20,15 @@ import numpy as np
 
 from mixqsam2.errors import UserInputError
 from mixqsam2.export.manifest import host_side, read_manifest
-from mixqsam2.export.ort_session import ort_session
+from mixqsam2.export.ort_session import MAX_INT8_KEYS, ort_session
+
+
+def require_onnx_for_fast_kernels() -> None:
+    """``fast`` kernels rewrite memory attention with onnx before loading it."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise UserInputError("--ort-kernels fast needs the onnx package: pip install 'mixqsam2[jetson]' (or onnx)") from None
 
 
 def require_onnxruntime() -> None:
@@ -54,7 +63,19 @@ class OrtGraphs:
         self._sessions: dict = {}
         quantized = {entry["graph"] for entry in self.manifest["layers"].values() if entry["format"] in ("int8", "int4")}
         self._exact_graphs = quantized if kernels == "exact" else set()
-        self._int8_attention = {"memory_attention"} if kernels == "fast" else set()
+        self._int8_attention = {"memory_attention"} if kernels == "fast" and self._int8_attention_fits() else set()
+        if kernels == "fast":
+            require_onnx_for_fast_kernels()
+
+    def _int8_attention_fits(self) -> bool:
+        """Whether memory attention's rows (every memory token of the bank and the conditioning
+        frame, and the pointer tokens) are short enough for exact int32 sums of uint8 products."""
+        keys = (self.config.memory_tokens * (1 + self.capacity)
+                + self.config.pointer_slots(self.capacity) * (self.config.hidden_dim // self.config.mem_dim))
+        if keys > MAX_INT8_KEYS:
+            warnings.warn(f"--ort-kernels fast: memory attention over {keys} memory tokens stays in float "
+                          f"(int8 products are exact up to {MAX_INT8_KEYS} per row)", stacklevel=3)
+        return keys <= MAX_INT8_KEYS
 
     def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         session, input_names, output_names = self._session(name)

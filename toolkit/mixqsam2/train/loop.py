@@ -74,10 +74,14 @@ def build_train_model(cfg: TrainConfig):
     from hydra import compose
     from hydra.utils import instantiate
 
-    from mixqsam2.models import (PICO_EMBED, checkpoint_overrides, get_spec, load_state_dict_checked,
-                                 pico_overrides, read_checkpoint)
+    from mixqsam2.models import (PICO_EMBED, get_spec, load_state_dict_checked, pico_overrides, pico_width,
+                                 read_checkpoint)
 
     init = read_checkpoint(cfg.init_checkpoint) if cfg.init_checkpoint else None
+    width = pico_width(init) if init is not None and cfg.model == "pico" else None
+    if width is not None and width != cfg.embed:
+        raise UserInputError(f"--init {cfg.init_checkpoint} is a pico {width} wide, not {cfg.embed}: "
+                             f"give --embed {width}")
     sampling = dict(PROMPT_SAMPLING)
     target = "training.model.sam2.SAM2Train"
     if cfg.bank_policies:
@@ -86,8 +90,6 @@ def build_train_model(cfg: TrainConfig):
     overrides = [f"++model._target_={target}"] + [f"++model.{k}={v}" for k, v in sampling.items()]
     if cfg.model == "pico" and cfg.embed != PICO_EMBED:
         overrides += pico_overrides(cfg.embed)
-    else:
-        overrides += checkpoint_overrides(cfg.model, init)
     config = compose(config_name=get_spec(cfg.model).hydra_name, overrides=overrides)
     torch.manual_seed(cfg.seed)
     model = instantiate(config.model, _recursive_=True)
@@ -165,10 +167,26 @@ class _StepBatches:
         return self.cfg.steps - self.start
 
     def __getitem__(self, index: int):
-        return self.batches(self.cfg, self.start + index, self.image_size)
+        try:
+            return self.batches(self.cfg, self.start + index, self.image_size)
+        except UserInputError as exc:  # from a worker, it would arrive wrapped in its traceback
+            return _Refused(str(exc))
+
+
+class _Refused:
+    """A batch that could not be made, and the user's error that says why."""
+
+    def __init__(self, message: str):
+        self.message = message
 
 
 def _as_is(batch):
+    return batch
+
+
+def _checked(batch):
+    if isinstance(batch, _Refused):
+        raise UserInputError(batch.message)
     return batch
 
 
@@ -183,10 +201,11 @@ def step_batches(batches, cfg: TrainConfig, start: int, image_size: int, workers
     """
     dataset = _StepBatches(batches, cfg, start, image_size)
     if workers == 0:
-        return (dataset[i] for i in range(len(dataset)))
+        return (_checked(dataset[i]) for i in range(len(dataset)))
     from torch.utils.data import DataLoader
 
-    return iter(DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is, prefetch_factor=4))
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is, prefetch_factor=2)
+    return (_checked(batch) for batch in loader)
 
 
 def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int, batch) -> dict:
@@ -288,7 +307,8 @@ def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resum
     last = time.monotonic()
     for step, batch in zip(bar, step_batches(batches, cfg, start_step, model.image_size, workers)):
         history.append(train_step(model, loss_fn, optimizer, cfg, step, batch))
-        history[-1]["wall"], last = time.monotonic() - last, time.monotonic()  # waiting for the batch included
+        # wall time since the last step ended: waiting for the batch, and any checkpoint save, included
+        history[-1]["wall"], last = time.monotonic() - last, time.monotonic()
         recent = history[-50:]
         bar.set_postfix(loss=f"{np.mean([r['loss'] for r in recent]):.3f}",
                         iou=f"{np.nanmean([r['iou'] for r in recent]):.3f}")
