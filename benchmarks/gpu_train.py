@@ -79,8 +79,8 @@ def run_candidate(name: str, cfg, args, started: float) -> None:
     left = budget - (time.monotonic() - started)
     cfg = replace(cfg, steps=max(PROBE_STEPS, int(0.9 * left / rate)))
     trained = time.monotonic()
-    history = train(cfg, out / f"{name}.pt", minutes=max(left - 30, 1) / 60, device=args.device, workers=args.workers,
-                    save_every=200)
+    history = train(cfg, out / f"{name}.pt", minutes=max(left - 30, 1) / 60, device=args.device,
+                    workers=args.workers, save_every=200)
     record = {"name": name, "config": asdict(cfg), "probe_seconds_per_step": rate, "steps_done": len(history),
               "seconds": time.monotonic() - trained, "history": history}
     write_json_atomic(out / f"{name}.json", record)
