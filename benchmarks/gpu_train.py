@@ -93,7 +93,8 @@ def report(out: Path) -> str:
     from mixqsam2.train.report import plot_runs
 
     records = [json.loads(path.read_text()) for path in sorted(out.glob("*.json"))]
-    lines = ["| run | trunk | init | steps | seconds | s/step | image IoU, last 200 steps | video IoU, last 200 steps |",
+    lines = ["| run | trunk | init | steps | seconds | s/step | image IoU, last 200 steps "
+             "| video IoU, last 200 steps |",
              "|---|---|---|---|---|---|---|---|"]
     for r in records:
         last = r["history"][-200:]
@@ -120,7 +121,8 @@ def main(argv=None) -> int:
     started = time.monotonic()
     candidates = [candidate_config(spec, args) for spec in args.candidate]
     context = multiprocessing.get_context("spawn")
-    runs = [context.Process(target=run_candidate, args=(name, cfg, args, started), name=name) for name, cfg in candidates]
+    runs = [context.Process(target=run_candidate, args=(name, cfg, args, started), name=name)
+            for name, cfg in candidates]
     for run in runs:
         run.start()
     for run in runs:

@@ -151,7 +151,8 @@ def main(argv=None) -> int:
     write_json_atomic(args.out, result)
     diff = result["ort_minus_torch"]
     print(f"{result['instances']} instances on {args.images} images: agreement torch {result['torch_agreement']:.4f}, "
-          f"ORT {result['ort_agreement']:.4f}, ORT - torch {diff['mean']:+.4f} [{diff['low']:+.4f}, {diff['high']:+.4f}]; "
+          f"ORT {result['ort_agreement']:.4f}, ORT - torch {diff['mean']:+.4f} "
+          f"[{diff['low']:+.4f}, {diff['high']:+.4f}]; "
           f"parity plan {result['parity_plan']:.4f}, fp32 {result['parity_fp32']:.4f}; wrote {args.out}")
     for name, row in fast.items():
         print(f"videos, ORT fast vs exact kernels, {name} export: mean IoU {row['mean']:.4f} (lowest object "
