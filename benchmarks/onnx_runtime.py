@@ -38,8 +38,9 @@ def median_ms(run, inputs, repeats: int) -> float:
     return statistics.median(times)
 
 
-def graph_latency(model, folders: dict[str, Path], graphs, repeats: int, threads: int) -> dict:
-    """{graph: {variant: median ms}} with every variant timed in turn on the same inputs."""
+def graph_latency(model, folders: dict[str, Path], graphs, repeats: int, threads: int, variants=None) -> dict:
+    """{graph: {variant: median ms}} with every variant (or those named in ``variants``) timed in
+    turn on the same inputs."""
     from mixqsam2.export.onnx_graphs import example_inputs
     from mixqsam2.models.graphs import TorchGraphs
     from mixqsam2.runtime.ort_backend import OrtGraphs
@@ -50,6 +51,7 @@ def graph_latency(model, folders: dict[str, Path], graphs, repeats: int, threads
         for k in ("exact", "fast"):
             label = f"ort {name}" + ("" if (name, k) == ("fp32", "exact") else f" ({k})")
             runners[label] = OrtGraphs(folder, threads, kernels=k)
+    runners = {label: runner for label, runner in runners.items() if variants is None or label in variants}
     table = {}
     for graph in graphs:
         inputs = example_inputs(graph.split(".")[0], torch_graphs.config, torch_graphs.capacity, objects=1)
@@ -95,6 +97,8 @@ def main() -> None:
     parser.add_argument("--int8-plan", required=True, help="every layer int8 (mixqsam2 calibrate --formats int8 --budget-bits 8)")
     parser.add_argument("--graphs", nargs="+", default=list(GRAPHS))
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--variants", nargs="+", help="time only these, e.g. 'ort fp32' 'ort plan (fast)' (all seven "
+                                                        "sessions of hiera_t's memory attention need ~20 GB)")
     parser.add_argument("--objects", action="store_true", help="also time whole streams with 1, 4, 16 objects")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for torch and ONNX Runtime alike (1: robust on a shared machine, where "
@@ -121,7 +125,7 @@ def main() -> None:
         "model": args.model, "plan": args.plan,
         "effective_bits": json.loads(Path(args.plan).read_text())["effective_bits"],
         "threads": args.threads,
-        "latency_ms": graph_latency(model, folders, args.graphs, args.repeats, args.threads),
+        "latency_ms": graph_latency(model, folders, args.graphs, args.repeats, args.threads, args.variants),
         "file_bytes": file_sizes(folders, [g for g in GRAPHS if not g.startswith("sis")]),
     }
     if args.objects:
