@@ -53,8 +53,11 @@ def candidate_config(spec: str, args):
     """``NAME=EMBED[:INIT]`` -> (name, TrainConfig)."""
     from mixqsam2.train.config import TRAIN_PRESETS
 
-    name, rest = spec.split("=", 1)
+    name, _, rest = spec.partition("=")
     embed, _, init = rest.partition(":")
+    if not (name and embed.isdigit() and int(embed) > 0 and args.preset in TRAIN_PRESETS):
+        raise ValueError(f"--candidate {spec!r} (preset {args.preset!r}): give NAME=EMBED[:INIT], "
+                         f"EMBED a positive trunk width, a preset of {sorted(TRAIN_PRESETS)}")
     cfg = replace(TRAIN_PRESETS[args.preset], embed=int(embed), init_checkpoint=init or None,
                   video_batch=args.video_batch, image_batch=args.image_batch)
     if not init:
@@ -119,7 +122,11 @@ def main(argv=None) -> int:
         print("error: give --candidate and --minutes (or --report-only)", file=sys.stderr)
         return 2
     started = time.monotonic()
-    candidates = [candidate_config(spec, args) for spec in args.candidate]
+    try:
+        candidates = [candidate_config(spec, args) for spec in args.candidate]
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     context = multiprocessing.get_context("spawn")
     runs = [context.Process(target=run_candidate, args=(name, cfg, args, started), name=name)
             for name, cfg in candidates]
