@@ -53,6 +53,30 @@ def data_sets(root: Path, args) -> dict:
     }
 
 
+AREA_BINS = (0, 1000, 4000, 10**9)  # object pixels in a 240x320 frame: < ~32x32, < ~64x64, larger
+
+
+def area_bins() -> list[tuple[str, int, int]]:
+    return [(f"{lo}+" if hi == AREA_BINS[-1] else f"{lo}-{hi}", lo, hi) for lo, hi in zip(AREA_BINS, AREA_BINS[1:])]
+
+
+def by_area(per_instance: dict) -> dict:
+    """Box mIoU and fill-the-box by object area: ``{"lo-hi": {"instances", "box_miou", "fill"}}``.
+
+    >>> by_area({"1/1": {"iou": 0.5, "fill_iou": 0.4, "area": 500}})["0-1000"]
+    {'instances': 1, 'box_miou': 0.5, 'fill': 0.4}
+    """
+    import numpy as np
+
+    table = {}
+    for label, lo, hi in area_bins():
+        rows = [r for r in per_instance.values() if lo <= r["area"] < hi]
+        if rows:
+            table[label] = {"instances": len(rows), "box_miou": float(np.mean([r["iou"] for r in rows])),
+                                   "fill": float(np.mean([r["fill_iou"] for r in rows]))}
+    return table
+
+
 def evaluate(model, images_dir: Path, video_dirs: list[Path]) -> dict:
     """Images and videos of one set; units keyed so that two checkpoints pair up."""
     from mixqsam2.data.loaders import CocoImages, open_video_set
@@ -65,7 +89,7 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path]) -> dict:
     objects = _per_object(tracked)
     return {
         "box_miou": images["miou"], "box_fill_miou": images["box_fill_miou"], "instances": images["instances"],
-        "per_image": images["per_image"],
+        "per_image": images["per_image"], "box_miou_by_area": by_area(images["per_instance"]),
         "JF": tracked["JF"], "first_mask_JF": baseline["JF"], "objects": len(objects),
         "lost": sum(jf < 0.5 for jf in objects.values()), "per_object": objects,
         "per_video": {name: v["JF"] for name, v in tracked["per_video"].items()},
@@ -110,6 +134,14 @@ def table(results: dict, diffs: dict) -> str:
             r = sets[set_name]
             lines.append(f"| {name} | {set_name} | {r['box_miou']:.3f} | {r['box_fill_miou']:.3f} | {r['JF']:.3f} | "
                          f"{r['first_mask_JF']:.3f} | {r['lost']}/{r['objects']} | {r['ms_per_frame']:.1f} |")
+    bins = [label for label, _, _ in area_bins()]
+    lines += ["", "| checkpoint | set | " + " | ".join(f"box mIoU / fill, area {b} px" for b in bins) + " |",
+              "|---|---|" + "---|" * len(bins)]
+    for name, sets in results.items():
+        for set_name in SETS:
+            cells = [sets[set_name]["box_miou_by_area"].get(b) for b in bins]
+            lines.append(f"| {name} | {set_name} | " + " | ".join(
+                f"{c['box_miou']:.3f} / {c['fill']:.3f} (n={c['instances']})" if c else "-" for c in cells) + " |")
     lines += ["", "| comparison | box mIoU diff [95% CI] | J&F diff [95% CI] |", "|---|---|---|"]
     for key, d in diffs.items():
         box, jf = d["box_miou"], d["JF"]

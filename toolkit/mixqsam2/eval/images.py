@@ -24,13 +24,14 @@ def _box_mask(box, shape) -> np.ndarray:
 
 
 def evaluate_images(model, images: CocoImages, on_mask: MaskCallback | None = None) -> dict:
-    """``{"miou", "box_fill_miou", "instances", "per_image": {image_id: miou}}``;
+    """``{"miou", "box_fill_miou", "instances", "per_image": {image_id: miou}, "per_instance":
+    {"image_id/object_id": {"iou", "fill_iou", "area"}}}`` (area: the object's pixels);
     ``on_mask((image_id, object_id), mask)`` sees every predicted mask (see
     :mod:`mixqsam2.eval.agreement`)."""
     from mixqsam2.memory.tracker import StreamingTracker
 
     tracker = StreamingTracker(model)
-    ious, fill_ious, per_image = [], [], {}
+    ious, fill_ious, per_image, per_instance = [], [], {}, {}
     for sample in tqdm(images, desc="eval images", unit="img"):
         if not sample.masks:
             continue
@@ -40,10 +41,14 @@ def evaluate_images(model, images: CocoImages, on_mask: MaskCallback | None = No
         scores = [mask_iou(pred[k], sample.masks[k]) for k in prompts]
         for k in prompts if on_mask else ():
             on_mask((str(sample.image_id), k), pred[k])
-        fill_ious += [mask_iou(_box_mask(prompts[k].box, rgb.shape[:2]), sample.masks[k]) for k in prompts]
+        fills = [mask_iou(_box_mask(prompts[k].box, rgb.shape[:2]), sample.masks[k]) for k in prompts]
+        for k, score, fill in zip(prompts, scores, fills):
+            per_instance[f"{sample.image_id}/{k}"] = {"iou": score, "fill_iou": fill, "area": int(sample.masks[k].sum())}
+        fill_ious += fills
         ious += scores
         per_image[str(sample.image_id)] = float(np.mean(scores))
     if not ious:
         raise ValueError("the image set has no annotated instance")
-    return {"miou": float(np.mean(ious)), "box_fill_miou": float(np.mean(fill_ious)), "instances": len(ious), "per_image": per_image}
+    return {"miou": float(np.mean(ious)), "box_fill_miou": float(np.mean(fill_ious)), "instances": len(ious),
+            "per_image": per_image, "per_instance": per_instance}
 
