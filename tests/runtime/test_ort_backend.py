@@ -125,12 +125,13 @@ def _run_without(modules, argv, tmp_path):
     return subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
 
 
-def test_a_whole_ort_stream_runs_without_torch_and_sam2(pico_onnx_fp32, video_set, tmp_path):
+@pytest.mark.parametrize("kernels", ["exact", "fast"])
+def test_a_whole_ort_stream_runs_without_torch_and_sam2(pico_onnx_fp32, video_set, tmp_path, kernels):
     video = open_video_set(video_set)[1]
     prompt = video.frame_paths[0].parents[2] / "Annotations" / video.name / "00000.png"
     out = tmp_path / "run"
     argv = ["--onnx-dir", str(pico_onnx_fp32), "--frames", str(video.frame_paths[0].parent), "--prompt-mask",
-            str(prompt), "--memory", "sis", "--out", str(out)]
+            str(prompt), "--memory", "sis", "--ort-kernels", kernels, "--out", str(out)]
     proc = _run_without(["torch", "sam2"], argv, tmp_path)
     assert proc.returncode == 0, proc.stderr
     stats = json.loads((out / "stats.json").read_text())
