@@ -38,7 +38,7 @@ def _synth(args) -> None:
 
 def _eval(args) -> None:
     from mixqsam2.fileio import ensure_writable_parent, write_json_atomic
-    from mixqsam2.runtime.backends import resolve_backend
+    from mixqsam2.runtime.backends import check_ort_kernels, resolve_backend
 
     ensure_writable_parent(args.out)
     if not Path(args.data).is_dir():
@@ -46,10 +46,10 @@ def _eval(args) -> None:
     if not (args.model or args.onnx_dir):
         raise UserInputError("give --model M, or --onnx-dir DIR (an export, run on ONNX Runtime)")
     evaluate = _image_evaluation(args) if args.kind == "images" else _video_evaluation(args)
-    if resolve_backend(args.backend, args.onnx_dir) == "ort":
+    backend = resolve_backend(args.backend, args.onnx_dir)
+    check_ort_kernels(backend, args.ort_kernels)
+    if backend == "ort":
         result, summary = _evaluate_export(args, evaluate)
-    elif args.ort_kernels != "exact":
-        raise UserInputError(f"--ort-kernels {args.ort_kernels} is for the ort backend (give --onnx-dir or --backend ort)")
     else:
         result, summary = _evaluate_model(args, evaluate)
     write_json_atomic(args.out, result)
@@ -247,6 +247,7 @@ def _add_run_args(parser) -> None:
     parser.add_argument("--minutes", type=positive_float, default=None,
                         help="stop (resumable) after this much wall time")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in OUT.state")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mixqsam2", description=__doc__)

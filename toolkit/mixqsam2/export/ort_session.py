@@ -122,7 +122,7 @@ def int8_attention_products(model) -> int:
     if opset < 18:
         raise ValueError(f"int8 attention products need opset 18+ (ReduceMax with axes as an input), not {opset}")
     targets = {id(node) for node in attention_products(model.graph)}
-    probabilities = {out for node in model.graph.node if node.op_type == "Softmax" for out in node.output}
+    probabilities = {node.output[0] for node in model.graph.node if _last_axis_softmax(node)}
     nodes = []
     for index, node in enumerate(model.graph.node):
         if id(node) not in targets:

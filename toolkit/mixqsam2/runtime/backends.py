@@ -37,12 +37,17 @@ def resolve_backend(backend: str | None, onnx_dir=None, engine_dir=None) -> str:
     return chosen
 
 
+def check_ort_kernels(backend: str, ort_kernels: str) -> None:
+    """``--ort-kernels`` other than exact only means something to the ort backend."""
+    if ort_kernels != "exact" and backend != "ort":
+        raise UserInputError(f"--ort-kernels {ort_kernels} is for the ort backend, not {backend}")
+
+
 def open_graphs(backend: str, model: str | None = None, checkpoint=None, onnx_dir=None, engine_dir=None,
                 capacity: int | None = None, ort_kernels: str = "exact"):
     """The graphs of ``backend`` for a model name (torch, or ort via the export cache), an
     export folder (ort) or an engine folder (trt); ``ort_kernels`` (exact or fast) is for ort."""
-    if ort_kernels != "exact" and backend != "ort":
-        raise UserInputError(f"--ort-kernels {ort_kernels} is for the ort backend, not {backend}")
+    check_ort_kernels(backend, ort_kernels)
     if backend == "trt":
         from mixqsam2.runtime.trt_backend import TrtGraphs
 

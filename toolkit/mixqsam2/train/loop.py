@@ -308,7 +308,8 @@ def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resum
     for step, batch in zip(bar, step_batches(batches, cfg, start_step, model.image_size, workers)):
         history.append(train_step(model, loss_fn, optimizer, cfg, step, batch))
         # wall time since the last step ended: waiting for the batch, and any checkpoint save, included
-        history[-1]["wall"], last = time.monotonic() - last, time.monotonic()
+        now = time.monotonic()
+        history[-1]["wall"], last = now - last, now
         recent = history[-50:]
         bar.set_postfix(loss=f"{np.mean([r['loss'] for r in recent]):.3f}",
                         iou=f"{np.nanmean([r['iou'] for r in recent]):.3f}")

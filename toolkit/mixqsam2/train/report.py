@@ -21,6 +21,12 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(values, np.ones(window) / window, mode="valid")
 
 
+def _smoothed(rows: list[dict], key: str, window: int) -> tuple[list[int], np.ndarray]:
+    """(steps, running mean of ``key`` over ``window`` steps, NaN counted as 0) of ``rows``."""
+    values = _smooth(np.nan_to_num(np.array([r[key] for r in rows], float), nan=0.0), window)
+    return [r["step"] for r in rows][len(rows) - len(values):], values
+
+
 def plot_curve(history: list[dict], path: str | Path, window: int = 50) -> None:
     """Write ``path`` (PNG): smoothed loss (left) and IoU (right) against the step."""
     import matplotlib
@@ -33,12 +39,8 @@ def plot_curve(history: list[dict], path: str | Path, window: int = 50) -> None:
         rows = [r for r in history if r["kind"] == kind]
         if not rows:
             continue
-        steps = np.array([r["step"] for r in rows])
-        w = max(1, window // 2)
         for ax, key in ((ax_loss, "loss"), (ax_iou, "iou")):
-            values = np.nan_to_num(np.array([r[key] for r in rows], float), nan=0.0)
-            smooth = _smooth(values, w)
-            ax.plot(steps[len(steps) - len(smooth):], smooth, color=color, label=f"{kind} steps")
+            ax.plot(*_smoothed(rows, key, window // 2), color=color, label=f"{kind} steps")
     ax_loss.set(xlabel="step", ylabel="loss (sam2 weights)", yscale="log", title="training loss")
     ax_iou.set(xlabel="step", ylabel="IoU of final masks", ylim=(0, 1), title="running IoU (train batches)")
     for ax in (ax_loss, ax_iou):
@@ -65,8 +67,7 @@ def plot_runs(runs: dict[str, list[dict]], path: str | Path, window: int = 50) -
         for name, history in runs.items():
             rows = [r for r in history if r["kind"] == kind]
             if rows:
-                values = _smooth(np.nan_to_num(np.array([r["iou"] for r in rows], float), nan=0.0), window // 2)
-                ax.plot([r["step"] for r in rows][len(rows) - len(values):], values, label=name)
+                ax.plot(*_smoothed(rows, "iou", window // 2), label=name)
         ax.set(xlabel="step", ylabel="IoU of final masks", ylim=(0, 1), title=f"running IoU, {kind} steps")
         ax.grid(alpha=0.3)
         ax.legend()
