@@ -60,36 +60,31 @@ def make_plan(pico, work: Path) -> Path:
 
 
 def instance_masks(graphs, images) -> dict[tuple, np.ndarray]:
-    """``{(image, instance): mask}`` of one backend on GT-box prompts."""
-    from mixqsam2.memory.prompts import Prompt, clip_box
-    from mixqsam2.memory.tracker import StreamingTracker
+    """``{(image id, instance): mask}`` of one backend on GT-box prompts."""
+    from mixqsam2.eval.images import evaluate_images
 
-    tracker, masks = StreamingTracker(graphs), {}
-    for index, sample in enumerate(images):
-        rgb = sample.rgb()
-        prompts = {k: Prompt(box=clip_box(b, *rgb.shape[:2])) for k, b in sample.boxes.items()}
-        for k, mask in tracker.segment_image(rgb, prompts).items():
-            masks[(index, k)] = mask
+    masks = {}
+    evaluate_images(graphs, images, on_mask=masks.__setitem__)
     return masks
 
 
 def video_agreement(first, second, videos) -> dict[str, float]:
-    """``{video/object: mean IoU over frames}`` between two backends tracking the same videos."""
-    from mixqsam2.eval.metrics import mask_iou
-    from mixqsam2.memory.prompts import Prompt
-    from mixqsam2.memory.tracker import StreamingTracker
+    """``{video/object: mean IoU over frames}`` between two backends tracking the same videos
+    (first-frame mask prompts, FIFO)."""
+    from collections import defaultdict
 
-    result = {}
-    for video in videos:
-        prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
-        trackers = [StreamingTracker(g, memory="fifo") for g in (first, second)]
-        per_object = {k: [] for k in prompts}
-        for index, rgb in enumerate(video.frames()):
-            a, b = (t.step(rgb, prompts if index == 0 else None) for t in trackers)
-            for k in prompts:
-                per_object[k].append(mask_iou(a.masks[k], b.masks[k]))
-        result.update({f"{video.name}/{k}": float(np.mean(v)) for k, v in per_object.items()})
-    return result
+    from mixqsam2.eval.metrics import mask_iou
+    from mixqsam2.eval.videos import evaluate_videos
+
+    tracked = []
+    for graphs in (first, second):
+        masks = {}
+        evaluate_videos(graphs, videos, "fifo", on_mask=masks.__setitem__)
+        tracked.append(masks)
+    per_object = defaultdict(list)
+    for (video, obj, frame), mask in tracked[0].items():
+        per_object[f"{video}/{obj}"].append(mask_iou(mask, tracked[1][(video, obj, frame)]))
+    return {key: float(np.mean(values)) for key, values in per_object.items()}
 
 
 def ious(first: dict, second: dict) -> dict[str, float]:
@@ -134,6 +129,7 @@ def main(argv=None) -> int:
                                   ("ort fp32", OrtGraphs(work / "fp32")), ("ort plan", OrtGraphs(work / "plan"))],
                                  desc="backends"):
             runs[name] = instance_masks(graphs, images)
+    first_16 = {str(sample.image_id) for sample in images[:16]}
     torch_agreement = ious(runs["torch plan"], runs["torch fp32"])
     ort_agreement = ious(runs["ort plan"], runs["ort fp32"])
     result = {
@@ -144,7 +140,7 @@ def main(argv=None) -> int:
         "parity_plan": float(np.mean(list(ious(runs["ort plan"], runs["torch plan"]).values()))),
         "parity_fp32": float(np.mean(list(ious(runs["ort fp32"], runs["torch fp32"]).values()))),
         "first_16_images": {
-            name: float(np.mean([v for k, v in values.items() if int(k.split("/")[0]) < 16]))
+            name: float(np.mean([v for k, v in values.items() if k.split("/")[0] in first_16]))
             for name, values in (("torch_agreement", torch_agreement), ("ort_agreement", ort_agreement))},
     }
     result["fast_vs_exact_videos"] = fast
