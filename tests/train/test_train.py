@@ -162,6 +162,25 @@ def test_a_camera_that_never_recolours_draws_nothing_for_it():
     assert states[0] != states[1]
 
 
+def test_small_objects_draw_smaller_scenes_and_nothing_when_off():
+    """``--small-objects``: at 1 the objects are several times smaller; at 0 no random number is
+    drawn, so runs without it see the data they always saw."""
+    from mixqsam2.train.data import object_scale, training_image
+
+    rng = np.random.default_rng(3)
+    state = rng.bit_generator.state["state"]["state"]
+    assert object_scale(rng, 0.0) == 1.0 and rng.bit_generator.state["state"]["state"] == state
+
+    def median_area(small):
+        areas = []
+        for step in range(16):
+            _, labels, ids = training_image(7, step, 0, small=small)
+            areas += [int((labels == i).sum()) for i in ids]
+        return np.median(areas)
+
+    assert median_area(1.0) < 0.6 * median_area(0.0)
+
+
 def test_every_shape_family_draws_an_object_of_sensible_size():
     from mixqsam2.data.synth import PATCH, SHAPE_FAMILIES
 

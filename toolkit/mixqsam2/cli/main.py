@@ -127,7 +127,7 @@ def _train_pico(args) -> None:
     check_device(args.device)
     given = {"seed": args.seed, "steps": args.steps, "image_batch": args.image_batch,
              "video_batch": args.video_batch, "init_checkpoint": args.init, "embed": args.embed,
-             "recolor": args.recolor}
+             "recolor": args.recolor, "small_objects": args.small_objects}
     cfg = replace(TRAIN_PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None})
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, workers=args.workers)
     _print_training_summary(history, cfg.steps, args.out)
@@ -287,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "loads as --model pico everywhere")
     train.add_argument("--recolor", type=probability, help="share of images and clips seen in other colours "
                        "(hue, channel order, saturation, inversion, gamma)")
+    train.add_argument("--small-objects", type=probability, help="share of images and clips whose objects are "
+                       "drawn smaller (down to 0.3x: ~11 px across)")
     _add_run_args(train)
     train.set_defaults(run=_train_pico)
 

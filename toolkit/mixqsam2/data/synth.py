@@ -210,10 +210,11 @@ class SceneObject:
 
 
 def _make_object(rng, height, width, label, moving: bool, leaves: bool = False,
-                 background_photo: int | None = None) -> SceneObject:
-    """An object of a random shape family; camouflaged (textured from ``background_photo``)
-    with probability :data:`CAMOUFLAGE`. Movers go 1-3 (sometimes up to 6) size units per 60 frames."""
-    size = float(rng.uniform(0.15, 0.45) * min(height, width))
+                 background_photo: int | None = None, scale: float = 1.0) -> SceneObject:
+    """An object of a random shape family, 0.15-0.45 of the frame's short side across times
+    ``scale``; camouflaged (textured from ``background_photo``) with probability
+    :data:`CAMOUFLAGE`. Movers go 1-3 (sometimes up to 6) size units per 60 frames."""
+    size = float(rng.uniform(0.15, 0.45) * min(height, width) * scale)
     margin = size * (0.8 if leaves else -0.3)  # a leaver's centre may go far enough out to vanish
     bounds = (-margin, width + margin, -margin, height + margin)
     speed = rng.uniform(1.0, 3.0) * (2.0 if rng.random() < 0.2 else 1.0) * (size / 60) if moving else 0.0
@@ -257,29 +258,31 @@ def _visible_fraction(labels: np.ndarray, label: int) -> float:
     return float((labels == label).mean())
 
 
-def sample_image_scene(rng, height: int, width: int) -> tuple[np.ndarray, list[SceneObject]]:
+def sample_image_scene(rng, height: int, width: int, object_scale: float = 1.0) -> tuple[np.ndarray, list[SceneObject]]:
     photo = int(rng.integers(len(_photos())))
-    objects = [_make_object(rng, height, width, label=i + 1, moving=False, background_photo=photo)
+    objects = [_make_object(rng, height, width, label=i + 1, moving=False, background_photo=photo, scale=object_scale)
                for i in range(int(rng.integers(1, 5)))]
     return _photo_crop(rng, height, width, tint=False, photo=photo), objects
 
 
-def sample_video_scene(rng, height: int, width: int, min_visible: float = 0.01):
-    """A background and objects (targets, a look-alike, an occluder) whose targets are all
-    visible on frame 0; scenes are redrawn until they are."""
+def sample_video_scene(rng, height: int, width: int, min_visible: float = 0.01, object_scale: float = 1.0):
+    """A background and objects (targets, a look-alike, an occluder; sizes times
+    ``object_scale``) whose targets are all visible on frame 0; scenes are redrawn until they are."""
     while True:
         num_targets = int(rng.integers(1, 4))
         photo = int(rng.integers(len(_photos())))
         leaver = int(rng.integers(num_targets)) if rng.random() < 0.6 else -1
         targets = [
-            _make_object(rng, height, width, label=i + 1, moving=True, leaves=(i == leaver), background_photo=photo)
+            _make_object(rng, height, width, label=i + 1, moving=True, leaves=(i == leaver), background_photo=photo,
+                         scale=object_scale)
             for i in range(num_targets)
         ]
         extras = []
         if rng.random() < 0.7:
             extras.append(_look_alike(rng, targets[int(rng.integers(num_targets))], height, width))
         if rng.random() < 0.7:
-            extras.append(_make_object(rng, height, width, label=0, moving=True, background_photo=photo))  # occluder
+            extras.append(_make_object(rng, height, width, label=0, moving=True, background_photo=photo,
+                                       scale=object_scale))  # occluder
         order = rng.permutation(len(targets) + len(extras))
         objects = [(targets + extras)[i] for i in order]
         background = _photo_crop(rng, height, width, tint=False, photo=photo)

@@ -31,6 +31,7 @@ class TrainConfig:
     model: str = "pico"
     embed: int = 32  # pico's trunk width (pico.yaml: 32; wider: mixqsam2.models.pico_overrides)
     recolor: float = 0.0  # share of generated images/clips seen in other colours (train.data.Recolor)
+    small_objects: float = 0.0  # share of generated images/clips with smaller objects (train.data.object_scale)
     video_frames: tuple[int, int] = (4, 8)  # clip length range of video steps
     # merge-aware training (mixqsam2.train.banked): each video step draws a bank policy and a
     # capacity; empty = sam2's own memory (the last num_maskmem - 1 frames)
