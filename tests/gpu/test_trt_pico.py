@@ -79,3 +79,35 @@ def test_engines_reloaded_from_disk_give_the_same_masks(build, clip, tmp_path):
     again = _stream(clip, tmp_path / "b", "--engine-dir", engines)
     assert first.keys() == again.keys()
     assert all(np.array_equal(first[name], again[name]) for name in first)
+
+
+def test_memory_features_stay_on_the_gpu_for_the_whole_stream(build, clip):
+    """The trt backend keeps every object's memory features on the device (only the bank's
+    per-slot arrays come to the host), and the bank they hold is the one ONNX Runtime keeps."""
+    from mixqsam2.memory.prompts import Prompt
+    from mixqsam2.memory.tracker import StreamingTracker
+    from mixqsam2.runtime.ort_backend import OrtGraphs
+    from mixqsam2.runtime.trt_backend import TrtGraphs
+    from mixqsam2.trt.cuda import DeviceTensor
+
+    export, engines = build
+    frames, mask_path = clip
+    labels = np.asarray(Image.open(mask_path))
+    prompts = {int(i): Prompt(mask=labels == i) for i in np.unique(labels) if i}
+    trackers = [StreamingTracker(graphs, memory="sis") for graphs in (TrtGraphs(engines), OrtGraphs(export))]
+    for index, path in enumerate(sorted(frames.glob("*.jpg"))[:12]):
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        for tracker in trackers:
+            tracker.step(rgb, prompts if index == 0 else None)
+    on_gpu, on_host = trackers
+    stream = on_gpu.graphs.runner.stream
+    for obj_id, state in on_gpu.objects.items():
+        assert isinstance(state.cond_features, DeviceTensor) and isinstance(state.bank.features, DeviceTensor)
+        assert isinstance(state.bank.positions, np.ndarray)
+        features = np.empty(state.bank.features.shape, state.bank.features.dtype)
+        stream.to_host(features, state.bank.features.pointer)
+        stream.synchronize()
+        reference = on_host.objects[obj_id].bank
+        np.testing.assert_array_equal(state.bank.valid, reference.valid)
+        kept = reference.features[reference.valid]
+        assert np.abs(features[reference.valid] - kept).max() <= 0.02 * np.abs(kept).max()

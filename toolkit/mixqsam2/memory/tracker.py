@@ -18,6 +18,11 @@ a ``capacity``, ``no_mem_embed`` and ``seconds`` per graph. ``TorchGraphs`` runs
 the bank and its policy, pointer assembly, choosing among mask candidates. It imports only
 NumPy. All tracked objects of a frame go through each graph in one call.
 
+The memory features (each object's conditioning memory and bank, the bulk of what it keeps)
+are opaque to the tracker: a backend's ``resident`` arrays hold them (:class:`HostArrays`,
+NumPy, unless the backend has its own: the trt backend keeps them on the GPU for the whole
+stream), and they only travel from one graph to the next.
+
 The attended memory is read from the bank, each entry at the temporal slot of its own
 position (``round(now - position)`` clipped to 1 ... num_maskmem - 1), never by looking
 frames up by index; synthesized entries (``counts > 1``) add their pointer as one more
@@ -33,7 +38,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -50,12 +55,38 @@ STAGES = ("image_encoder", "memory_attention", "mask_decoder", "memory_encoder",
 MASK_OUT_SCALE, MASK_OUT_BIAS = 20.0, -10.0  # sam2's _use_mask_as_output: mask -> logits
 
 
+class HostArrays:
+    """Where the tracker's memory features live by default: NumPy arrays on the host.
+
+    A backend may keep them elsewhere by offering ``resident`` with these three methods (the
+    trt backend: :class:`~mixqsam2.runtime.trt_backend.DeviceArrays`); ``name`` says which
+    graph input a stack is for, so such a store can reuse one buffer per input.
+
+    >>> arrays = HostArrays()
+    >>> batch = arrays.stack([arrays.put(np.zeros((2, 3))), np.ones((2, 3))], "bank_features")
+    >>> batch.shape, [row.shape for row in arrays.rows(batch)]
+    ((2, 2, 3), [(2, 3), (2, 3)])
+    """
+
+    def put(self, array: np.ndarray) -> np.ndarray:
+        """Keep a host array."""
+        return array
+
+    def stack(self, rows: list, name: str) -> np.ndarray:
+        """One batch of ``rows`` (the input ``name`` of a graph)."""
+        return np.stack(rows)
+
+    def rows(self, batch: np.ndarray, into: list | None = None) -> list:
+        """The rows of a graph's output batch, one per object (``into``: the rows they replace)."""
+        return list(batch)
+
+
 @dataclass
 class ObjectMemory:
     """What the tracker keeps of one object: its prompted frame and a bounded history."""
 
     cond_frame: int
-    cond_features: np.ndarray  # [HW, C_mem]
+    cond_features: np.ndarray  # [HW, C_mem], held by the backend's resident arrays
     cond_pointer: np.ndarray  # [C]
     bank: MemoryArrays  # K slots
     recent: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (frame, pointer), newest last
@@ -102,6 +133,7 @@ class StreamingTracker:
         if not hasattr(graphs, "run"):
             graphs = make_torch_graphs(graphs, capacity or default_capacity(graphs))
         self.graphs = graphs
+        self.resident = getattr(graphs, "resident", None) or HostArrays()
         self.config: GraphConfig = graphs.config
         self.capacity = graphs.capacity if capacity is None else capacity
         check_capacity(self.capacity, memory, graphs.capacity)
@@ -210,10 +242,11 @@ class StreamingTracker:
         ids = list(prompted)
         features = self._encode_memories(image, [prompted[k][0] for k in ids], [prompted[k][1] for k in ids], True)
         bank_shape = (self.capacity, self.config.memory_tokens, self.config.mem_dim, self.config.hidden_dim)
-        for row, obj_id in enumerate(ids):
+        for obj_id, cond_features in zip(ids, self.resident.rows(features)):
+            bank = empty_bank(*bank_shape)
             self.objects[obj_id] = ObjectMemory(
-                cond_frame=self.frame_idx, cond_features=features[row],
-                cond_pointer=prompted[obj_id][2], bank=empty_bank(*bank_shape),
+                cond_frame=self.frame_idx, cond_features=cond_features,
+                cond_pointer=prompted[obj_id][2], bank=replace(bank, features=self.resident.put(bank.features)),
             )
 
     def _track(self, image: dict, ids: list[int]) -> dict[int, tuple[np.ndarray, float]]:
@@ -236,14 +269,17 @@ class StreamingTracker:
         return {k: (masks[row, 0], float(scores[row])) for row, k in enumerate(ids)}
 
     def _update_banks(self, states: list[ObjectMemory], features, pointers, scores) -> None:
-        banks = {f"bank_{name}": np.stack([getattr(s.bank, name) for s in states]) for name in BANK_FIELDS}
+        small = [name for name in BANK_FIELDS if name != "features"]
         updated = self.graphs.run(f"sis_update.{self.rule.name}", {
-            **banks, "new_features": features, "new_pointer": pointers.astype(np.float32),
+            "bank_features": self.resident.stack([s.bank.features for s in states], "bank_features"),
+            **{f"bank_{name}": np.stack([getattr(s.bank, name) for s in states]) for name in small},
+            "new_features": features, "new_pointer": pointers.astype(np.float32),
             "new_position": np.full(len(states), self.frame_idx, np.float32),
             "new_score": scores.astype(np.float32),
         })
-        for row, state in enumerate(states):
-            state.bank = MemoryArrays(**{name: updated[f"bank_{name}_out"][row] for name in BANK_FIELDS})
+        banks = self.resident.rows(updated["bank_features_out"], into=[s.bank.features for s in states])
+        for row, (state, bank_features) in enumerate(zip(states, banks)):
+            state.bank = MemoryArrays(features=bank_features, **{name: updated[f"bank_{name}_out"][row] for name in small})
 
     # ------------------------------------------------------------------ memory assembly
     def _memory_inputs(self, states: list[ObjectMemory]) -> dict[str, np.ndarray]:
@@ -257,9 +293,10 @@ class StreamingTracker:
             for slot, (_, pointer) in enumerate(reversed(state.recent)):
                 pointers[row, 1 + slot] = pointer
             pointers[row, 1 + recent_slots :] = state.bank.pointers
+        cond = self.resident.stack([s.cond_features for s in states], "cond_features")
         return {
-            "cond_features": np.stack([s.cond_features for s in states])[:, None],
-            "bank_features": np.stack([s.bank.features for s in states]),
+            "cond_features": cond.reshape(len(states), 1, *cond.shape[1:]),
+            "bank_features": self.resident.stack([s.bank.features for s in states], "bank_features"),
             "bank_valid": np.stack([s.bank.valid for s in states]),
             "bank_slot": np.stack([layout.bank_slot for layout in layouts]),
             "pointers": pointers,

@@ -8,6 +8,12 @@ SIS plugin and deserializes each engine when its graph first runs. The tracker's
 ``sis_update.<policy>`` runs the plugin engine ``sis_update_plugin.<policy>`` (same inputs and
 outputs, one ``SISSynthesize`` node).
 
+The memory features stay on the GPU for the whole stream (:class:`DeviceArrays`, the
+tracker's ``resident`` arrays): the memory encoder's output feeds the bank update and each
+object's conditioning memory where it is, the bank is updated in place by the plugin where
+TensorRT aliases its output to its input, and only the small per-slot arrays (pointers,
+positions, scores, counts, validity: the host's layout needs them) cross to the host.
+
 >>> engine_for("sis_update.sis"), engine_for("mask_decoder")
 ('sis_update_plugin.sis', 'mask_decoder')
 >>> graphs = TrtGraphs("out/pico-engines")  # doctest: +SKIP
@@ -61,11 +67,54 @@ class TrtGraphs:
         host = host_side(self.folder, self.manifest)
         self.config, self.capacity, self.no_mem_embed = host.config, host.capacity, host.no_mem_embed
         self.seconds: dict[str, float] = defaultdict(float)
+        self.resident = DeviceArrays(self.runner)
 
-    def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, name: str, inputs: dict) -> dict:
         engine = engine_for(name)
         feeds = {k: inputs[k] for k in self.runner.input_names(engine)}
         start = time.perf_counter()
-        outputs = self.runner.run(engine, feeds)
+        outputs = self.runner.run(engine, feeds, on_device=RESIDENT_OUTPUTS)
         self.seconds[name.split(".")[0]] += time.perf_counter() - start
         return outputs
+
+
+RESIDENT_OUTPUTS = ("memory_features", "bank_features_out")  # what the tracker keeps in DeviceArrays
+
+
+class DeviceArrays:
+    """The tracker's memory features on the GPU (its ``resident`` arrays, see
+    :class:`~mixqsam2.memory.tracker.HostArrays`): one device tensor per object's conditioning
+    memory and bank, stacked into one reused buffer per graph input by device-to-device copies
+    on the engines' stream, so copies and engines stay in order."""
+
+    def __init__(self, runner):
+        from mixqsam2.trt.cuda import DeviceBuffer
+
+        self.runner = runner
+        self._batches: dict[str, DeviceBuffer] = defaultdict(DeviceBuffer)
+
+    def put(self, array: np.ndarray):
+        from mixqsam2.trt.cuda import DeviceTensor
+
+        array = np.ascontiguousarray(array)
+        tensor = DeviceTensor.empty(array.shape, array.dtype)
+        self.runner.stream.to_device(tensor.pointer, array)
+        return tensor
+
+    def stack(self, rows: list, name: str):
+        from mixqsam2.trt.cuda import DeviceTensor
+
+        row_bytes = rows[0].nbytes
+        batch = DeviceTensor(self._batches[name].reserve(row_bytes * len(rows)), (len(rows), *rows[0].shape), rows[0].dtype)
+        for index, row in enumerate(rows):
+            self.runner.stream.copy(batch.pointer + index * row_bytes, row.pointer, row_bytes)
+        return batch
+
+    def rows(self, batch, into: list | None = None) -> list:
+        from mixqsam2.trt.cuda import DeviceTensor
+
+        into = into or [DeviceTensor.empty(batch.shape[1:], batch.dtype) for _ in range(batch.shape[0])]
+        row_bytes = batch.nbytes // batch.shape[0]
+        for index, row in enumerate(into):
+            self.runner.stream.copy(row.pointer, batch.pointer + index * row_bytes, row_bytes)
+        return into

@@ -7,11 +7,17 @@ CUDA's own message.
 >>> import numpy
 >>> stream, buffer = Stream(), DeviceBuffer()  # doctest: +SKIP
 >>> stream.to_device(buffer.reserve(16), numpy.ones(4, numpy.float32))  # doctest: +SKIP
+>>> DeviceTensor(0, (2, 3), numpy.float32).reshape(2, 1, 3).nbytes
+24
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import weakref
+
+import numpy as np
 
 from mixqsam2.errors import UserInputError
 
@@ -64,6 +70,42 @@ class DeviceBuffer:
         self.pointer, self.nbytes = 0, 0
 
 
+class DeviceTensor:
+    """A tensor in device memory: its ``pointer``, ``shape`` and ``dtype``.
+
+    :meth:`empty` allocates one that frees its memory with its last reference; a tensor made
+    from a pointer (an engine's buffer, a view) only refers to memory someone else owns.
+    """
+
+    def __init__(self, pointer: int, shape, dtype, owner=None):
+        self.pointer, self.shape, self.dtype = int(pointer), tuple(int(d) for d in shape), np.dtype(dtype)
+        self._owner = owner  # keeps the memory a view points into alive
+
+    @classmethod
+    def empty(cls, shape, dtype) -> DeviceTensor:
+        nbytes = max(1, math.prod(shape) * np.dtype(dtype).itemsize)
+        tensor = cls(int(check(cudart().cudaMalloc(nbytes))), shape, dtype)
+        weakref.finalize(tensor, _free, tensor.pointer)
+        return tensor
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    def reshape(self, *shape) -> DeviceTensor:
+        """The same memory seen with another shape of as many elements."""
+        if math.prod(shape) != math.prod(self.shape):
+            raise ValueError(f"cannot view a tensor of shape {self.shape} as {shape}")
+        return DeviceTensor(self.pointer, shape, self.dtype, owner=self._owner or self)
+
+    def __repr__(self) -> str:
+        return f"DeviceTensor(shape={self.shape}, dtype={self.dtype})"
+
+
+def _free(pointer: int) -> None:
+    check(cudart().cudaFree(pointer))
+
+
 class Stream:
     """One CUDA stream; host <-> device copies are ordered on it."""
 
@@ -77,6 +119,11 @@ class Stream:
     def to_host(self, array, pointer: int) -> None:
         kind = cudart().cudaMemcpyKind.cudaMemcpyDeviceToHost
         check(cudart().cudaMemcpyAsync(array.ctypes.data, pointer, array.nbytes, kind, self.handle))
+
+    def copy(self, destination: int, source: int, nbytes: int) -> None:
+        """Device to device."""
+        kind = cudart().cudaMemcpyKind.cudaMemcpyDeviceToDevice
+        check(cudart().cudaMemcpyAsync(destination, source, nbytes, kind, self.handle))
 
     def synchronize(self) -> None:
         check(cudart().cudaStreamSynchronize(self.handle))

@@ -8,6 +8,11 @@ deserialized when their graph first runs; device buffers grow to the largest sha
 are reused. An output the engine aliases to an input (TensorRT >= 10.16 reports such pairs)
 shares that input's device buffer. Wall time per run (copies included) is kept per graph.
 
+Arrays that should not travel through the host do not: an input may be a
+:class:`~mixqsam2.trt.cuda.DeviceTensor` (bound where it is), and the outputs named in
+``on_device`` come back as device tensors over the engine's own buffers (valid until that
+engine runs again).
+
 >>> with TensorRTRunner("out/engines") as runner:  # doctest: +SKIP
 ...     out = runner.run("image_encoder", {"image": frame})
 ...     runner.latency_ms()["image_encoder"]["mean"]
@@ -24,6 +29,7 @@ from mixqsam2.errors import UserInputError
 from mixqsam2.trt.build import ENGINES_SCHEMA, INDEX, import_tensorrt, load_plugin_library
 from mixqsam2.export.manifest import file_sha256
 from mixqsam2.fileio import read_json
+from mixqsam2.trt.cuda import DeviceTensor
 
 
 def read_engine_index(folder: str | Path) -> dict:
@@ -59,12 +65,19 @@ class TensorRTRunner:
     def graphs(self) -> list[str]:
         return list(self.index["engines"])
 
-    def run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run ``graph``'s engine on ``inputs`` (every engine input by name); returns every output."""
+    def run(self, graph: str, inputs: dict, on_device=()) -> dict:
+        """Run ``graph``'s engine on ``inputs`` (every engine input by name: arrays or device
+        tensors); returns every output, those named in ``on_device`` as device tensors."""
         start = time.perf_counter()
-        outputs = self._engine(graph).run(inputs, self._stream)
+        outputs = self._engine(graph).run(inputs, self._stream, set(on_device))
         self._latency.setdefault(graph, []).append((time.perf_counter() - start) * 1e3)
         return outputs
+
+    @property
+    def stream(self):
+        """The CUDA stream every engine runs and copies on (made by the first call)."""
+        self._start()
+        return self._stream
 
     def input_names(self, graph: str) -> list[str]:
         """The inputs of ``graph``'s engine (TensorRT may leave out a graph input that nothing reads)."""
@@ -138,30 +151,42 @@ class _Engine:
         self.aliases = {n: aliased(n) for n in self.outputs if aliased(n)}
         self.buffers = {n: DeviceBuffer() for n in names if n not in self.aliases}
 
-    def run(self, inputs: dict[str, np.ndarray], stream) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict, stream, on_device: set) -> dict:
         missing, unknown = set(self.inputs) - set(inputs), set(inputs) - set(self.inputs)
         if missing or unknown:
             raise ValueError(f"engine inputs are {self.inputs}; missing {sorted(missing)}, unknown {sorted(unknown)}")
-        for name in self.inputs:
-            array = np.ascontiguousarray(inputs[name], dtype=self.dtypes[name])
-            if not self.context.set_input_shape(name, array.shape):
-                raise ValueError(f"input {name} of shape {array.shape} is outside the engine's profile")
-            pointer = self.buffers[name].reserve(array.nbytes)
-            stream.to_device(pointer, array)
-            self.context.set_tensor_address(name, pointer)
-        results, pointers = {}, {}
+        addresses = {name: self._bind_input(name, inputs[name], stream) for name in self.inputs}
+        results = {}
         for name in self.outputs:
-            results[name] = np.empty(tuple(self.context.get_tensor_shape(name)), self.dtypes[name])
-            aliased = self.aliases.get(name)  # shapes equal: the input's buffer holds the output
-            pointers[name] = (self.buffers[aliased].pointer if aliased
-                              else self.buffers[name].reserve(results[name].nbytes))
-            self.context.set_tensor_address(name, pointers[name])
+            shape = tuple(self.context.get_tensor_shape(name))
+            nbytes = int(np.prod(shape)) * self.dtypes[name].itemsize
+            aliased = self.aliases.get(name)  # shapes equal: the input's memory holds the output
+            addresses[name] = addresses[aliased] if aliased else self.buffers[name].reserve(nbytes)
+            self.context.set_tensor_address(name, addresses[name])
+            results[name] = (DeviceTensor(addresses[name], shape, self.dtypes[name]) if name in on_device
+                             else np.empty(shape, self.dtypes[name]))
         if not self.context.execute_async_v3(stream.handle):
             raise RuntimeError("TensorRT could not enqueue the engine (see its log above)")
-        for name, array in results.items():
-            stream.to_host(array, pointers[name])
+        for name, result in results.items():
+            if name not in on_device:
+                stream.to_host(result, addresses[name])
         stream.synchronize()
         return results
+
+    def _bind_input(self, name: str, value, stream) -> int:
+        """Bind one input: a device tensor where it is, an array through this input's buffer."""
+        if isinstance(value, DeviceTensor):
+            if value.dtype != self.dtypes[name]:
+                raise ValueError(f"input {name} is {value.dtype} on the device; the engine takes {self.dtypes[name]}")
+            shape, pointer = value.shape, value.pointer
+        else:
+            array = np.ascontiguousarray(value, dtype=self.dtypes[name])
+            shape, pointer = array.shape, self.buffers[name].reserve(array.nbytes)
+            stream.to_device(pointer, array)
+        if not self.context.set_input_shape(name, shape):
+            raise ValueError(f"input {name} of shape {shape} is outside the engine's profile")
+        self.context.set_tensor_address(name, pointer)
+        return pointer
 
     def example_inputs(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         inputs = {}
