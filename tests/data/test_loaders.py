@@ -29,6 +29,9 @@ def test_davis_loader_reads_480p_subfolders_and_streams_frames(video_set, tmp_pa
     assert isinstance(frames, types.GeneratorType)
     assert next(frames).shape == (240, 320, 3)
     assert set(videos[0].prompt_masks()) == set(open_video_set(video_set)[0].prompt_masks())
+    (root / "Annotations" / "480p" / "vid0000" / "00002.png").unlink()
+    assert [videos[0].is_annotated(name) for name in videos[0].frame_names[:4]] == [True, True, False, True]
+    assert videos[0].annotation("00002") is None
 
 
 def test_sav_loader_reads_per_object_folders_at_6fps(video_set, tmp_path):
@@ -41,6 +44,7 @@ def test_sav_loader_reads_per_object_folders_at_6fps(video_set, tmp_path):
     video = open_video_set(root)[0]
     assert video.frame_names == src.frame_names
     assert video.annotation("00001") is None
+    assert [video.is_annotated(name) for name in video.frame_names] == [i % 4 == 0 for i in range(len(src.frame_names))]
     first = video.annotation("00000")
     assert set(first) == set(src.annotation("00000"))
     for obj_id, mask in first.items():

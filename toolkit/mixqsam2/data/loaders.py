@@ -112,10 +112,11 @@ def _quiet(fn, *args):
 class VideoSample:
     """One video: ordered frame files and per-object ground truth where annotated."""
 
-    def __init__(self, name: str, frame_paths: list[Path], annotation_of):
+    def __init__(self, name: str, frame_paths: list[Path], annotation_of, annotation_files):
         self.name = name
         self.frame_paths = frame_paths
         self._annotation_of = annotation_of  # frame stem -> {obj: mask} | None
+        self._annotation_files = annotation_files  # frame stem -> the frame's annotation files (not read)
 
     @property
     def frame_names(self) -> list[str]:
@@ -128,6 +129,10 @@ class VideoSample:
     def annotation(self, frame_name: str) -> dict[int, np.ndarray] | None:
         """Ground-truth masks per object id on a frame, or None where it is not annotated."""
         return self._annotation_of(frame_name)
+
+    def is_annotated(self, frame_name: str) -> bool:
+        """Whether ``frame_name`` has ground truth (``annotation`` is not None), without decoding it."""
+        return bool(self._annotation_files(frame_name))
 
     def prompt_masks(self) -> dict[int, np.ndarray]:
         """Objects present on the first frame (DAVIS semi-supervised protocol)."""
@@ -151,11 +156,13 @@ def open_davis(root: str | Path, resolution: str = "480p") -> list[VideoSample]:
     for folder in sorted(p for p in images.iterdir() if p.is_dir()):
         ann_dir = annotations / folder.name
 
-        def annotation_of(stem, ann_dir=ann_dir):
-            path = ann_dir / f"{stem}.png"
-            return _labels_to_masks(read_label_png(path)) if path.exists() else None
+        def files(stem, ann_dir=ann_dir):
+            return [path] if (path := ann_dir / f"{stem}.png").exists() else []
 
-        videos.append(VideoSample(folder.name, list_frames(folder), annotation_of))
+        def annotation_of(stem, files=files):
+            return _labels_to_masks(read_label_png(found[0])) if (found := files(stem)) else None
+
+        videos.append(VideoSample(folder.name, list_frames(folder), annotation_of, files))
     return videos
 
 
@@ -166,11 +173,14 @@ def open_sav(root: str | Path) -> list[VideoSample]:
     for folder in sorted(p for p in (root / "JPEGImages_24fps").iterdir() if p.is_dir()):
         obj_dirs = sorted(p for p in (root / "Annotations_6fps" / folder.name).iterdir() if p.is_dir())
 
-        def annotation_of(stem, obj_dirs=obj_dirs):
-            found = {int(d.name): read_label_png(d / f"{stem}.png") > 0 for d in obj_dirs if (d / f"{stem}.png").exists()}
+        def files(stem, obj_dirs=obj_dirs):
+            return [path for d in obj_dirs if (path := d / f"{stem}.png").exists()]
+
+        def annotation_of(stem, files=files):
+            found = {int(path.parent.name): read_label_png(path) > 0 for path in files(stem)}
             return {k: m for k, m in found.items() if m.any()} or ({} if found else None)
 
-        videos.append(VideoSample(folder.name, list_frames(folder), annotation_of))
+        videos.append(VideoSample(folder.name, list_frames(folder), annotation_of, files))
     return videos
 
 

@@ -257,8 +257,7 @@ class VideoFolderClips:
         if not 2 <= low <= high:
             raise UserInputError(f"clip length must be 2 <= MIN <= MAX annotated frames, got {low}-{high}")
         self.videos = open_video_set(root)
-        self.annotated = [[i for i, name in enumerate(v.frame_names) if v.annotation(name) is not None]
-                          for v in self.videos]
+        self.annotated = [[i for i, name in enumerate(v.frame_names) if v.is_annotated(name)] for v in self.videos]
         if max(len(frames) for frames in self.annotated) < high:
             longest = max(len(frames) for frames in self.annotated)
             raise UserInputError(f"no video in {root} has {high} annotated frames (the longest has {longest}); "
