@@ -94,11 +94,15 @@ def test_memory_features_stay_on_the_gpu_for_the_whole_stream(build, clip):
     frames, mask_path = clip
     labels = np.asarray(Image.open(mask_path))
     prompts = {int(i): Prompt(mask=labels == i) for i in np.unique(labels) if i}
+    first, *later = sorted(prompts)
+    # one object from frame 0, the others join on frame 3 (a frame with prompted and tracked
+    # objects: the stacks grow), and the first is prompted again on frame 8
+    schedule = {0: {first: prompts[first]}, 3: {k: prompts[k] for k in later}, 8: {first: prompts[first]}}
     trackers = [StreamingTracker(graphs, memory="sis") for graphs in (TrtGraphs(engines), OrtGraphs(export))]
-    for index, path in enumerate(sorted(frames.glob("*.jpg"))[:12]):
+    for index, path in enumerate(sorted(frames.glob("*.jpg"))[:14]):
         rgb = np.asarray(Image.open(path).convert("RGB"))
         for tracker in trackers:
-            tracker.step(rgb, prompts if index == 0 else None)
+            tracker.step(rgb, schedule.get(index))
     on_gpu, on_host = trackers
     stream = on_gpu.graphs.runner.stream
     for obj_id, state in on_gpu.objects.items():
@@ -111,3 +115,4 @@ def test_memory_features_stay_on_the_gpu_for_the_whole_stream(build, clip):
         np.testing.assert_array_equal(state.bank.valid, reference.valid)
         kept = reference.features[reference.valid]
         assert np.abs(features[reference.valid] - kept).max() <= 0.02 * np.abs(kept).max()
+    on_gpu.graphs.close()

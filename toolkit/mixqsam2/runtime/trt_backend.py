@@ -77,6 +77,12 @@ class TrtGraphs:
         self.seconds[name.split(".")[0]] += time.perf_counter() - start
         return outputs
 
+    def close(self) -> None:
+        """Free the GPU memory of the stacks, the engines and the stream (objects' memories
+        are freed with the tracker that holds them)."""
+        self.resident.close()
+        self.runner.close()
+
 
 RESIDENT_OUTPUTS = ("memory_features", "bank_features_out")  # what the tracker keeps in DeviceArrays
 
@@ -104,6 +110,7 @@ class DeviceArrays:
     def stack(self, rows: list, name: str):
         from mixqsam2.trt.cuda import DeviceTensor
 
+        _same_layout(rows, rows[0].shape, rows[0].dtype)
         row_bytes = rows[0].nbytes
         batch = DeviceTensor(self._batches[name].reserve(row_bytes * len(rows)), (len(rows), *rows[0].shape), rows[0].dtype)
         for index, row in enumerate(rows):
@@ -114,7 +121,22 @@ class DeviceArrays:
         from mixqsam2.trt.cuda import DeviceTensor
 
         into = into or [DeviceTensor.empty(batch.shape[1:], batch.dtype) for _ in range(batch.shape[0])]
+        _same_layout(into, batch.shape[1:], batch.dtype)
+        if len(into) != batch.shape[0]:
+            raise ValueError(f"{len(into)} rows for a batch of {batch.shape[0]}")
         row_bytes = batch.nbytes // batch.shape[0]
         for index, row in enumerate(into):
             self.runner.stream.copy(row.pointer, batch.pointer + index * row_bytes, row_bytes)
         return into
+
+    def close(self) -> None:
+        for buffer in self._batches.values():
+            buffer.free()
+        self._batches.clear()
+
+
+def _same_layout(rows: list, shape: tuple, dtype) -> None:
+    """Device copies check nothing: rows of another shape or dtype would be copied past their end."""
+    for row in rows:
+        if tuple(row.shape) != tuple(shape) or row.dtype != dtype:
+            raise ValueError(f"a row of shape {row.shape} ({row.dtype}) among rows of {tuple(shape)} ({dtype})")

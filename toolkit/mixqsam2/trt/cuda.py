@@ -85,7 +85,7 @@ class DeviceTensor:
     def empty(cls, shape, dtype) -> DeviceTensor:
         nbytes = max(1, math.prod(shape) * np.dtype(dtype).itemsize)
         tensor = cls(int(check(cudart().cudaMalloc(nbytes))), shape, dtype)
-        weakref.finalize(tensor, _free, tensor.pointer)
+        weakref.finalize(tensor, _free, tensor.pointer).atexit = False  # at exit the context goes anyway
         return tensor
 
     @property

@@ -11,7 +11,8 @@ shares that input's device buffer. Wall time per run (copies included) is kept p
 Arrays that should not travel through the host do not: an input may be a
 :class:`~mixqsam2.trt.cuda.DeviceTensor` (bound where it is), and the outputs named in
 ``on_device`` come back as device tensors over the engine's own buffers (valid until that
-engine runs again).
+engine runs again), or, for an output the engine aliases to an input, over that input's
+memory: a device tensor given as such an input is updated in place.
 
 >>> with TensorRTRunner("out/engines") as runner:  # doctest: +SKIP
 ...     out = runner.run("image_encoder", {"image": frame})
