@@ -165,7 +165,7 @@ def test_a_camera_that_never_recolours_draws_nothing_for_it():
 def test_small_objects_draw_smaller_scenes_and_nothing_when_off():
     """``--small-objects``: at 1 the objects are several times smaller; at 0 no random number is
     drawn, so runs without it see the data they always saw."""
-    from mixqsam2.train.data import object_scale, training_image
+    from mixqsam2.train.data import object_scale, training_image, video_batch
 
     rng = np.random.default_rng(3)
     state = rng.bit_generator.state["state"]["state"]
@@ -179,6 +179,8 @@ def test_small_objects_draw_smaller_scenes_and_nothing_when_off():
         return np.median(areas)
 
     assert median_area(1.0) < 0.6 * median_area(0.0)
+    for step in range(6):  # clips of small objects are found (the visibility rule scales with them)
+        assert video_batch(7, step, 2, 64, 2, 3, small=1.0).masks.shape[1] >= 2
 
 
 def test_every_shape_family_draws_an_object_of_sensible_size():

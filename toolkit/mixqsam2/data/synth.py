@@ -267,7 +267,9 @@ def sample_image_scene(rng, height: int, width: int, object_scale: float = 1.0) 
 
 def sample_video_scene(rng, height: int, width: int, min_visible: float = 0.01, object_scale: float = 1.0):
     """A background and objects (targets, a look-alike, an occluder; sizes times
-    ``object_scale``) whose targets are all visible on frame 0; scenes are redrawn until they are."""
+    ``object_scale``) whose targets all cover ``min_visible`` of frame 0 (times
+    ``object_scale`` squared); scenes are redrawn until they do."""
+    min_visible = min_visible * object_scale**2
     while True:
         num_targets = int(rng.integers(1, 4))
         photo = int(rng.integers(len(_photos())))
