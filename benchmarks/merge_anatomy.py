@@ -2,10 +2,13 @@
 
 Takes a ``benchmarks/memory_bank.py`` result (same videos, same checkpoint), picks the working
 tracks (FIFO@6 J&F >= 0.5) that ``--policy`` (default ``sis@3``) loses most on, and replays
-those videos with FIFO@6 and the policy side by side, recording per frame and object: the mask
-IoU with the ground truth, and the policy's bank (slots held, each slot's age = now - its
-temporal position, and how many frames it stands for). The *divergence frame* is the first
-frame from which the policy's IoU stays 0.2+ below FIFO@6's for 10 frames.
+those videos with FIFO@6 and the policy side by side (the same tracker and prompts as the
+benchmark, so the same masks), recording per frame and object: the mask IoU with the ground
+truth (every frame, first and last included, unlike J; 1 where the object is absent and
+nothing is predicted), and the bank that made the frame's mask (slots held, each slot's age =
+now - its temporal position, and how many frames it stands for). The *divergence frame* is the
+first frame from which the policy's IoU stays 0.2+ below FIFO@6's for 10 frames. The videos
+must be annotated on every frame (generated ones are).
 
 Out: JSON (per object: both IoU curves, the bank at every frame, the divergence frame), a
 Markdown table, and a figure: IoU over time with the bank's slots below it, and at the
@@ -25,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-BASELINE = "fifo@6"
+sys.path.insert(0, str(Path(__file__).parent))
+from memory_bank import BASELINE, strata  # noqa: E402  (the benchmark whose result this reads)
+
 GAP, HOLD = 0.2, 10  # the policy is this much below FIFO@6's IoU for this many frames in a row
 
 
@@ -47,9 +52,12 @@ def worst_working(result: dict, policy: str, count: int) -> list[str]:
     >>> worst_working({"runs": runs}, "sis@3", 1)
     ['b#1']
     """
+    from mixqsam2.errors import UserInputError
+
+    if policy not in result["runs"] or BASELINE not in result["runs"]:
+        raise UserInputError(f"the memory-bank result has runs {', '.join(result['runs'])}; it needs {BASELINE} and {policy}")
     base, other = result["runs"][BASELINE]["per_object"], result["runs"][policy]["per_object"]
-    working = [unit for unit, jf in base.items() if jf >= 0.5]
-    return sorted(working, key=lambda unit: other[unit] - base[unit])[:count]
+    return sorted(strata(base)["working"], key=lambda unit: other[unit] - base[unit])[:count]
 
 
 def divergence(reference: list[float], other: list[float]) -> int | None:
@@ -66,7 +74,8 @@ def divergence(reference: list[float], other: list[float]) -> int | None:
 
 
 def replay(model, video, key: str, objects: list[int]) -> dict:
-    """Per object: IoU per frame, and the bank (ages, counts) and its features per frame."""
+    """Per object and frame: the IoU, and the bank that made the mask (ages, counts, features):
+    the one the previous frame left."""
     from mixqsam2.eval.metrics import mask_iou
     from mixqsam2.memory.prompts import Prompt, prompt_then_track
     from mixqsam2.memory.tracker import StreamingTracker
@@ -75,16 +84,18 @@ def replay(model, video, key: str, objects: list[int]) -> dict:
     tracker = StreamingTracker(model, memory=policy, capacity=int(k), num_frames=len(video.frame_paths))
     prompts = {obj: Prompt(mask=m) for obj, m in video.prompt_masks().items()}
     trace = {obj: {"iou": [], "ages": [], "counts": [], "masks": [], "features": []} for obj in objects}
+    banks = {obj: None for obj in objects}  # what the previous frame left (None: before the prompt)
     for name, result in zip(video.frame_names, prompt_then_track(tracker, video.frames(), prompts)):
         truth = video.annotation(name)
         for obj in objects:
-            mask = result.masks[obj]
-            record, bank = trace[obj], tracker.objects[obj].bank
+            mask, record, bank = result.masks[obj], trace[obj], banks[obj]
+            held = bank.valid if bank is not None else np.zeros(0, bool)
             record["iou"].append(mask_iou(mask, truth.get(obj, np.zeros_like(mask))))
-            record["ages"].append((tracker.frame_idx - bank.positions[bank.valid]).tolist())
-            record["counts"].append(bank.counts[bank.valid].tolist())
+            record["ages"].append((tracker.frame_idx - bank.positions[held]).tolist() if bank is not None else [])
+            record["counts"].append(bank.counts[held].tolist() if bank is not None else [])
             record["masks"].append(mask)
-            record["features"].append(bank.features[bank.valid].copy())
+            record["features"].append(bank.features[held].copy() if bank is not None else None)
+            banks[obj] = tracker.objects[obj].bank
     return trace
 
 
@@ -95,23 +106,25 @@ def analyse(model, videos: dict, units: list[str], policy: str) -> dict:
         name, obj = unit.rsplit("#", 1)
         traces = {key: replay(model, videos[name], key, [int(obj)])[int(obj)] for key in (BASELINE, policy)}
         start = divergence(traces[BASELINE]["iou"], traces[policy]["iou"])
-        at = start if start is not None else int(np.argmin(np.asarray(traces[policy]["iou"]) - traces[BASELINE]["iou"]))
+        gaps = np.asarray(traces[policy]["iou"]) - traces[BASELINE]["iou"]
+        at = start if start is not None else 1 + int(np.argmin(gaps[1:]))  # frame 0 is the prompt: no bank
         out[unit] = {"traces": traces, "divergence": start, "shown_frame": at,
                      "bank_at_divergence": {"ages": traces[policy]["ages"][at], "counts": traces[policy]["counts"][at]}}
     return out
 
 
 def table(anatomy: dict, policy: str) -> str:
-    lines = [f"| track | mean IoU {BASELINE} | mean IoU {policy} | divergence frame | {policy} bank there: age (frames merged) | "
-             f"frames with a merged slot | mean slots held |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"| track | mean IoU {BASELINE} | mean IoU {policy} | largest IoU gap | divergence frame | "
+             f"{policy} bank there: age (frames merged) | frames with a merged slot | mean slots held |",
+             "|---|---|---|---|---|---|---|---|"]
     for unit, row in anatomy.items():
         base, other = row["traces"][BASELINE], row["traces"][policy]
         bank = row["bank_at_divergence"]
         slots = ", ".join(f"{age:.0f} ({count:.0f})" for age, count in sorted(zip(bank["ages"], bank["counts"])))
         merged = np.mean([max(c, default=1) > 1 for c in other["counts"]])
-        lines.append(f"| {unit} | {np.mean(base['iou']):.3f} | {np.mean(other['iou']):.3f} | {row['divergence']} | "
-                     f"{slots} | {merged:.0%} | {np.mean([len(c) for c in other['counts']]):.2f} |")
+        gap = np.max(np.asarray(base["iou"]) - other["iou"])
+        lines.append(f"| {unit} | {np.mean(base['iou']):.3f} | {np.mean(other['iou']):.3f} | {gap:.2f} | {row['divergence']} | "
+                     f"{slots} | {merged:.0%} | {np.mean([len(c) for c in other['counts'][1:]]):.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -157,6 +170,8 @@ def plot(anatomy: dict, videos: dict, policy: str, path: str) -> None:
             tile.set_title(f"{label}, frame {at}", fontsize=8)
             tile.axis("off")
         features = other["features"][at]
+        if features is None or not len(features):  # the bank was still empty
+            continue
         side = int(round(np.sqrt(features.shape[1])))
         for s, (image, age, count) in enumerate(zip(pca_rgb(features, side), other["ages"][at], other["counts"][at])):
             tile = fig.add_subplot(grid[r, 6 + s]) if s < 4 else None
@@ -173,15 +188,18 @@ def plot(anatomy: dict, videos: dict, policy: str, path: str) -> None:
 
 
 def main(argv=None) -> int:
+    from mixqsam2.cli.common import run_cli
+
+    return run_cli(anatomy_run, parse_args(argv))
+
+
+def anatomy_run(args) -> int:
     import torch
 
-    sys.path.insert(0, str(Path(__file__).parent))
     import memory_bank
-
     from mixqsam2.fileio import read_json, write_bytes_atomic, write_json_atomic
     from mixqsam2.models import build_model
 
-    args = parse_args(argv)
     torch.set_num_threads(1)
     result = read_json(Path(args.memory_bank), f"{args.memory_bank} not found")
     spec = result["spec"]

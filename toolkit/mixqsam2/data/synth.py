@@ -234,9 +234,10 @@ def _make_object(rng, height, width, label, moving: bool, leaves: bool = False,
     )
 
 
-def _look_alike(rng, target: SceneObject, height, width) -> SceneObject:
-    """Same shape and texture as ``target`` (slightly retinted), other motion, no label."""
-    other = _make_object(rng, height, width, label=0, moving=True)
+def _look_alike(rng, target: SceneObject, height, width, scale: float = 1.0) -> SceneObject:
+    """Same shape and texture as ``target`` (slightly retinted), other motion (for objects of
+    ``scale``), no label."""
+    other = _make_object(rng, height, width, label=0, moving=True, scale=scale)
     texture = np.clip(target.texture * rng.uniform(0.85, 1.15, size=3), 0, 255).astype(np.uint8)
     return replace(other, shape=target.shape, texture=texture, size=target.size)
 
@@ -281,7 +282,7 @@ def sample_video_scene(rng, height: int, width: int, min_visible: float = 0.01, 
         ]
         extras = []
         if rng.random() < 0.7:
-            extras.append(_look_alike(rng, targets[int(rng.integers(num_targets))], height, width))
+            extras.append(_look_alike(rng, targets[int(rng.integers(num_targets))], height, width, object_scale))
         if rng.random() < 0.7:
             extras.append(_make_object(rng, height, width, label=0, moving=True, background_photo=photo,
                                        scale=object_scale))  # occluder

@@ -269,17 +269,18 @@ class StreamingTracker:
         return {k: (masks[row, 0], float(scores[row])) for row, k in enumerate(ids)}
 
     def _update_banks(self, states: list[ObjectMemory], features, pointers, scores) -> None:
-        small = [name for name in BANK_FIELDS if name != "features"]
+        slot_fields = [name for name in BANK_FIELDS if name != "features"]  # per-slot numbers, on the host
         updated = self.graphs.run(f"sis_update.{self.rule.name}", {
             "bank_features": self.resident.stack([s.bank.features for s in states], "bank_features"),
-            **{f"bank_{name}": np.stack([getattr(s.bank, name) for s in states]) for name in small},
+            **{f"bank_{name}": np.stack([getattr(s.bank, name) for s in states]) for name in slot_fields},
             "new_features": features, "new_pointer": pointers.astype(np.float32),
             "new_position": np.full(len(states), self.frame_idx, np.float32),
             "new_score": scores.astype(np.float32),
         })
         banks = self.resident.rows(updated["bank_features_out"], into=[s.bank.features for s in states])
         for row, (state, bank_features) in enumerate(zip(states, banks)):
-            state.bank = MemoryArrays(features=bank_features, **{name: updated[f"bank_{name}_out"][row] for name in small})
+            state.bank = MemoryArrays(features=bank_features,
+                                      **{name: updated[f"bank_{name}_out"][row] for name in slot_fields})
 
     # ------------------------------------------------------------------ memory assembly
     def _memory_inputs(self, states: list[ObjectMemory]) -> dict[str, np.ndarray]:
