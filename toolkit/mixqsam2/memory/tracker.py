@@ -12,8 +12,9 @@ forever. :class:`StreamingTracker` takes one frame at a time and keeps, per obje
 
 Nothing else survives a frame. The network runs as five graphs
 (:mod:`mixqsam2.models.graphs`) through a *backend*: anything with ``run(name, inputs) ->
-outputs`` on NumPy arrays (the memory features may be its ``resident`` arrays, below), a ``config`` (:class:`~mixqsam2.models.graph_config.GraphConfig`),
-a ``capacity``, ``no_mem_embed`` and ``seconds`` per graph. ``TorchGraphs`` runs sam2's modules;
+outputs`` on NumPy arrays (the memory features may be its ``resident`` arrays, below), a
+``config`` (:class:`~mixqsam2.models.graph_config.GraphConfig`), a ``capacity``,
+``no_mem_embed`` and ``seconds`` per graph. ``TorchGraphs`` runs sam2's modules;
 ``OrtGraphs`` runs the exported ONNX files without torch. This module is the host side: prompts,
 the bank and its policy, pointer assembly, choosing among mask candidates. It imports only
 NumPy. All tracked objects of a frame go through each graph in one call.
