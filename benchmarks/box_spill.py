@@ -3,7 +3,8 @@
 For each checkpoint and image set (the ``pico_quality.py`` sets: 200 images, seed 9001, of
 the training generator and the held-out one), every GT-box prompt's mask is measured by object
 area (the ``pico_quality.py`` bins): box mIoU and fill-the-box, the median of predicted area /
-box area next to object area / box area, and the share of predicted pixels inside the box.
+box area next to object area / box area, the share of predicted pixels inside the box, and
+what clipping the mask to its box would score (not something the tracker does).
 ``--input-sizes`` also runs each checkpoint's weights at other input sizes (pico's positional
 tables interpolate; no retraining), to tell resolution from training.
 
@@ -46,7 +47,8 @@ def box_mask(box, shape) -> np.ndarray:
 
 
 def measure(model, images) -> list[dict]:
-    """Per GT-box prompt: object, box and predicted areas, predicted pixels in the box, IoU, fill IoU."""
+    """Per GT-box prompt: object, box and predicted areas, predicted pixels in the box, IoU, fill
+    IoU, and the IoU of the mask clipped to its box."""
     from mixqsam2.eval.images import evaluate_images
     from mixqsam2.eval.metrics import mask_iou
 
@@ -57,7 +59,8 @@ def measure(model, images) -> list[dict]:
         sample = samples[key[0]]
         truth, box = sample.masks[key[1]], box_mask(sample.boxes[key[1]], mask.shape)
         rows.append({"object": int(truth.sum()), "box": int(box.sum()), "predicted": int(mask.sum()),
-                     "inside": int((mask & box).sum()), "iou": mask_iou(mask, truth), "fill": mask_iou(box, truth)})
+                     "inside": int((mask & box).sum()), "iou": mask_iou(mask, truth), "fill": mask_iou(box, truth),
+                     "clipped": mask_iou(mask & box, truth)})
 
     evaluate_images(model, images, on_mask=on_mask)
     return rows
@@ -75,6 +78,7 @@ def by_area(rows: list[dict]) -> dict:
                 "predicted_per_box": float(np.median([r["predicted"] / r["box"] for r in picked])),
                 "object_per_box": float(np.median([r["object"] / r["box"] for r in picked])),
                 "inside_box": float(np.mean([r["inside"] / max(1, r["predicted"]) for r in picked])),
+                "clipped_miou": float(np.mean([r["clipped"] for r in picked])),
             }
     return table
 
@@ -92,14 +96,15 @@ def build(checkpoint: str, size: int):
 
 
 def table(result: dict) -> str:
-    lines = ["| checkpoint | input px | set | area px | n | box mIoU | fill | predicted / box | object / box | inside box |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| checkpoint | input px | set | area px | n | box mIoU | fill | predicted / box | object / box | inside box "
+             "| clipped to box |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, sets in result.items():
         name, size = key.rsplit("@", 1)
         for set_name, bins in sets.items():
             for label, r in bins.items():
                 lines.append(f"| {name} | {size} | {set_name} | {label} | {r['instances']} | {r['box_miou']:.3f} | "
-                             f"{r['fill']:.3f} | {r['predicted_per_box']:.2f} | {r['object_per_box']:.2f} | {r['inside_box']:.2f} |")
+                             f"{r['fill']:.3f} | {r['predicted_per_box']:.2f} | {r['object_per_box']:.2f} | {r['inside_box']:.2f} "
+                             f"| {r['clipped_miou']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
