@@ -34,30 +34,20 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def box_mask(box, shape) -> np.ndarray:
-    """The pixels of an ``(x0, y0, x1, y1)`` box, rounded as the prompts are.
-
-    >>> int(box_mask((1, 1, 3, 2), (4, 4)).sum())
-    2
-    """
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
-    mask = np.zeros(shape, bool)
-    mask[y0:y1, x0:x1] = True
-    return mask
-
-
 def measure(model, images) -> list[dict]:
     """Per GT-box prompt: object, box and predicted areas, predicted pixels in the box, IoU, fill
     IoU, and the IoU of the mask clipped to its box."""
-    from mixqsam2.eval.images import evaluate_images
+    from mixqsam2.eval.images import box_mask, evaluate_images
     from mixqsam2.eval.metrics import mask_iou
+    from mixqsam2.memory.prompts import clip_box
 
     samples = {str(sample.image_id): sample for sample in images}
     rows = []
 
     def on_mask(key, mask):
         sample = samples[key[0]]
-        truth, box = sample.masks[key[1]], box_mask(sample.boxes[key[1]], mask.shape)
+        truth = sample.masks[key[1]]
+        box = box_mask(clip_box(sample.boxes[key[1]], *mask.shape), mask.shape)  # the prompt's box
         rows.append({"object": int(truth.sum()), "box": int(box.sum()), "predicted": int(mask.sum()),
                      "inside": int((mask & box).sum()), "iou": mask_iou(mask, truth), "fill": mask_iou(box, truth),
                      "clipped": mask_iou(mask & box, truth)})

@@ -181,6 +181,7 @@ def test_small_objects_draw_smaller_scenes_and_nothing_when_off():
         return np.median(areas)
 
     assert median_area(1.0) < 0.6 * median_area(0.0)
+
     def spun(*_):
         raise TimeoutError("no scene of small objects met the visibility rule in 30 s")
 

@@ -16,7 +16,12 @@ from mixqsam2.eval.metrics import mask_iou
 from mixqsam2.memory.prompts import Prompt, clip_box
 
 
-def _box_mask(box, shape) -> np.ndarray:
+def box_mask(box, shape) -> np.ndarray:
+    """The pixels of an ``(x0, y0, x1, y1)`` box (corners rounded): what fill-the-box predicts.
+
+    >>> int(box_mask((1, 1, 3, 2), (4, 4)).sum())
+    2
+    """
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     mask = np.zeros(shape, bool)
     mask[y0:y1, x0:x1] = True
@@ -41,7 +46,7 @@ def evaluate_images(model, images: CocoImages, on_mask: MaskCallback | None = No
         scores = [mask_iou(pred[k], sample.masks[k]) for k in prompts]
         for k in prompts if on_mask else ():
             on_mask((str(sample.image_id), k), pred[k])
-        fills = [mask_iou(_box_mask(prompts[k].box, rgb.shape[:2]), sample.masks[k]) for k in prompts]
+        fills = [mask_iou(box_mask(prompts[k].box, rgb.shape[:2]), sample.masks[k]) for k in prompts]
         for k, score, fill in zip(prompts, scores, fills):
             per_instance[f"{sample.image_id}/{k}"] = {"iou": score, "fill_iou": fill, "area": int(sample.masks[k].sum())}
         fill_ious += fills
