@@ -73,12 +73,12 @@ def test_attended_memory_follows_bank_positions_not_frame_indices(pico, video_se
     state = tracker.objects[1]
     assert sorted(state.bank.positions[state.bank.valid].tolist()) == [2.0, 3.0]
     tracker.frame_idx += 1  # the inputs the next frame attends to
-    inputs = tracker._memory_inputs([state])
+    inputs = tracker._memory_inputs([state], state.bank.features[None])
     order = np.argsort(state.bank.positions)
     assert inputs["bank_slot"][0, order].tolist() == [1, 0]  # 2 frames back -> slot 1, 1 back -> slot 0
     assert inputs["pointer_valid"].sum() == 1 + 3  # the prompted frame's pointer + 3 recent frames
     tracker.frame_idx = 100  # pretend the entries are old: both clip to the last bank slot
-    assert tracker._memory_inputs([state])["bank_slot"].tolist() == [[pico.num_maskmem - 2] * 2]
+    assert tracker._memory_inputs([state], state.bank.features[None])["bank_slot"].tolist() == [[pico.num_maskmem - 2] * 2]
 
 
 def test_objects_are_tracked_as_one_batch_with_the_masks_of_one_at_a_time(pico, video_set):

@@ -252,8 +252,10 @@ class StreamingTracker:
 
     def _track(self, image: dict, ids: list[int]) -> dict[int, tuple[np.ndarray, float]]:
         states = [self.objects[k] for k in ids]
+        # one stack of the banks serves memory attention and, after it, the bank update
+        banks = self.resident.stack([s.bank.features for s in states], "bank_features")
         conditioned = self.graphs.run("memory_attention", {
-            "image_embed": image["image_embed"], **self._memory_inputs(states),
+            "image_embed": image["image_embed"], **self._memory_inputs(states, banks),
         })["conditioned"]
         n = len(ids)
         decoded = self._decode(
@@ -264,15 +266,16 @@ class StreamingTracker:
         masks, pointers = choose_masks(self.config, decoded["masks"], decoded["ious"], decoded["pointers"], multimask)
         scores = decoded["object_score"][:, 0]
         features = self._encode_memories(image, list(masks[:, 0]), list(scores), False)
-        self._update_banks(states, features, pointers, scores)
+        self._update_banks(states, banks, features, pointers, scores)
         for state, pointer in zip(states, pointers):
             state.recent = [*state.recent, (self.frame_idx, pointer)][-(self.max_obj_ptrs - 1):]
         return {k: (masks[row, 0], float(scores[row])) for row, k in enumerate(ids)}
 
-    def _update_banks(self, states: list[ObjectMemory], features, pointers, scores) -> None:
+    def _update_banks(self, states: list[ObjectMemory], banks, features, pointers, scores) -> None:
+        """``banks``: the stacked bank features of ``states`` (as memory attention read them)."""
         slot_fields = [name for name in BANK_FIELDS if name != "features"]  # per-slot numbers, on the host
         updated = self.graphs.run(f"sis_update.{self.rule.name}", {
-            "bank_features": self.resident.stack([s.bank.features for s in states], "bank_features"),
+            "bank_features": banks,
             **{f"bank_{name}": np.stack([getattr(s.bank, name) for s in states]) for name in slot_fields},
             "new_features": features, "new_pointer": pointers.astype(np.float32),
             "new_position": np.full(len(states), self.frame_idx, np.float32),
@@ -284,9 +287,10 @@ class StreamingTracker:
                                       **{name: updated[f"bank_{name}_out"][row] for name in slot_fields})
 
     # ------------------------------------------------------------------ memory assembly
-    def _memory_inputs(self, states: list[ObjectMemory]) -> dict[str, np.ndarray]:
+    def _memory_inputs(self, states: list[ObjectMemory], banks) -> dict[str, np.ndarray]:
         """The memory-attention inputs of a batch of objects (fixed shapes, validity masks;
-        the layout is :func:`~mixqsam2.models.graph_config.memory_layout`'s)."""
+        the layout is :func:`~mixqsam2.models.graph_config.memory_layout`'s); ``banks``: their
+        stacked bank features."""
         recent_slots = self.config.max_obj_ptrs_in_encoder - 1
         layouts = [self._layout(state) for state in states]
         pointers = np.zeros((len(states), self.config.pointer_slots(self.capacity), self.config.hidden_dim), np.float32)
@@ -298,7 +302,7 @@ class StreamingTracker:
         cond = self.resident.stack([s.cond_features for s in states], "cond_features")
         return {
             "cond_features": cond.reshape(len(states), 1, *cond.shape[1:]),
-            "bank_features": self.resident.stack([s.bank.features for s in states], "bank_features"),
+            "bank_features": banks,
             "bank_valid": np.stack([s.bank.valid for s in states]),
             "bank_slot": np.stack([layout.bank_slot for layout in layouts]),
             "pointers": pointers,
