@@ -6,7 +6,8 @@ area (the ``pico_quality.py`` bins): box mIoU and fill-the-box, the median of pr
 box area next to object area / box area, the share of predicted pixels inside the box, and
 what clipping the mask to its box would score (not something the tracker does).
 ``--input-sizes`` also runs each checkpoint's weights at other input sizes (pico's positional
-tables interpolate; no retraining), to tell resolution from training.
+tables interpolate; no retraining), to tell resolution from training. ``--box-zooms`` also
+segments small boxes on zoomed views (``StreamingTracker(box_zoom=S)``) for each share S.
 
     python benchmarks/box_spill.py --checkpoint ctrl=out/train/pico_v3_ctrl.pt \\
         --checkpoint small=out/train/pico_v3_small.pt --out out/bench/box_spill.json
@@ -28,13 +29,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH")
     parser.add_argument("--input-sizes", type=int, nargs="+", default=[256], help="pico input sizes to run at")
+    parser.add_argument("--box-zooms", type=float, nargs="+", default=[], help="box-zoom shares to run with too")
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--data", default="out/bench/data", help="cache of generated sets")
     parser.add_argument("--out", default="out/bench/box_spill.json")
     return parser.parse_args(argv)
 
 
-def measure(model, images) -> list[dict]:
+def measure(model, images, box_zoom: float | None = None) -> list[dict]:
     """Per GT-box prompt: object, box and predicted areas, predicted pixels in the box, IoU, fill
     IoU, and the IoU of the mask clipped to its box."""
     from mixqsam2.eval.images import box_mask, evaluate_images
@@ -52,7 +54,7 @@ def measure(model, images) -> list[dict]:
                      "inside": int((mask & box).sum()), "iou": mask_iou(mask, truth), "fill": mask_iou(box, truth),
                      "clipped": mask_iou(mask & box, truth)})
 
-    evaluate_images(model, images, on_mask=on_mask)
+    evaluate_images(model, images, on_mask=on_mask, box_zoom=box_zoom)
     return rows
 
 
@@ -86,13 +88,13 @@ def build(checkpoint: str, size: int):
 
 
 def table(result: dict) -> str:
-    lines = ["| checkpoint | input px | set | area px | n | box mIoU | fill | predicted / box | object / box | inside box "
-             "| clipped to box |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| checkpoint | input px | box zoom | set | area px | n | box mIoU | fill | predicted / box | object / box "
+             "| inside box | clipped to box |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, sets in result.items():
-        name, size = key.rsplit("@", 1)
+        name, size, zoom = key.rsplit("@", 2)
         for set_name, bins in sets.items():
             for label, r in bins.items():
-                lines.append(f"| {name} | {size} | {set_name} | {label} | {r['instances']} | {r['box_miou']:.3f} | "
+                lines.append(f"| {name} | {size} | {zoom} | {set_name} | {label} | {r['instances']} | {r['box_miou']:.3f} | "
                              f"{r['fill']:.3f} | {r['predicted_per_box']:.2f} | {r['object_per_box']:.2f} | {r['inside_box']:.2f} "
                              f"| {r['clipped_miou']:.3f} |")
     return "\n".join(lines) + "\n"
@@ -114,7 +116,9 @@ def spill_run(args) -> int:
     for name, path in checkpoints.items():
         for size in args.input_sizes:
             model = build(path, size)
-            result[f"{name}@{size}"] = {set_name: by_area(measure(model, images)) for set_name, images in sets.items()}
+            for zoom in [None, *args.box_zooms]:
+                result[f"{name}@{size}@{zoom or '-'}"] = {set_name: by_area(measure(model, images, zoom))
+                                                         for set_name, images in sets.items()}
     markdown = table(result)
     write_json_atomic(Path(args.out), {"checkpoints": checkpoints, "result": result, "table": markdown})
     write_bytes_atomic(Path(args.out).with_suffix(".md"), markdown.encode())

@@ -11,7 +11,8 @@ mask prompt and FIFO at 6, next to repeating the first mask; "lost" counts objec
 J&F 0.5. Checkpoints are compared pairwise per unit (image, video object) with bootstrap
 intervals (``mixqsam2.eval.paired``). CPU ms per frame of each checkpoint's tracker comes
 from the same run. A grid of the hardest held-out videos (GT red, prediction green) goes to
-``--figure``.
+``--figure``. ``--box-zoom S`` also scores the boxes with small ones segmented on a zoomed
+view (``StreamingTracker(box_zoom=S)``), paired against the plain prompts.
 
     python benchmarks/pico_quality.py --checkpoint v1=toolkit/mixqsam2/models/weights/pico.pt \\
         --checkpoint v2=out/train/pico_v2.pt --out out/bench/pico_quality.json
@@ -34,6 +35,7 @@ def parse_args(argv=None):
     parser.add_argument("--images", type=int, default=200, help="images per set")
     parser.add_argument("--videos", type=int, default=6, help="videos per set and video seed")
     parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--box-zoom", type=float, help="also score box prompts with this zoom share (e.g. 0.3)")
     parser.add_argument("--video-seeds", type=int, nargs="+", default=[9003, 9004])
     parser.add_argument("--out", default="out/bench/pico_quality.json")
     parser.add_argument("--figure", default="benchmarks/figures/pico_hardest_heldout.png")
@@ -77,13 +79,14 @@ def by_area(per_instance: dict) -> dict:
     return table
 
 
-def evaluate(model, images_dir: Path, video_dirs: list[Path]) -> dict:
+def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | None = None) -> dict:
     """Images and videos of one set; units keyed so that two checkpoints pair up."""
     from mixqsam2.data.loaders import CocoImages, open_video_set
     from mixqsam2.eval.images import evaluate_images
     from mixqsam2.eval.videos import evaluate_videos, first_mask_baseline
 
     images = evaluate_images(model, CocoImages.from_dir(images_dir))
+    zoomed = evaluate_images(model, CocoImages.from_dir(images_dir), box_zoom=box_zoom) if box_zoom else None
     videos = [v for d in video_dirs for v in _named(open_video_set(d), d)]
     tracked, baseline = evaluate_videos(model, videos), first_mask_baseline(videos)
     objects = _per_object(tracked)
@@ -94,6 +97,8 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path]) -> dict:
         "lost": sum(jf < 0.5 for jf in objects.values()), "per_object": objects,
         "per_video": {name: v["JF"] for name, v in tracked["per_video"].items()},
         "ms_per_frame": sum(tracked["latency_ms"].values()),
+        **({"box_miou_zoom": zoomed["miou"], "per_image_zoom": zoomed["per_image"],
+            "box_miou_zoom_by_area": by_area(zoomed["per_instance"])} if zoomed else {}),
     }
 
 
@@ -111,7 +116,8 @@ def _per_object(tracked: dict) -> dict[str, float]:
 
 
 def comparisons(results: dict) -> dict:
-    """Every later checkpoint against the first, per set: paired box IoU and J&F differences."""
+    """Every later checkpoint against the first, per set: paired box IoU and J&F differences
+    (and the zoomed boxes' differences, where scored)."""
     from mixqsam2.eval.paired import paired_difference
 
     names = list(results)
@@ -122,32 +128,55 @@ def comparisons(results: dict) -> dict:
             out[f"{other}-{names[0]}/{set_name}"] = {
                 "box_miou": paired_difference(a["per_image"], b["per_image"]),
                 "JF": paired_difference(a["per_object"], b["per_object"]),
+                **({"box_miou_zoom": paired_difference(a["per_image_zoom"], b["per_image_zoom"])}
+                   if "per_image_zoom" in a else {}),
             }
     return out
 
 
-def table(results: dict, diffs: dict) -> str:
-    lines = ["| checkpoint | set | box mIoU | fill-the-box | video J&F | first-mask J&F | lost objects | ms/frame |",
-             "|---|---|---|---|---|---|---|---|"]
+def zoom_gains(results: dict) -> dict:
+    """Per checkpoint and set, box mIoU with zoomed small boxes minus plain, paired per image."""
+    from mixqsam2.eval.paired import paired_difference
+
+    return {f"{name}/{set_name}": paired_difference(r["per_image_zoom"], r["per_image"])
+            for name, sets in results.items() for set_name, r in sets.items() if "per_image_zoom" in r}
+
+
+def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None) -> str:
+    zoom = f" | box mIoU, zoom {box_zoom}" if box_zoom else ""
+    lines = [f"| checkpoint | set | box mIoU{zoom} | fill-the-box | video J&F | first-mask J&F | lost objects | ms/frame |",
+             "|---|---|---|---|---|---|---|---|" + ("---|" if box_zoom else "")]
     for name, sets in results.items():
         for set_name in SETS:
             r = sets[set_name]
-            lines.append(f"| {name} | {set_name} | {r['box_miou']:.3f} | {r['box_fill_miou']:.3f} | {r['JF']:.3f} | "
-                         f"{r['first_mask_JF']:.3f} | {r['lost']}/{r['objects']} | {r['ms_per_frame']:.1f} |")
+            zoomed = f" | {r['box_miou_zoom']:.3f}" if box_zoom else ""
+            lines.append(f"| {name} | {set_name} | {r['box_miou']:.3f}{zoomed} | {r['box_fill_miou']:.3f} | "
+                         f"{r['JF']:.3f} | {r['first_mask_JF']:.3f} | {r['lost']}/{r['objects']} | "
+                         f"{r['ms_per_frame']:.1f} |")
     bins = [label for label, _, _ in area_bins()]
     lines += ["", "| checkpoint | set | " + " | ".join(f"box mIoU / fill, area {b} px" for b in bins) + " |",
               "|---|---|" + "---|" * len(bins)]
     for name, sets in results.items():
         for set_name in SETS:
-            cells = [sets[set_name]["box_miou_by_area"].get(b) for b in bins]
-            lines.append(f"| {name} | {set_name} | " + " | ".join(
-                f"{c['box_miou']:.3f} / {c['fill']:.3f} (n={c['instances']})" if c else "-" for c in cells) + " |")
+            for suffix, label in (("", ""), ("_zoom", f", zoom {box_zoom}")) if box_zoom else (("", ""),):
+                cells = [sets[set_name][f"box_miou{suffix}_by_area"].get(b) for b in bins]
+                fills = [sets[set_name]["box_miou_by_area"].get(b) for b in bins]
+                lines.append(f"| {name}{label} | {set_name} | " + " | ".join(
+                    f"{c['box_miou']:.3f} / {f['fill']:.3f} (n={c['instances']})" if c else "-"
+                    for c, f in zip(cells, fills)) + " |")
     lines += ["", "| comparison | box mIoU diff [95% CI] | J&F diff [95% CI] |", "|---|---|---|"]
     for key, d in diffs.items():
-        box, jf = d["box_miou"], d["JF"]
-        lines.append(f"| {key} | {box['mean']:+.3f} [{box['low']:+.3f}, {box['high']:+.3f}] | "
-                     f"{jf['mean']:+.3f} [{jf['low']:+.3f}, {jf['high']:+.3f}] |")
+        lines.append(f"| {key} | {_interval(d['box_miou'])} | {_interval(d['JF'])} |")
+        if "box_miou_zoom" in d:
+            lines.append(f"| {key}, zoomed boxes | {_interval(d['box_miou_zoom'])} | |")
+    if gains:
+        lines += ["", f"| checkpoint/set | box mIoU, zoom {box_zoom} − plain [95% CI] |", "|---|---|"]
+        lines += [f"| {key} | {_interval(d)} |" for key, d in gains.items()]
     return "\n".join(lines) + "\n"
+
+
+def _interval(d: dict) -> str:
+    return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
 
 
 def hardest_grid(model, video_dirs: list[Path], per_video: dict, path: str, count: int = 3, columns: int = 6) -> None:
@@ -204,17 +233,19 @@ def main(argv=None) -> int:
     results = {}
     for name, path in checkpoints.items():
         model = build_model("pico", path)
-        results[name] = {set_name: evaluate(model, *sets[set_name]) for set_name in SETS}
+        results[name] = {set_name: evaluate(model, *sets[set_name], box_zoom=args.box_zoom) for set_name in SETS}
     diffs = comparisons(results) if len(results) > 1 else {}
+    gains = zoom_gains(results)
     last = list(checkpoints)[-1]
     hardest_grid(build_model("pico", checkpoints[last]), sets["heldout"][1], results[last]["heldout"]["per_video"],
                  args.figure)
     write_json_atomic(args.out, {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, python {platform.python_version()}",
         "checkpoints": checkpoints, "frames": args.frames, "video_seeds": args.video_seeds,
-        "results": results, "comparisons": diffs, "figure": args.figure,
+        "box_zoom": args.box_zoom, "results": results, "comparisons": diffs, "zoom_gains": gains,
+        "figure": args.figure,
     })
-    print(table(results, diffs))
+    print(table(results, diffs, gains, args.box_zoom))
     return 0
 
 

@@ -9,6 +9,18 @@ def test_eval_images_writes_miou_and_the_box_baseline(image_set, tmp_path):
     result = json.loads(out.read_text())
     assert 0.0 <= result["miou"] <= 1.0 and 0.3 < result["box_fill_miou"] < 1.0
     assert result["instances"] > 0 and len(result["per_image"]) == 4
+    assert result["box_zoom"] is None
+
+
+def test_eval_images_with_box_zoom_segments_small_boxes_on_zoomed_views(image_set, tmp_path):
+    outs = {zoom: tmp_path / f"images{zoom}.json" for zoom in (None, "0.3")}
+    for zoom, out in outs.items():
+        argv = ["eval", "images", "--model", "pico", "--data", str(image_set), "--out", str(out)]
+        assert main(argv + (["--box-zoom", zoom] if zoom else [])) == 0
+    plain, zoomed = (json.loads(out.read_text()) for out in outs.values())
+    assert zoomed["box_zoom"] == 0.3 and zoomed["instances"] == plain["instances"]
+    small = [k for k, r in plain["per_instance"].items() if r["area"] < 0.01 * 240 * 320]
+    assert small and any(zoomed["per_instance"][k]["iou"] != plain["per_instance"][k]["iou"] for k in small)
 
 
 def test_eval_videos_writes_davis_scores_per_video(video_set, tmp_path):

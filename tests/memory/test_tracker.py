@@ -128,3 +128,65 @@ def test_small_holes_are_filled_in_the_output_masks_as_sam2_does_with_its_extens
     mask = filled._frame_masks({1: logits}, (64, 64))[1]
     assert mask[10:12, 10:12].all() and not mask[31:33, 31:33].any()
     assert not plain._frame_masks({1: logits}, (64, 64))[1][10:12, 10:12].any()
+
+
+def _small_box(image_set):
+    """An image of the set and the box of its smallest object (a few % of the frame)."""
+    from mixqsam2.data.loaders import CocoImages
+
+    sample = min(CocoImages.from_dir(image_set), key=lambda s: min(m.sum() for m in s.masks.values()))
+    obj_id = min(sample.masks, key=lambda k: sample.masks[k].sum())
+    rgb = sample.rgb()
+    return rgb, tuple(float(v) for v in np.round(sample.boxes[obj_id]))
+
+
+def test_a_small_box_is_segmented_on_its_zoomed_view_and_put_back_where_it_was(pico, image_set):
+    """With ``box_zoom`` the mask of a small box is the mask of the same box on the cropped
+    view (the zoom window), pasted back at the window's place; nothing outside the window."""
+    from mixqsam2.memory.prompts import zoom_window
+
+    rgb, (x0, y0, x1, y1) = _small_box(image_set)
+    top, left, rows, cols = zoom_window((x0, y0, x1, y1), *rgb.shape[:2], span=0.3)
+    assert rows < rgb.shape[0] and cols < rgb.shape[1]  # the box is small enough to zoom on
+    zoomed = StreamingTracker(pico, box_zoom=0.3).segment_image(rgb, {1: Prompt(box=(x0, y0, x1, y1))})[1]
+    view = np.ascontiguousarray(rgb[top : top + rows, left : left + cols])
+    expected = StreamingTracker(pico).segment_image(view, {1: Prompt(box=(x0 - left, y0 - top, x1 - left, y1 - top))})[1]
+    assert expected.any() and np.array_equal(zoomed[top : top + rows, left : left + cols], expected)
+    assert zoomed.sum() == expected.sum()  # nothing outside the window
+    plain = StreamingTracker(pico).segment_image(rgb, {1: Prompt(box=(x0, y0, x1, y1))})[1]
+    assert not np.array_equal(zoomed, plain)
+
+
+def test_box_zoom_leaves_large_boxes_points_and_masks_as_they_were(pico, video_set):
+    video = open_video_set(video_set)[0]
+    rgb = next(video.frames())
+    height, width = rgb.shape[:2]
+    prompts = {1: Prompt(box=(10, 10, width - 10, height - 10)), 2: Prompt(points=((40.0, 40.0),)),
+               3: Prompt(mask=video.prompt_masks()[1])}
+    zoomed, plain = StreamingTracker(pico, box_zoom=0.3), StreamingTracker(pico)
+    a, b = zoomed.segment_image(rgb, prompts), plain.segment_image(rgb, prompts)
+    assert all(np.array_equal(a[k], b[k]) for k in prompts)
+    first_a, first_b = zoomed.step(rgb, prompts), plain.step(rgb, prompts)
+    assert all(np.array_equal(first_a.masks[k], first_b.masks[k]) for k in prompts)
+
+
+def test_a_zoomed_box_prompts_a_video_object_with_its_mask(pico, image_set):
+    """On a video's prompted frame the zoomed mask is the object's output and the mask prompt
+    its memory is encoded from; the object is then tracked like any other."""
+    rgb, box = _small_box(image_set)
+    expected = StreamingTracker(pico, box_zoom=0.3).segment_image(rgb, {1: Prompt(box=box)})[1]
+    tracker = StreamingTracker(pico, box_zoom=0.3)
+    first = tracker.step(rgb, {1: Prompt(box=box)})
+    assert np.array_equal(first.masks[1], expected)
+    by_mask = StreamingTracker(pico)
+    by_mask.step(rgb, {1: Prompt(mask=expected)})
+    assert np.array_equal(tracker.objects[1].cond_features, by_mask.objects[1].cond_features)
+    assert tracker.step(rgb).masks[1].shape == rgb.shape[:2]
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0, 1.5, -0.2])
+def test_box_zoom_outside_0_to_1_is_refused(pico, share):
+    from mixqsam2.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="box zoom"):
+        StreamingTracker(pico, box_zoom=share)

@@ -83,6 +83,19 @@ def test_video_file_with_box_prompt(clip_mp4, tmp_path):
     assert json.loads((out / "stats.json").read_text())["frames"] == 20
 
 
+def test_box_zoom_segments_a_small_first_box_on_a_zoomed_view(clip, pico, tmp_path):
+    from mixqsam2.memory.prompts import Prompt
+    from mixqsam2.memory.tracker import StreamingTracker
+
+    folder, video = clip
+    out = tmp_path / "run"
+    assert main(["--model", "pico", "--frames", str(folder), "--box", "100,80,130,100", "--box-zoom", "0.3",
+                 "--max-frames", "3", "--out", str(out)]) == 0
+    assert json.loads((out / "stats.json").read_text())["box_zoom"] == 0.3
+    expected = StreamingTracker(pico, box_zoom=0.3).segment_image(next(video.frames()), {1: Prompt(box=(100, 80, 130, 100))})
+    assert np.array_equal(np.asarray(Image.open(out / "masks" / "00000.png")) > 0, expected[1])
+
+
 def _bad_inputs(clip, tmp_path, pico_checkpoint):
     folder, video = clip
     empty = tmp_path / "empty"

@@ -196,6 +196,30 @@ def test_small_objects_draw_smaller_scenes_and_nothing_when_off():
         signal.signal(signal.SIGALRM, previous)
 
 
+def test_large_objects_draw_larger_scenes_that_fit_the_frame_and_nothing_when_off():
+    """``--large-objects``: at 1 the objects are larger (up to the frame's height: a scene of
+    the largest scale is still drawn, image and video); at 0 nothing is drawn."""
+    from mixqsam2.data.synth import sample_image_scene, sample_video_scene
+    from mixqsam2.train.data import LARGEST_SCALE, object_scale, training_image
+
+    rng = np.random.default_rng(3)
+    state = rng.bit_generator.state["state"]["state"]
+    assert object_scale(rng, 0.0, 0.0) == 1.0 and rng.bit_generator.state["state"]["state"] == state
+
+    def median_area(large):
+        areas = []
+        for step in range(16):
+            _, labels, ids = training_image(7, step, 0, large=large)
+            areas += [int((labels == i).sum()) for i in ids]
+        return np.median(areas)
+
+    assert median_area(1.0) > 1.5 * median_area(0.0)
+    for seed in range(4):
+        for sample in (sample_image_scene, sample_video_scene):
+            _, objects = sample(np.random.default_rng(seed), 240, 320, object_scale=LARGEST_SCALE)
+            assert max(o.size for o in objects) <= 240
+
+
 def test_every_shape_family_draws_an_object_of_sensible_size():
     from mixqsam2.data.synth import PATCH, SHAPE_FAMILIES
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from mixqsam2.cli.export import add_export_parser
-from mixqsam2.cli.common import (add_memory_args, add_model_args, add_ort_kernels_arg, check_device, non_negative_int,
-                                 positive_float, positive_int, probability, run_cli)
+from mixqsam2.cli.common import (add_box_zoom_arg, add_memory_args, add_model_args, add_ort_kernels_arg, check_device,
+                                 non_negative_int, positive_float, positive_int, probability, run_cli)
 from mixqsam2.errors import UserInputError
 from mixqsam2.quant.config import AMAX_METHODS, DEFAULTS as CALIBRATION_DEFAULTS, CalibrationConfig
 from mixqsam2.train.config import TRAIN_PRESETS
@@ -99,7 +99,7 @@ def _image_evaluation(args):
     images = CocoImages.from_dir(args.data)
 
     def evaluate(model, on_mask):
-        result = evaluate_images(model, images, on_mask)
+        result = {**evaluate_images(model, images, on_mask, box_zoom=args.box_zoom), "box_zoom": args.box_zoom}
         return result, (f"mIoU {result['miou']:.4f} over {result['instances']} instances "
                         f"(fill-the-box {result['box_fill_miou']:.4f})")
 
@@ -127,7 +127,7 @@ def _train_pico(args) -> None:
     check_device(args.device)
     given = {"seed": args.seed, "steps": args.steps, "image_batch": args.image_batch,
              "video_batch": args.video_batch, "init_checkpoint": args.init, "embed": args.embed,
-             "recolor": args.recolor, "small_objects": args.small_objects}
+             "recolor": args.recolor, "small_objects": args.small_objects, "large_objects": args.large_objects}
     cfg = replace(TRAIN_PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None})
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, workers=args.workers)
     _print_training_summary(history, cfg.steps, args.out)
@@ -289,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(hue, channel order, saturation, inversion, gamma)")
     train.add_argument("--small-objects", type=probability, help="share of images and clips whose objects are "
                        "drawn smaller (down to 0.3x: ~11 px across)")
+    train.add_argument("--large-objects", type=probability, help="share of the other images and clips whose "
+                       "objects are drawn larger (up to 2.2x: as tall as the frame)")
     _add_run_args(train)
     train.set_defaults(run=_train_pico)
 
@@ -366,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "the unquantized one)")
         if kind == "videos":
             add_memory_args(p)
+        else:
+            add_box_zoom_arg(p)
         p.set_defaults(run=_eval)
     return parser
 

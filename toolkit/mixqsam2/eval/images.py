@@ -28,14 +28,16 @@ def box_mask(box, shape) -> np.ndarray:
     return mask
 
 
-def evaluate_images(model, images: CocoImages, on_mask: MaskCallback | None = None) -> dict:
+def evaluate_images(model, images: CocoImages, on_mask: MaskCallback | None = None,
+                    box_zoom: float | None = None) -> dict:
     """``{"miou", "box_fill_miou", "instances", "per_image": {image_id: miou}, "per_instance":
     {"image_id/object_id": {"iou", "fill_iou", "area"}}}`` (area: the object's pixels);
     ``on_mask((image_id, object_id), mask)`` sees every predicted mask (see
-    :mod:`mixqsam2.eval.agreement`)."""
+    :mod:`mixqsam2.eval.agreement`); ``box_zoom``: small boxes are segmented on a zoomed view
+    (:class:`~mixqsam2.memory.tracker.StreamingTracker`'s option)."""
     from mixqsam2.memory.tracker import StreamingTracker
 
-    tracker = StreamingTracker(model)
+    tracker = StreamingTracker(model, box_zoom=box_zoom)
     ious, fill_ious, per_image, per_instance = [], [], {}, {}
     for sample in tqdm(images, desc="eval images", unit="img"):
         if not sample.masks:

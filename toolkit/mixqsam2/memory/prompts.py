@@ -64,6 +64,29 @@ def clip_box(box: tuple[float, float, float, float], height: int, width: int) ->
     return (max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1))
 
 
+def zoom_window(box: tuple[float, float, float, float], height: int, width: int,
+                span: float) -> tuple[int, int, int, int] | None:
+    """Where to look at a small ``box``: the region (top, left, rows, cols) of a ``height`` x
+    ``width`` frame, of the frame's aspect, in which the box spans ``span`` of the region's
+    height or width (whichever it fills more), centred on the box and shifted inside the frame.
+    None when the box already spans ``span`` of the frame (nothing to zoom).
+
+    >>> zoom_window((100, 100, 120, 110), 240, 320, span=0.25)  # a 20x10 box, 60x80 around it
+    (75, 70, 60, 80)
+    >>> zoom_window((0, 0, 160, 120), 240, 320, span=0.25) is None
+    True
+    """
+    x0, y0, x1, y1 = box
+    rows = max(y1 - y0, (x1 - x0) * height / width) / span
+    if rows >= height:
+        return None
+    rows = max(1, int(round(rows)))
+    cols = min(width, max(1, int(round(rows * width / height))))
+    top = int(round(min(max((y0 + y1 - rows) / 2, 0), height - rows)))
+    left = int(round(min(max((x0 + x1 - cols) / 2, 0), width - cols)))
+    return top, left, rows, cols
+
+
 def prompt_then_track(tracker, frames: Iterable[np.ndarray], prompts: dict[int, Prompt]) -> Iterator:
     """Give ``prompts`` with the first of ``frames`` and track them through the rest: yields
     ``tracker.step(rgb, prompts_or_None)``'s result for each frame, one frame at a time.

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from mixqsam2.errors import UserInputError
-from mixqsam2.memory.prompts import Prompt
+from mixqsam2.memory.prompts import Prompt, clip_box, zoom_window
 from mixqsam2.memory.synthesis import RULES, MemoryArrays, empty_bank
 from mixqsam2.models.graph_config import BANK_FIELDS, GraphConfig, choose_masks, memory_layout
 from mixqsam2.models.postprocess import fill_holes
@@ -123,13 +123,20 @@ class StreamingTracker:
     to ``min(num_frames, 16)`` object pointers, so give the video length when it is known
     and short, to match sam2 exactly. ``fill_holes`` fills small holes in the masks as sam2's
     predictor does with its CUDA extension (``fill_hole_area`` of the model; sam2 without the
-    extension skips it, so a comparison with such a sam2 turns it off).
+    extension skips it, so a comparison with such a sam2 turns it off). ``box_zoom``: a box
+    prompt spanning less than this share of the frame is segmented on a zoomed view of the
+    frame in which it spans that share (:func:`~mixqsam2.memory.prompts.zoom_window`; one more
+    image-encoder pass per such box; in a video, the mask found there prompts the object);
+    None (sam2's behaviour) segments every box on the whole frame.
     """
 
     def __init__(self, graphs, memory: str = "fifo", capacity: int | None = None, num_frames: int | None = None,
-                 fill_holes: bool = True):
+                 fill_holes: bool = True, box_zoom: float | None = None):
         if memory not in RULES:
             raise UserInputError(f"unknown memory policy '{memory}'; choose one of: {', '.join(RULES)}")
+        if box_zoom is not None and not 0 < box_zoom < 1:
+            raise UserInputError(f"box zoom must be a share of the frame between 0 and 1, got {box_zoom}")
+        self.box_zoom = box_zoom
         self.rule = RULES[memory]
         if not hasattr(graphs, "run"):
             graphs = make_torch_graphs(graphs, capacity or default_capacity(graphs))
@@ -158,6 +165,8 @@ class StreamingTracker:
         prompts = prompts or {}
         frame_hw = _validate(rgb, prompts)
         self.frame_idx += 1
+        zoomed = self._zoomed_boxes(rgb, prompts)
+        prompts = {k: Prompt(mask=zoomed[k]) if k in zoomed else p for k, p in prompts.items()}
         image = self._encode_image(rgb)
         tracked = [k for k in self.objects if k not in prompts]
         low_res, scores = {}, {}
@@ -172,14 +181,39 @@ class StreamingTracker:
             for obj_id, (mask, score) in self._track(image, tracked).items():
                 low_res[obj_id], scores[obj_id] = mask, score
         self.peak_memory_bytes = max(self.peak_memory_bytes, self.memory_bytes())
-        return FrameResult(self.frame_idx, self._frame_masks(low_res, frame_hw), scores)
+        return FrameResult(self.frame_idx, {**self._frame_masks(low_res, frame_hw), **zoomed}, scores)
 
     def segment_image(self, rgb: np.ndarray, prompts: dict[int, Prompt]) -> dict[int, np.ndarray]:
         """Single-image segmentation (SAM mode): one mask per prompt, no memory kept."""
         frame_hw = _validate(rgb, prompts)
-        image = self._encode_image(rgb)
-        segmented = self._segment(image, prompts, frame_hw)
-        return self._frame_masks({k: v[0] for k, v in segmented.items()}, frame_hw)
+        zoomed = self._zoomed_boxes(rgb, prompts)
+        rest = {k: p for k, p in prompts.items() if k not in zoomed}
+        masks = self._frame_masks({k: v[0] for k, v in self._segment_frame(rgb, rest, frame_hw).items()}, frame_hw)
+        return {k: zoomed[k] if k in zoomed else masks[k] for k in prompts}
+
+    def _segment_frame(self, rgb: np.ndarray, prompts: dict[int, Prompt], frame_hw) -> dict[int, tuple]:
+        return self._segment(self._encode_image(rgb), prompts, frame_hw) if prompts else {}
+
+    def _zoomed_boxes(self, rgb: np.ndarray, prompts: dict[int, Prompt]) -> dict[int, np.ndarray]:
+        """Masks of the box prompts small enough to zoom in on (``box_zoom``), each segmented on
+        its own view of the frame and put back at the frame's resolution (empty ones left out:
+        their box is segmented on the frame)."""
+        out = {}
+        height, width = rgb.shape[:2]
+        for obj_id, prompt in prompts.items():
+            window = zoom_window(prompt.box, height, width, self.box_zoom) if self.box_zoom and prompt.box else None
+            if window is None:
+                continue
+            top, left, rows, cols = window
+            x0, y0, x1, y1 = prompt.box
+            box = clip_box((x0 - left, y0 - top, x1 - left, y1 - top), rows, cols)
+            view = np.ascontiguousarray(rgb[top : top + rows, left : left + cols])
+            low_res = self._segment_frame(view, {obj_id: Prompt(box=box)}, (rows, cols))[obj_id][0]
+            mask = np.zeros((height, width), bool)
+            mask[top : top + rows, left : left + cols] = self._frame_masks({obj_id: low_res}, (rows, cols))[obj_id]
+            if mask.any():
+                out[obj_id] = mask
+        return out
 
     def stage_ms_per_frame(self) -> dict[str, float]:
         """Mean milliseconds per frame spent in each graph so far."""

@@ -32,6 +32,7 @@ class TrainConfig:
     embed: int = 32  # pico's trunk width (pico.yaml: 32; wider: mixqsam2.models.pico_overrides)
     recolor: float = 0.0  # share of generated images/clips seen in other colours (train.data.Recolor)
     small_objects: float = 0.0  # share of generated images/clips with smaller objects (train.data.object_scale)
+    large_objects: float = 0.0  # share of the others with larger objects (up to the frame's height)
     video_frames: tuple[int, int] = (4, 8)  # clip length range of video steps
     # merge-aware training (mixqsam2.train.banked): each video step draws a bank policy and a
     # capacity; empty = sam2's own memory (the last num_maskmem - 1 frames)

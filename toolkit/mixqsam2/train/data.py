@@ -134,21 +134,27 @@ class Camera:
 
 
 SMALLEST_SCALE = 0.3  # the generator's objects are 0.15-0.45 of the short side; small ones down to 0.3x that
+LARGEST_SCALE = 2.2  # large ones up to 2.2x: ~the frame's short side across
 
 
-def object_scale(rng: np.random.Generator, probability: float) -> float:
-    """The scale of a scene's objects: with ``probability``, log-uniform in [SMALLEST_SCALE, 1]
-    (objects down to ~11 px across in a 240x320 frame), else 1 (no draw when 0, so runs without
-    it see the data they always saw).
+def object_scale(rng: np.random.Generator, small: float, large: float = 0.0) -> float:
+    """The scale of a scene's objects: with probability ``small``, log-uniform in
+    [SMALLEST_SCALE, 1] (objects down to ~11 px across in a 240x320 frame); else, with
+    probability ``large``, log-uniform in [1, LARGEST_SCALE] (up to the frame's height); else 1.
+    No draw for a share of 0, so runs without it see the data they always saw.
 
     >>> object_scale(np.random.default_rng(0), 0.0)
     1.0
     >>> SMALLEST_SCALE <= object_scale(np.random.default_rng(0), 1.0) <= 1.0
     True
+    >>> 1.0 <= object_scale(np.random.default_rng(0), 0.0, large=1.0) <= LARGEST_SCALE
+    True
     """
-    if not probability or rng.random() >= probability:
-        return 1.0
-    return float(np.exp(rng.uniform(np.log(SMALLEST_SCALE), 0.0)))
+    if small and rng.random() < small:
+        return float(np.exp(rng.uniform(np.log(SMALLEST_SCALE), 0.0)))
+    if large and rng.random() < large:
+        return float(np.exp(rng.uniform(0.0, np.log(LARGEST_SCALE))))
+    return 1.0
 
 
 def _square_masks(labels: np.ndarray, ids: list[int], image_size: int) -> np.ndarray:
@@ -184,13 +190,13 @@ def _collate(videos: list[tuple[np.ndarray, np.ndarray]]):
     )
 
 
-def training_image(seed: int, step: int, index: int, recolor: float = 0.0,
-                   small: float = 0.0) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def training_image(seed: int, step: int, index: int, recolor: float = 0.0, small: float = 0.0,
+                   large: float = 0.0) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Image ``index`` of training step ``step``: (rgb, label map, target ids), at the
     generators' frame size. Scenes without a big enough object are redrawn."""
     rng = np.random.default_rng([seed, step, 0, index])
     while True:
-        background, objects = sample_image_scene(rng, FRAME_HEIGHT, FRAME_WIDTH, object_scale(rng, small))
+        background, objects = sample_image_scene(rng, FRAME_HEIGHT, FRAME_WIDTH, object_scale(rng, small, large))
         camera = Camera.sample(rng, moving=False, recolor=recolor)
         rgb, labels = camera.view(*render(background, objects, 0.0), 0.0, rng)
         ids = _prompt_targets(labels)
@@ -198,18 +204,19 @@ def training_image(seed: int, step: int, index: int, recolor: float = 0.0,
             return rgb, labels, ids
 
 
-def image_batch(seed: int, step: int, num_images: int, image_size: int, recolor: float = 0.0, small: float = 0.0):
+def image_batch(seed: int, step: int, num_images: int, image_size: int, recolor: float = 0.0, small: float = 0.0,
+                large: float = 0.0):
     """A batch of ``num_images`` single-frame scenes with every visible object as a target."""
     videos = []
     for index in range(num_images):
-        rgb, labels, ids = training_image(seed, step, index, recolor, small)
+        rgb, labels, ids = training_image(seed, step, index, recolor, small, large)
         frames = preprocess_frame(rgb, image_size)[None]
         videos.append((frames, _square_masks(labels, ids, image_size)[None]))
     return _collate(videos)
 
 
 def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_frames: int = 4, max_frames: int = 8,
-                recolor: float = 0.0, small: float = 0.0):
+                recolor: float = 0.0, small: float = 0.0, large: float = 0.0):
     """A batch of ``num_videos`` clips (one length per batch) from moving scenes.
 
     The clip starts at a random time of the scene and advances 1-4 time units per frame
@@ -222,7 +229,8 @@ def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_fram
     for index in range(num_videos):
         rng = np.random.default_rng([seed, step, 1, index])
         while True:
-            background, objects = sample_video_scene(rng, FRAME_HEIGHT, FRAME_WIDTH, object_scale=object_scale(rng, small))
+            background, objects = sample_video_scene(rng, FRAME_HEIGHT, FRAME_WIDTH,
+                                                     object_scale=object_scale(rng, small, large))
             start, stride = float(rng.uniform(0, 200)), float(rng.uniform(1, 4) * (2 if rng.random() < 0.15 else 1))
             camera = Camera.sample(rng, moving=True, recolor=recolor)
             rendered = [camera.view(*render(background, objects, start + stride * t), t / max(1, num_frames - 1), rng)
