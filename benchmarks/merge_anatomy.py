@@ -5,8 +5,9 @@ tracks (FIFO@6 J&F >= 0.5) that ``--policy`` (default ``sis@3``) loses most on, 
 those videos with FIFO@6 and the policy side by side (the same tracker and prompts as the
 benchmark, so the same masks), recording per frame and object: the mask IoU with the ground
 truth (every frame, first and last included, unlike J; 1 where the object is absent and
-nothing is predicted), and the bank that made the frame's mask (slots held, each slot's age =
-now - its temporal position, and how many frames it stands for). The *divergence frame* is the
+nothing is predicted), the object-score logit (> 0: the model says the object is there), and
+the bank that made the frame's mask (slots held, each slot's age = now - its temporal
+position, how many frames it stands for, and its object score). The *divergence frame* is the
 first frame from which the policy's IoU stays 0.2+ below FIFO@6's for 10 frames. The videos
 must be annotated on every frame (generated ones are).
 
@@ -83,7 +84,8 @@ def replay(model, video, key: str, objects: list[int]) -> dict:
     policy, k = key.split("@")
     tracker = StreamingTracker(model, memory=policy, capacity=int(k), num_frames=len(video.frame_paths))
     prompts = {obj: Prompt(mask=m) for obj, m in video.prompt_masks().items()}
-    trace = {obj: {"iou": [], "ages": [], "counts": [], "masks": [], "features": []} for obj in objects}
+    trace = {obj: {"iou": [], "score": [], "present": [], "ages": [], "counts": [], "slot_scores": [], "masks": [],
+                   "features": []} for obj in objects}
     banks = {obj: None for obj in objects}  # what the previous frame left (None: before the prompt)
     for name, result in zip(video.frame_names, prompt_then_track(tracker, video.frames(), prompts)):
         truth = video.annotation(name)
@@ -91,8 +93,11 @@ def replay(model, video, key: str, objects: list[int]) -> dict:
             mask, record, bank = result.masks[obj], trace[obj], banks[obj]
             held = bank.valid if bank is not None else np.zeros(0, bool)
             record["iou"].append(mask_iou(mask, truth.get(obj, np.zeros_like(mask))))
+            record["score"].append(float(result.object_scores[obj]))
+            record["present"].append(bool(truth.get(obj, np.zeros(1, bool)).any()))
             record["ages"].append((tracker.frame_idx - bank.positions[held]).tolist() if bank is not None else [])
             record["counts"].append(bank.counts[held].tolist() if bank is not None else [])
+            record["slot_scores"].append(bank.scores[held].tolist() if bank is not None else [])
             record["masks"].append(mask)
             record["features"].append(bank.features[held].copy() if bank is not None else None)
             banks[obj] = tracker.objects[obj].bank
@@ -125,6 +130,18 @@ def table(anatomy: dict, policy: str) -> str:
         gap = np.max(np.asarray(base["iou"]) - other["iou"])
         lines.append(f"| {unit} | {np.mean(base['iou']):.3f} | {np.mean(other['iou']):.3f} | {gap:.2f} | {row['divergence']} | "
                      f"{slots} | {merged:.0%} | {np.mean([len(c) for c in other['counts'][1:]]):.2f} |")
+    lines += ["", f"| track | frames object absent | ... {BASELINE} says present | ... {policy} says present | "
+              f"{policy}'s bank there: mean slot score | frames object present | ... {BASELINE} says absent | "
+              f"... {policy} says absent |", "|---|---|---|---|---|---|---|---|"]
+    for unit, row in anatomy.items():
+        base, other = row["traces"][BASELINE], row["traces"][policy]
+        present = np.asarray(other["present"])
+        absent = np.flatnonzero(~present)
+        says = {key: np.asarray(trace["score"]) > 0 for key, trace in row["traces"].items()}
+        slot_score = np.mean([np.mean(other["slot_scores"][t]) for t in absent if other["slot_scores"][t]] or [np.nan])
+        lines.append(f"| {unit} | {absent.size} | {says[BASELINE][~present].sum()} | {says[policy][~present].sum()} | "
+                     f"{slot_score:+.1f} | {present.sum()} | {(~says[BASELINE][present]).sum()} | "
+                     f"{(~says[policy][present]).sum()} |")
     return "\n".join(lines) + "\n"
 
 
@@ -212,7 +229,9 @@ def anatomy_run(args) -> int:
     plot(anatomy, videos, args.policy, args.figure)
     summary = {unit: {"divergence": row["divergence"], "bank_at_divergence": row["bank_at_divergence"],
                       **{f"iou_{key}": trace["iou"] for key, trace in row["traces"].items()},
-                      **{f"bank_{key}": {"ages": trace["ages"], "counts": trace["counts"]}
+                      **{f"score_{key}": trace["score"] for key, trace in row["traces"].items()},
+                      "present": row["traces"][BASELINE]["present"],
+                      **{f"bank_{key}": {"ages": trace["ages"], "counts": trace["counts"], "scores": trace["slot_scores"]}
                          for key, trace in row["traces"].items()}}
                for unit, row in anatomy.items()}
     write_json_atomic(Path(args.out), {"memory_bank": args.memory_bank, "policy": args.policy, "tracks": summary,

@@ -220,6 +220,23 @@ def test_large_objects_draw_larger_scenes_that_fit_the_frame_and_nothing_when_of
             assert max(o.size for o in objects) <= 240
 
 
+def test_absent_targets_hide_a_target_for_a_stretch_after_the_prompt_and_draw_nothing_when_off():
+    from mixqsam2.train.data import hidden_stretch, video_batch
+
+    rng = np.random.default_rng(3)
+    state = rng.bit_generator.state["state"]["state"]
+    assert hidden_stretch(rng, [], 16, 0.0) is None and rng.bit_generator.state["state"]["state"] == state
+
+    def visible(absent):
+        batch = video_batch(5, 2, 2, 64, 12, 16, absent=absent)
+        masks = batch.masks.numpy()  # [frames, objects, H, W]
+        return masks.reshape(*masks.shape[:2], -1).any(-1)
+
+    plain, hidden = visible(0.0), visible(1.0)
+    assert hidden[0].all() and plain[0].all()  # every target is seen on the prompt frame
+    assert (~hidden).sum() >= (~plain).sum() + 2  # and at least 2 more frames without one
+
+
 def test_every_shape_family_draws_an_object_of_sensible_size():
     from mixqsam2.data.synth import PATCH, SHAPE_FAMILIES
 

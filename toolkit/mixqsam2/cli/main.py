@@ -127,7 +127,8 @@ def _train_pico(args) -> None:
     check_device(args.device)
     given = {"seed": args.seed, "steps": args.steps, "image_batch": args.image_batch,
              "video_batch": args.video_batch, "init_checkpoint": args.init, "embed": args.embed,
-             "recolor": args.recolor, "small_objects": args.small_objects, "large_objects": args.large_objects}
+             "recolor": args.recolor, "small_objects": args.small_objects, "large_objects": args.large_objects,
+             "absent_targets": args.absent_targets}
     cfg = replace(TRAIN_PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None})
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, workers=args.workers)
     _print_training_summary(history, cfg.steps, args.out)
@@ -291,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "drawn smaller (down to 0.3x: ~11 px across)")
     train.add_argument("--large-objects", type=probability, help="share of the other images and clips whose "
                        "objects are drawn larger (up to 2.2x: as tall as the frame)")
+    train.add_argument("--absent-targets", type=probability, help="share of clips in which a target vanishes for "
+                       "a stretch of frames (as if fully occluded) and comes back")
     _add_run_args(train)
     train.set_defaults(run=_train_pico)
 

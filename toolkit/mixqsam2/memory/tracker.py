@@ -201,7 +201,8 @@ class StreamingTracker:
         out = {}
         height, width = rgb.shape[:2]
         for obj_id, prompt in prompts.items():
-            window = zoom_window(prompt.box, height, width, self.box_zoom) if self.box_zoom and prompt.box else None
+            zoomable = self.box_zoom is not None and prompt.box is not None
+            window = zoom_window(prompt.box, height, width, self.box_zoom) if zoomable else None
             if window is None:
                 continue
             top, left, rows, cols = window

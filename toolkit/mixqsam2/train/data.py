@@ -7,8 +7,10 @@ targets move, get occluded by unannotated objects, meet look-alikes and leave. E
 is seen through a camera (:class:`Camera`): a pan and zoom that drifts over the clip, a
 lighting change, and sensor effects (blur, noise, JPEG artefacts); images get a still one.
 With ``recolor`` > 0 that share of images and clips is also seen in other colours
-(:class:`Recolor`); with ``small`` > 0 that share has its objects drawn smaller
-(:func:`object_scale`).
+(:class:`Recolor`); with ``small`` > 0 that share has its objects drawn smaller, with
+``large`` > 0 a share of the others larger (:func:`object_scale`); with ``absent`` > 0 that
+share of clips has a target vanish for a stretch of frames, as if fully occluded
+(:func:`hidden_stretch`).
 
 >>> batch = image_batch(seed=0, step=0, num_images=2, image_size=64)
 >>> batch.img_batch.shape[:2], batch.masks.shape[0]
@@ -215,8 +217,32 @@ def image_batch(seed: int, step: int, num_images: int, image_size: int, recolor:
     return _collate(videos)
 
 
+def hidden_stretch(rng: np.random.Generator, objects: list, num_frames: int,
+                   probability: float) -> tuple[int, int, int] | None:
+    """With ``probability``, (label, first, stop): one annotated object of the scene is not
+    drawn on frames first..stop-1 (at least 2 frames, at most half the clip, never the first
+    frame: the prompt sees it), as if a full occlusion hid it, so that the model sees frames
+    where a target is absent and comes back; else None (no draw when 0).
+
+    >>> hidden_stretch(np.random.default_rng(0), [], 16, 0.0) is None
+    True
+    """
+    labels = [o.label for o in objects if o.label > 0]
+    if not probability or rng.random() >= probability or num_frames < 3 or not labels:
+        return None
+    length = int(rng.integers(2, max(3, num_frames // 2 + 1)))
+    first = int(rng.integers(1, num_frames - length + 1))
+    return int(rng.choice(labels)), first, first + length
+
+
+def _shown(objects: list, hidden: tuple[int, int, int] | None, frame: int) -> list:
+    if hidden is None or not hidden[1] <= frame < hidden[2]:
+        return objects
+    return [o for o in objects if o.label != hidden[0]]
+
+
 def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_frames: int = 4, max_frames: int = 8,
-                recolor: float = 0.0, small: float = 0.0, large: float = 0.0):
+                recolor: float = 0.0, small: float = 0.0, large: float = 0.0, absent: float = 0.0):
     """A batch of ``num_videos`` clips (one length per batch) from moving scenes.
 
     The clip starts at a random time of the scene and advances 1-4 time units per frame
@@ -233,8 +259,9 @@ def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_fram
                                                      object_scale=object_scale(rng, small, large))
             start, stride = float(rng.uniform(0, 200)), float(rng.uniform(1, 4) * (2 if rng.random() < 0.15 else 1))
             camera = Camera.sample(rng, moving=True, recolor=recolor)
-            rendered = [camera.view(*render(background, objects, start + stride * t), t / max(1, num_frames - 1), rng)
-                        for t in range(num_frames)]
+            hidden = hidden_stretch(rng, objects, num_frames, absent)
+            rendered = [camera.view(*render(background, _shown(objects, hidden, t), start + stride * t),
+                                    t / max(1, num_frames - 1), rng) for t in range(num_frames)]
             ids = _prompt_targets(rendered[0][1])
             if ids:
                 break

@@ -156,7 +156,7 @@ def generated_batch(cfg: TrainConfig, step: int, image_size: int):
         return image_batch(cfg.seed, step, cfg.image_batch, image_size, cfg.recolor, cfg.small_objects,
                            cfg.large_objects)
     return video_batch(cfg.seed, step, cfg.video_batch, image_size, *cfg.video_frames, recolor=cfg.recolor,
-                       small=cfg.small_objects, large=cfg.large_objects)
+                       small=cfg.small_objects, large=cfg.large_objects, absent=cfg.absent_targets)
 
 
 class _StepBatches:
