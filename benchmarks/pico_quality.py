@@ -8,7 +8,9 @@ Data (all seeds apart from training's and from each other):
 
 Images: box mIoU with GT-box prompts, next to fill-the-box. Videos: J&F with a first-frame
 mask prompt and FIFO at 6, next to repeating the first mask; "lost" counts objects under
-J&F 0.5. Checkpoints are compared pairwise per unit (image, video object) with bootstrap
+J&F 0.5; "absent" is the share of (frame, object) pairs after the prompt where the object is
+not in the ground truth, and "empty there" the share of those the tracker answers with an
+empty mask (what J counts as right). Checkpoints are compared pairwise per unit (image, video object) with bootstrap
 intervals (``mixqsam2.eval.paired``). CPU ms per frame of each checkpoint's tracker comes
 from the same run. A grid of the hardest held-out videos (GT red, prediction green) goes to
 ``--figure``. ``--box-zoom S`` also scores the boxes with small ones segmented on a zoomed
@@ -88,7 +90,8 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
     images = evaluate_images(model, CocoImages.from_dir(images_dir))
     zoomed = evaluate_images(model, CocoImages.from_dir(images_dir), box_zoom=box_zoom) if box_zoom else None
     videos = [v for d in video_dirs for v in _named(open_video_set(d), d)]
-    tracked, baseline = evaluate_videos(model, videos), first_mask_baseline(videos)
+    absence = AbsentFrames(videos)
+    tracked, baseline = evaluate_videos(model, videos, on_mask=absence), first_mask_baseline(videos)
     objects = _per_object(tracked)
     return {
         "box_miou": images["miou"], "box_fill_miou": images["box_fill_miou"], "instances": images["instances"],
@@ -97,9 +100,35 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
         "lost": sum(jf < 0.5 for jf in objects.values()), "per_object": objects,
         "per_video": {name: v["JF"] for name, v in tracked["per_video"].items()},
         "ms_per_frame": sum(tracked["latency_ms"].values()),
+        "absent_share": absence.absent / absence.pairs, "empty_when_absent": absence.empty / max(1, absence.absent),
         **({"box_miou_zoom": zoomed["miou"], "per_image_zoom": zoomed["per_image"],
             "box_miou_zoom_by_area": by_area(zoomed["per_instance"])} if zoomed else {}),
     }
+
+
+class AbsentFrames:
+    """An ``on_mask`` callback counting, after each video's prompt frame, the (frame, object)
+    pairs whose object is absent from the ground truth and how many of them got an empty mask."""
+
+    def __init__(self, videos):
+        self.videos = {video.name: video for video in videos}
+        self.pairs = self.absent = self.empty = 0
+        self._truth = (None, None)  # (video, frame) -> annotation, the last one read
+
+    def __call__(self, key, mask) -> None:
+        name, obj, frame = key
+        video = self.videos[name]
+        if frame == video.frame_names[0]:
+            return
+        if self._truth[0] != (name, frame):
+            self._truth = ((name, frame), video.annotation(frame))
+        if self._truth[1] is None:  # not annotated: neither present nor absent
+            return
+        truth = self._truth[1].get(obj)
+        self.pairs += 1
+        if truth is None or not truth.any():
+            self.absent += 1
+            self.empty += int(not mask.any())
 
 
 def _named(videos, folder: Path):
@@ -144,15 +173,15 @@ def zoom_gains(results: dict) -> dict:
 
 def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None) -> str:
     zoom = f" | box mIoU, zoom {box_zoom}" if box_zoom else ""
-    lines = [f"| checkpoint | set | box mIoU{zoom} | fill-the-box | video J&F | first-mask J&F | lost objects | ms/frame |",
-             "|---|---|---|---|---|---|---|---|" + ("---|" if box_zoom else "")]
+    lines = [f"| checkpoint | set | box mIoU{zoom} | fill-the-box | video J&F | first-mask J&F | lost objects | "
+             "absent / empty there | ms/frame |", "|---|---|---|---|---|---|---|---|---|" + ("---|" if box_zoom else "")]
     for name, sets in results.items():
         for set_name in SETS:
             r = sets[set_name]
             zoomed = f" | {r['box_miou_zoom']:.3f}" if box_zoom else ""
             lines.append(f"| {name} | {set_name} | {r['box_miou']:.3f}{zoomed} | {r['box_fill_miou']:.3f} | "
                          f"{r['JF']:.3f} | {r['first_mask_JF']:.3f} | {r['lost']}/{r['objects']} | "
-                         f"{r['ms_per_frame']:.1f} |")
+                         f"{r['absent_share']:.1%} / {r['empty_when_absent']:.0%} | {r['ms_per_frame']:.1f} |")
     bins = [label for label, _, _ in area_bins()]
     lines += ["", "| checkpoint | set | " + " | ".join(f"box mIoU / fill, area {b} px" for b in bins) + " |",
               "|---|---|" + "---|" * len(bins)]
