@@ -26,10 +26,12 @@ from pico_quality import area_bins  # noqa: E402  (the same area bins)
 
 
 def parse_args(argv=None):
+    from mixqsam2.cli.common import open_share
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH")
     parser.add_argument("--input-sizes", type=int, nargs="+", default=[256], help="pico input sizes to run at")
-    parser.add_argument("--box-zooms", type=float, nargs="+", default=[], help="box-zoom shares to run with too")
+    parser.add_argument("--box-zooms", type=open_share, nargs="+", default=[], help="box-zoom shares to run with too")
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--data", default="out/bench/data", help="cache of generated sets")
     parser.add_argument("--out", default="out/bench/box_spill.json")

@@ -130,14 +130,14 @@ def table(anatomy: dict, policy: str) -> str:
         gap = np.max(np.asarray(base["iou"]) - other["iou"])
         lines.append(f"| {unit} | {np.mean(base['iou']):.3f} | {np.mean(other['iou']):.3f} | {gap:.2f} | {row['divergence']} | "
                      f"{slots} | {merged:.0%} | {np.mean([len(c) for c in other['counts'][1:]]):.2f} |")
-    lines += ["", f"| track | frames object absent | ... {BASELINE} says present | ... {policy} says present | "
+    lines += ["", f"| track (frames after the prompt) | frames object absent | ... {BASELINE} says present | ... {policy} says present | "
               f"{policy}'s bank there: mean slot score | frames object present | ... {BASELINE} says absent | "
               f"... {policy} says absent |", "|---|---|---|---|---|---|---|---|"]
     for unit, row in anatomy.items():
         base, other = row["traces"][BASELINE], row["traces"][policy]
-        present = np.asarray(other["present"])
-        absent = np.flatnonzero(~present)
-        says = {key: np.asarray(trace["score"]) > 0 for key, trace in row["traces"].items()}
+        present = np.asarray(other["present"])[1:]  # after the prompt frame (a mask prompt's score)
+        absent = 1 + np.flatnonzero(~present)
+        says = {key: np.asarray(trace["score"][1:]) > 0 for key, trace in row["traces"].items()}
         slot_score = np.mean([np.mean(other["slot_scores"][t]) for t in absent if other["slot_scores"][t]] or [np.nan])
         lines.append(f"| {unit} | {absent.size} | {says[BASELINE][~present].sum()} | {says[policy][~present].sum()} | "
                      f"{slot_score:+.1f} | {present.sum()} | {(~says[BASELINE][present]).sum()} | "

@@ -31,13 +31,15 @@ SETS = ("train-gen", "heldout")
 
 
 def parse_args(argv=None):
+    from mixqsam2.cli.common import open_share
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", action="append", metavar="NAME=PATH",
                         help="checkpoints to compare (default: shipped=the bundled pico)")
     parser.add_argument("--images", type=int, default=200, help="images per set")
     parser.add_argument("--videos", type=int, default=6, help="videos per set and video seed")
     parser.add_argument("--frames", type=int, default=120)
-    parser.add_argument("--box-zoom", type=float, help="also score box prompts with this zoom share (e.g. 0.3)")
+    parser.add_argument("--box-zoom", type=open_share, help="also score box prompts with this zoom share (e.g. 0.3)")
     parser.add_argument("--video-seeds", type=int, nargs="+", default=[9003, 9004])
     parser.add_argument("--out", default="out/bench/pico_quality.json")
     parser.add_argument("--figure", default="benchmarks/figures/pico_hardest_heldout.png")
@@ -100,7 +102,7 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
         "lost": sum(jf < 0.5 for jf in objects.values()), "per_object": objects,
         "per_video": {name: v["JF"] for name, v in tracked["per_video"].items()},
         "ms_per_frame": sum(tracked["latency_ms"].values()),
-        "absent_share": absence.absent / absence.pairs, "empty_when_absent": absence.empty / max(1, absence.absent),
+        "absent_share": absence.absent / max(1, absence.pairs), "empty_when_absent": absence.empty / max(1, absence.absent),
         **({"box_miou_zoom": zoomed["miou"], "per_image_zoom": zoomed["per_image"],
             "box_miou_zoom_by_area": by_area(zoomed["per_instance"])} if zoomed else {}),
     }

@@ -225,16 +225,33 @@ def test_absent_targets_hide_a_target_for_a_stretch_after_the_prompt_and_draw_no
 
     rng = np.random.default_rng(3)
     state = rng.bit_generator.state["state"]["state"]
-    assert hidden_stretch(rng, [], 16, 0.0) is None and rng.bit_generator.state["state"]["state"] == state
+    assert hidden_stretch(rng, [1], 16, 0.0) is None and rng.bit_generator.state["state"]["state"] == state
+    for frames in range(3, 21):
+        for seed in range(40):
+            label, first, stop = hidden_stretch(np.random.default_rng(seed), [4, 7], frames, 1.0)
+            assert label in (4, 7) and 1 <= first and stop <= frames and 2 <= stop - first <= max(2, frames // 2)
 
-    def visible(absent):
-        batch = video_batch(5, 2, 2, 64, 12, 16, absent=absent)
-        masks = batch.masks.numpy()  # [frames, objects, H, W]
-        return masks.reshape(*masks.shape[:2], -1).any(-1)
+    def absent(share, step):
+        masks = video_batch(5, step, 2, 64, 12, 16, absent=share).masks.numpy()  # [frames, targets, H, W]
+        return ~masks.reshape(*masks.shape[:2], -1).any(-1)  # [frames, targets]
 
-    plain, hidden = visible(0.0), visible(1.0)
-    assert hidden[0].all() and plain[0].all()  # every target is seen on the prompt frame
-    assert (~hidden).sum() >= (~plain).sum() + 2  # and at least 2 more frames without one
+    added = 0
+    for step in range(4):  # the same clips, with a stretch of frames where a target is hidden
+        hidden, plain = absent(1.0, step), absent(0.0, step)
+        assert not hidden[0].any() and (hidden | plain == hidden).all()
+        added += int(hidden.sum() - plain.sum())
+    assert added >= 2 * 4
+
+
+def test_object_scale_draws_as_before_large_objects_existed():
+    """Runs with ``--small-objects`` resume on the same data: the same draws, in the same order."""
+    from mixqsam2.train.data import SMALLEST_SCALE, object_scale
+
+    for seed in range(50):
+        old, new = np.random.default_rng(seed), np.random.default_rng(seed)
+        before = 1.0 if old.random() >= 0.5 else float(np.exp(old.uniform(np.log(SMALLEST_SCALE), 0.0)))
+        assert object_scale(new, 0.5) == before
+        assert old.bit_generator.state == new.bit_generator.state
 
 
 def test_every_shape_family_draws_an_object_of_sensible_size():

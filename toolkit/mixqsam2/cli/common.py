@@ -45,12 +45,13 @@ def probability(text: str) -> float:
 
 
 def add_box_zoom_arg(parser) -> None:
-    parser.add_argument("--box-zoom", type=_open_share, metavar="SHARE",
+    parser.add_argument("--box-zoom", type=open_share, metavar="SHARE",
                         help="segment a box prompt smaller than SHARE of the frame (e.g. 0.3) on a zoomed view in "
                              "which it spans SHARE: better masks of small objects, one more image-encoder pass each")
 
 
-def _open_share(text: str) -> float:
+def open_share(text: str) -> float:
+    """A share strictly between 0 and 1 (argparse type)."""
     value = float(text)
     if not 0.0 < value < 1.0:  # NaN fails too
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")

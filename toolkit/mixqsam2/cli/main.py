@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--small-objects", type=probability, help="share of images and clips whose objects are "
                        "drawn smaller (down to 0.3x: ~11 px across)")
     train.add_argument("--large-objects", type=probability, help="share of the other images and clips whose "
-                       "objects are drawn larger (up to 2.2x: as tall as the frame)")
+                       "objects are drawn larger (up to 2.2x: about as tall as the frame)")
     train.add_argument("--absent-targets", type=probability, help="share of clips in which a target vanishes for "
                        "a stretch of frames (as if fully occluded) and comes back")
     _add_run_args(train)

@@ -77,10 +77,9 @@ def zoom_window(box: tuple[float, float, float, float], height: int, width: int,
     True
     """
     x0, y0, x1, y1 = box
-    rows = max(y1 - y0, (x1 - x0) * height / width) / span
+    rows = max(1, int(round(max(y1 - y0, (x1 - x0) * height / width) / span)))
     if rows >= height:
         return None
-    rows = max(1, int(round(rows)))
     cols = min(width, max(1, int(round(rows * width / height))))
     top = int(round(min(max((y0 + y1 - rows) / 2, 0), height - rows)))
     left = int(round(min(max((x0 + x1 - cols) / 2, 0), width - cols)))

@@ -126,8 +126,9 @@ class StreamingTracker:
     extension skips it, so a comparison with such a sam2 turns it off). ``box_zoom``: a box
     prompt spanning less than this share of the frame is segmented on a zoomed view of the
     frame in which it spans that share (:func:`~mixqsam2.memory.prompts.zoom_window`; one more
-    image-encoder pass per such box; in a video, the mask found there prompts the object);
-    None (sam2's behaviour) segments every box on the whole frame.
+    image-encoder pass per such box; in a video, the mask found there prompts the object, so
+    its score on that frame is a mask prompt's); None (sam2's behaviour) segments every box on
+    the whole frame.
     """
 
     def __init__(self, graphs, memory: str = "fifo", capacity: int | None = None, num_frames: int | None = None,
@@ -307,7 +308,8 @@ class StreamingTracker:
         return {k: (masks[row, 0], float(scores[row])) for row, k in enumerate(ids)}
 
     def _update_banks(self, states: list[ObjectMemory], banks, features, pointers, scores) -> None:
-        """``banks``: the stacked bank features of ``states`` (as memory attention read them)."""
+        """``banks``: the stacked bank features of ``states`` (as memory attention read them; a
+        backend may update them in place, so they are not used after this)."""
         slot_fields = [name for name in BANK_FIELDS if name != "features"]  # per-slot numbers, on the host
         updated = self.graphs.run(f"sis_update.{self.rule.name}", {
             "bank_features": banks,

@@ -32,7 +32,7 @@ class TrainConfig:
     embed: int = 32  # pico's trunk width (pico.yaml: 32; wider: mixqsam2.models.pico_overrides)
     recolor: float = 0.0  # share of generated images/clips seen in other colours (train.data.Recolor)
     small_objects: float = 0.0  # share of generated images/clips with smaller objects (train.data.object_scale)
-    large_objects: float = 0.0  # share of the others with larger objects (up to the frame's height)
+    large_objects: float = 0.0  # share of the others with larger objects (up to about the frame's height)
     absent_targets: float = 0.0  # share of clips where a target vanishes for a stretch (train.data.hidden_stretch)
     video_frames: tuple[int, int] = (4, 8)  # clip length range of video steps
     # merge-aware training (mixqsam2.train.banked): each video step draws a bank policy and a

@@ -142,7 +142,7 @@ LARGEST_SCALE = 2.2  # large ones up to 2.2x: ~the frame's short side across
 def object_scale(rng: np.random.Generator, small: float, large: float = 0.0) -> float:
     """The scale of a scene's objects: with probability ``small``, log-uniform in
     [SMALLEST_SCALE, 1] (objects down to ~11 px across in a 240x320 frame); else, with
-    probability ``large``, log-uniform in [1, LARGEST_SCALE] (up to the frame's height); else 1.
+    probability ``large``, log-uniform in [1, LARGEST_SCALE] (up to about the frame's height); else 1.
     No draw for a share of 0, so runs without it see the data they always saw.
 
     >>> object_scale(np.random.default_rng(0), 0.0)
@@ -217,28 +217,24 @@ def image_batch(seed: int, step: int, num_images: int, image_size: int, recolor:
     return _collate(videos)
 
 
-def hidden_stretch(rng: np.random.Generator, objects: list, num_frames: int,
+def hidden_stretch(rng: np.random.Generator, targets: list[int], num_frames: int,
                    probability: float) -> tuple[int, int, int] | None:
-    """With ``probability``, (label, first, stop): one annotated object of the scene is not
-    drawn on frames first..stop-1 (at least 2 frames, at most half the clip, never the first
-    frame: the prompt sees it), as if a full occlusion hid it, so that the model sees frames
-    where a target is absent and comes back; else None (no draw when 0).
+    """With ``probability``, (label, first, stop): one of the clip's ``targets`` is not drawn on
+    frames first..stop-1 (2 frames to half the clip, never the first frame: the prompt sees
+    it), as if a full occlusion hid it, so that the model sees frames where a target is absent
+    and comes back; else None (no draw when 0).
 
-    >>> hidden_stretch(np.random.default_rng(0), [], 16, 0.0) is None
+    >>> hidden_stretch(np.random.default_rng(0), [1, 2], 16, 0.0) is None
+    True
+    >>> label, first, stop = hidden_stretch(np.random.default_rng(0), [1, 2], 16, 1.0)
+    >>> label in (1, 2) and 1 <= first and 2 <= stop - first <= 8 and stop <= 16
     True
     """
-    labels = [o.label for o in objects if o.label > 0]
-    if not probability or rng.random() >= probability or num_frames < 3 or not labels:
+    if not probability or rng.random() >= probability or num_frames < 3 or not targets:
         return None
-    length = int(rng.integers(2, max(3, num_frames // 2 + 1)))
+    length = int(rng.integers(2, max(2, num_frames // 2) + 1))
     first = int(rng.integers(1, num_frames - length + 1))
-    return int(rng.choice(labels)), first, first + length
-
-
-def _shown(objects: list, hidden: tuple[int, int, int] | None, frame: int) -> list:
-    if hidden is None or not hidden[1] <= frame < hidden[2]:
-        return objects
-    return [o for o in objects if o.label != hidden[0]]
+    return int(rng.choice(targets)), first, first + length
 
 
 def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_frames: int = 4, max_frames: int = 8,
@@ -247,7 +243,8 @@ def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_fram
 
     The clip starts at a random time of the scene and advances 1-4 time units per frame
     (sometimes up to 8: fast motion); targets are the annotated objects visible on its first
-    frame, as the camera sees it.
+    frame, as the camera sees it. With ``absent``, that share of clips has a target hidden for
+    a stretch (:func:`hidden_stretch`; those frames are drawn again without it).
     """
     rng = np.random.default_rng([seed, step, 1])
     num_frames = int(rng.integers(min_frames, max_frames + 1))
@@ -259,12 +256,18 @@ def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_fram
                                                      object_scale=object_scale(rng, small, large))
             start, stride = float(rng.uniform(0, 200)), float(rng.uniform(1, 4) * (2 if rng.random() < 0.15 else 1))
             camera = Camera.sample(rng, moving=True, recolor=recolor)
-            hidden = hidden_stretch(rng, objects, num_frames, absent)
-            rendered = [camera.view(*render(background, _shown(objects, hidden, t), start + stride * t),
-                                    t / max(1, num_frames - 1), rng) for t in range(num_frames)]
+
+            def frame(t, shown):
+                return camera.view(*render(background, shown, start + stride * t), t / max(1, num_frames - 1), rng)
+
+            rendered = [frame(t, objects) for t in range(num_frames)]
             ids = _prompt_targets(rendered[0][1])
             if ids:
                 break
+        hidden = hidden_stretch(rng, ids, num_frames, absent)
+        if hidden is not None:
+            label, first, stop = hidden
+            rendered[first:stop] = [frame(t, [o for o in objects if o.label != label]) for t in range(first, stop)]
         frames = np.stack([preprocess_frame(rgb, image_size) for rgb, _ in rendered])
         masks = np.stack([_square_masks(labels, ids, image_size) for _, labels in rendered])
         videos.append((frames, masks))
