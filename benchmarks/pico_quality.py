@@ -89,8 +89,9 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
     from mixqsam2.eval.images import evaluate_images
     from mixqsam2.eval.videos import evaluate_videos, first_mask_baseline
 
-    images = evaluate_images(model, CocoImages.from_dir(images_dir))
-    zoomed = evaluate_images(model, CocoImages.from_dir(images_dir), box_zoom=box_zoom) if box_zoom else None
+    image_set = CocoImages.from_dir(images_dir)
+    images = evaluate_images(model, image_set)
+    zoomed = evaluate_images(model, image_set, box_zoom=box_zoom) if box_zoom else None
     videos = [v for d in video_dirs for v in _named(open_video_set(d), d)]
     absence = AbsentFrames(videos)
     tracked, baseline = evaluate_videos(model, videos, on_mask=absence), first_mask_baseline(videos)

@@ -163,24 +163,28 @@ def test_a_camera_that_never_recolours_draws_nothing_for_it():
     assert states[0] != states[1]
 
 
+def _median_target_area(**scales) -> float:
+    """Median pixels of the targets of 16 training images drawn with ``scales`` (small=, large=)."""
+    from mixqsam2.train.data import training_image
+
+    areas = []
+    for step in range(16):
+        _, labels, ids = training_image(7, step, 0, **scales)
+        areas += [int((labels == i).sum()) for i in ids]
+    return float(np.median(areas))
+
+
 def test_small_objects_draw_smaller_scenes_and_nothing_when_off():
     """``--small-objects``: at 1 the objects are several times smaller; at 0 no random number is
     drawn, so runs without it see the data they always saw."""
     from mixqsam2.data.synth import sample_video_scene
-    from mixqsam2.train.data import SMALLEST_SCALE, object_scale, training_image
+    from mixqsam2.train.data import SMALLEST_SCALE, object_scale
 
     rng = np.random.default_rng(3)
     state = rng.bit_generator.state["state"]["state"]
     assert object_scale(rng, 0.0) == 1.0 and rng.bit_generator.state["state"]["state"] == state
 
-    def median_area(small):
-        areas = []
-        for step in range(16):
-            _, labels, ids = training_image(7, step, 0, small=small)
-            areas += [int((labels == i).sum()) for i in ids]
-        return np.median(areas)
-
-    assert median_area(1.0) < 0.6 * median_area(0.0)
+    assert _median_target_area(small=1.0) < 0.6 * _median_target_area()
 
     def spun(*_):
         raise TimeoutError("no scene of small objects met the visibility rule in 30 s")
@@ -200,20 +204,13 @@ def test_large_objects_draw_larger_scenes_that_fit_the_frame_and_nothing_when_of
     """``--large-objects``: at 1 the objects are larger (up to the frame's height: a scene of
     the largest scale is still drawn, image and video); at 0 nothing is drawn."""
     from mixqsam2.data.synth import sample_image_scene, sample_video_scene
-    from mixqsam2.train.data import LARGEST_SCALE, object_scale, training_image
+    from mixqsam2.train.data import LARGEST_SCALE, object_scale
 
     rng = np.random.default_rng(3)
     state = rng.bit_generator.state["state"]["state"]
     assert object_scale(rng, 0.0, 0.0) == 1.0 and rng.bit_generator.state["state"]["state"] == state
 
-    def median_area(large):
-        areas = []
-        for step in range(16):
-            _, labels, ids = training_image(7, step, 0, large=large)
-            areas += [int((labels == i).sum()) for i in ids]
-        return np.median(areas)
-
-    assert median_area(1.0) > 1.5 * median_area(0.0)
+    assert _median_target_area(large=1.0) > 1.5 * _median_target_area()
     for seed in range(4):
         for sample in (sample_image_scene, sample_video_scene):
             _, objects = sample(np.random.default_rng(seed), 240, 320, object_scale=LARGEST_SCALE)
