@@ -14,7 +14,9 @@ empty mask (what J counts as right). Checkpoints are compared pairwise per unit 
 intervals (``mixqsam2.eval.paired``). CPU ms per frame of each checkpoint's tracker comes
 from the same run. A grid of the hardest held-out videos (GT red, prediction green) goes to
 ``--figure``. ``--box-zoom S`` also scores the boxes with small ones segmented on a zoomed
-view (``StreamingTracker(box_zoom=S)``), paired against the plain prompts.
+view (``StreamingTracker(box_zoom=S)``), paired against the plain prompts; ``--track-zoom S``
+also tracks the videos with small objects on a window that follows them
+(``StreamingTracker(track_zoom=S)``), paired against plain tracking.
 
     python benchmarks/pico_quality.py --checkpoint v1=toolkit/mixqsam2/models/weights/pico.pt \\
         --checkpoint v2=out/train/pico_v2.pt --out out/bench/pico_quality.json
@@ -40,6 +42,7 @@ def parse_args(argv=None):
     parser.add_argument("--videos", type=int, default=6, help="videos per set and video seed")
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--box-zoom", type=open_share, help="also score box prompts with this zoom share (e.g. 0.3)")
+    parser.add_argument("--track-zoom", type=open_share, help="also track the videos with this zoom share (e.g. 0.3)")
     parser.add_argument("--video-seeds", type=int, nargs="+", default=[9003, 9004])
     parser.add_argument("--out", default="out/bench/pico_quality.json")
     parser.add_argument("--figure", default="benchmarks/figures/pico_hardest_heldout.png")
@@ -83,7 +86,8 @@ def by_area(per_instance: dict) -> dict:
     return table
 
 
-def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | None = None) -> dict:
+def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | None = None,
+             track_zoom: float | None = None) -> dict:
     """Images and videos of one set; units keyed so that two checkpoints pair up."""
     from mixqsam2.data.loaders import CocoImages, open_video_set
     from mixqsam2.eval.images import evaluate_images
@@ -96,6 +100,7 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
     absence = AbsentFrames(videos)
     tracked, baseline = evaluate_videos(model, videos, on_mask=absence), first_mask_baseline(videos)
     objects = _per_object(tracked)
+    followed = evaluate_videos(model, videos, track_zoom=track_zoom) if track_zoom else None
     return {
         "box_miou": images["miou"], "box_fill_miou": images["box_fill_miou"], "instances": images["instances"],
         "per_image": images["per_image"], "box_miou_by_area": by_area(images["per_instance"]),
@@ -106,6 +111,9 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
         "absent_share": absence.absent / max(1, absence.pairs), "empty_when_absent": absence.empty / max(1, absence.absent),
         **({"box_miou_zoom": zoomed["miou"], "per_image_zoom": zoomed["per_image"],
             "box_miou_zoom_by_area": by_area(zoomed["per_instance"])} if zoomed else {}),
+        **({"JF_track_zoom": followed["JF"], "per_object_track_zoom": _per_object(followed),
+            "lost_track_zoom": sum(jf < 0.5 for jf in _per_object(followed).values()),
+            "ms_per_frame_track_zoom": sum(followed["latency_ms"].values())} if followed else {}),
     }
 
 
@@ -167,14 +175,19 @@ def comparisons(results: dict) -> dict:
 
 
 def zoom_gains(results: dict) -> dict:
-    """Per checkpoint and set, box mIoU with zoomed small boxes minus plain, paired per image."""
+    """Per checkpoint and set, what zooming gains where it was scored: box mIoU with zoomed
+    small boxes minus plain (paired per image), J&F tracked with the following window minus
+    plain (paired per object)."""
     from mixqsam2.eval.paired import paired_difference
 
-    return {f"{name}/{set_name}": paired_difference(r["per_image_zoom"], r["per_image"])
-            for name, sets in results.items() for set_name, r in sets.items() if "per_image_zoom" in r}
+    pairs = {"box_miou": ("per_image_zoom", "per_image"), "JF": ("per_object_track_zoom", "per_object")}
+    gains = {f"{name}/{set_name}": {key: paired_difference(r[zoomed], r[plain])
+                                    for key, (zoomed, plain) in pairs.items() if zoomed in r}
+             for name, sets in results.items() for set_name, r in sets.items()}
+    return {key: g for key, g in gains.items() if g}
 
 
-def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None) -> str:
+def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None, track_zoom: float | None = None) -> str:
     zoom = f" | box mIoU, zoom {box_zoom}" if box_zoom else ""
     lines = [f"| checkpoint | set | box mIoU{zoom} | fill-the-box | video J&F | first-mask J&F | lost objects | "
              "absent / empty there | ms/frame |", "|---|---|---|---|---|---|---|---|---|" + ("---|" if box_zoom else "")]
@@ -201,9 +214,15 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
         lines.append(f"| {key} | {_interval(d['box_miou'])} | {_interval(d['JF'])} |")
         if "box_miou_zoom" in d:
             lines.append(f"| {key}, zoomed boxes | {_interval(d['box_miou_zoom'])} | |")
+    if track_zoom:
+        lines += ["", f"| checkpoint | set | video J&F, track zoom {track_zoom} | lost objects | ms/frame |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {set_name} | {r['JF_track_zoom']:.3f} | {r['lost_track_zoom']}/{r['objects']} | "
+                  f"{r['ms_per_frame_track_zoom']:.1f} |" for name, sets in results.items() for set_name, r in sets.items()]
     if gains:
-        lines += ["", f"| checkpoint/set | box mIoU, zoom {box_zoom} − plain [95% CI] |", "|---|---|"]
-        lines += [f"| {key} | {_interval(d)} |" for key, d in gains.items()]
+        lines += ["", f"| checkpoint/set | box mIoU, box zoom {box_zoom} − plain [95% CI] | "
+                      f"video J&F, track zoom {track_zoom} − plain [95% CI] |", "|---|---|---|"]
+        lines += [f"| {key} | {_interval(d['box_miou']) if 'box_miou' in d else '-'} | "
+                  f"{_interval(d['JF']) if 'JF' in d else '-'} |" for key, d in gains.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -265,7 +284,8 @@ def main(argv=None) -> int:
     results = {}
     for name, path in checkpoints.items():
         model = build_model("pico", path)
-        results[name] = {set_name: evaluate(model, *sets[set_name], box_zoom=args.box_zoom) for set_name in SETS}
+        results[name] = {set_name: evaluate(model, *sets[set_name], box_zoom=args.box_zoom, track_zoom=args.track_zoom)
+                         for set_name in SETS}
     diffs = comparisons(results) if len(results) > 1 else {}
     gains = zoom_gains(results)
     last = list(checkpoints)[-1]
@@ -274,10 +294,10 @@ def main(argv=None) -> int:
     write_json_atomic(args.out, {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, python {platform.python_version()}",
         "checkpoints": checkpoints, "frames": args.frames, "video_seeds": args.video_seeds,
-        "box_zoom": args.box_zoom, "results": results, "comparisons": diffs, "zoom_gains": gains,
+        "box_zoom": args.box_zoom, "track_zoom": args.track_zoom, "results": results, "comparisons": diffs, "zoom_gains": gains,
         "figure": args.figure,
     })
-    print(table(results, diffs, gains, args.box_zoom))
+    print(table(results, diffs, gains, args.box_zoom, args.track_zoom))
     return 0
 
 

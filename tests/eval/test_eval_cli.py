@@ -34,6 +34,18 @@ def test_eval_videos_writes_davis_scores_per_video(video_set, tmp_path):
         assert 0.0 <= video["J"] <= 1.0 and 0.0 <= video["F"] <= 1.0
 
 
+def test_eval_videos_with_track_zoom_follows_small_objects(video_set, tmp_path):
+    outs = {zoom: tmp_path / f"videos{zoom}.json" for zoom in (None, "0.5")}
+    for zoom, out in outs.items():
+        argv = ["eval", "videos", "--model", "pico", "--data", str(video_set), "--out", str(out)]
+        assert main(argv + (["--track-zoom", zoom] if zoom else [])) == 0
+    plain, followed = (json.loads(out.read_text()) for out in outs.values())
+    assert plain["track_zoom"] is None and followed["track_zoom"] == 0.5
+    assert followed["objects"] == plain["objects"] and followed["JF"] != plain["JF"]
+    # a window per followed object: more image-encoder time per frame
+    assert followed["latency_ms"]["image_encoder"] > 1.5 * plain["latency_ms"]["image_encoder"]
+
+
 def test_eval_videos_with_sis_reports_bank_bytes_and_attention_time(video_set, tmp_path):
     out = tmp_path / "sis.json"
     argv = ["eval", "videos", "--model", "pico", "--data", str(video_set), "--memory", "sis", "--capacity", "3"]

@@ -81,13 +81,15 @@ def test_attended_memory_follows_bank_positions_not_frame_indices(pico, video_se
     assert tracker._memory_inputs([state], state.bank.features[None])["bank_slot"].tolist() == [[pico.num_maskmem - 2] * 2]
 
 
-def test_objects_are_tracked_as_one_batch_with_the_masks_of_one_at_a_time(pico, video_set):
-    """Three objects in one graph call per frame give each object's masks tracked alone."""
+@pytest.mark.parametrize("track_zoom", [None, 0.5])
+def test_objects_are_tracked_as_one_batch_with_the_masks_of_one_at_a_time(pico, video_set, track_zoom):
+    """Three objects in one graph call per frame (one per view with ``track_zoom``: each
+    follows its own window) give each object's masks tracked alone."""
     video = open_video_set(video_set)[0]
     prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
     assert len(prompts) > 1
-    together = StreamingTracker(pico, memory="sis", capacity=3)
-    alone = {k: StreamingTracker(pico, memory="sis", capacity=3) for k in prompts}
+    together = StreamingTracker(pico, memory="sis", capacity=3, track_zoom=track_zoom)
+    alone = {k: StreamingTracker(pico, memory="sis", capacity=3, track_zoom=track_zoom) for k in prompts}
     for index, rgb in enumerate(list(video.frames())[:8]):
         batch = together.step(rgb, prompts if index == 0 else None)
         for obj_id, tracker in alone.items():
@@ -184,9 +186,54 @@ def test_a_zoomed_box_prompts_a_video_object_with_its_mask(pico, image_set):
     assert tracker.step(rgb).masks[1].shape == rgb.shape[:2]
 
 
+def test_a_followed_object_is_tracked_on_the_window_that_follows_its_mask(pico, video_set):
+    """With ``track_zoom`` a small object's masks are a plain tracker's on the views of its
+    window, pasted back: the window starts around the prompt and is re-centred on each mask
+    (its size within ``FOLLOW_CHANGE`` of the last); nothing lies outside it."""
+    from mixqsam2.memory.prompts import crop, mask_box, paste, zoom_window
+    from mixqsam2.memory.tracker import FOLLOW_CHANGE
+
+    video = open_video_set(video_set)[0]
+    mask = video.prompt_masks()[2]
+    height, width = mask.shape
+    window = zoom_window(mask_box(mask), height, width, 0.5)
+    assert window is not None  # small enough to follow
+    followed, on_views, plain = StreamingTracker(pico, track_zoom=0.5), StreamingTracker(pico), StreamingTracker(pico)
+    windows = set()
+    for index, rgb in enumerate(list(video.frames())[:5]):
+        first = index == 0
+        got = followed.step(rgb, {2: Prompt(mask=mask)} if first else None).masks[2]
+        expected = paste(on_views.step(crop(rgb, window), {2: Prompt(mask=crop(mask, window))} if first else None).masks[2],
+                         window, height, width)
+        assert np.array_equal(got, expected)
+        assert not np.array_equal(got, plain.step(rgb, {2: Prompt(mask=mask)} if first else None).masks[2])
+        if expected.any():
+            window = zoom_window(mask_box(expected), height, width, 0.5, window, FOLLOW_CHANGE) or (0, 0, height, width)
+        assert followed.objects[2].window == window
+        windows.add(window)
+    assert len(windows) > 1  # the window moved
+
+
+def test_track_zoom_starts_large_objects_and_points_on_the_whole_frame(pico, video_set):
+    """A point prompt has no extent to zoom on and a large object nothing to zoom: both are
+    segmented on the whole frame, as without the option; only later masks can be followed."""
+    from mixqsam2.memory.tracker import FOLLOW_CHANGE
+
+    video = open_video_set(video_set)[0]
+    rgb = next(video.frames())
+    prompts = {1: Prompt(mask=video.prompt_masks()[1]), 4: Prompt(points=((40.0, 40.0),))}  # 1 spans > 0.3
+    followed = StreamingTracker(pico, track_zoom=0.3)
+    a, b = followed.step(rgb, prompts), StreamingTracker(pico).step(rgb, prompts)
+    assert all(np.array_equal(a.masks[k], b.masks[k]) for k in prompts)
+    whole = rgb.shape[0]
+    assert followed.objects[1].window == (0, 0, *rgb.shape[:2])  # its mask still spans > 0.3
+    assert whole / FOLLOW_CHANGE - 1 <= followed.objects[4].window[2] <= whole  # shrinks gradually, if at all
+
+
+@pytest.mark.parametrize("option", ["box_zoom", "track_zoom"])
 @pytest.mark.parametrize("share", [0.0, 1.0, 1.5, -0.2])
-def test_box_zoom_outside_0_to_1_is_refused(pico, share):
+def test_zoom_outside_0_to_1_is_refused(pico, share, option):
     from mixqsam2.errors import UserInputError
 
-    with pytest.raises(UserInputError, match="box zoom"):
-        StreamingTracker(pico, box_zoom=share)
+    with pytest.raises(UserInputError, match=option.replace("_", " ")):
+        StreamingTracker(pico, **{option: share})

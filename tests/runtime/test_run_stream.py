@@ -96,6 +96,22 @@ def test_box_zoom_segments_a_small_first_box_on_a_zoomed_view(clip, pico, tmp_pa
     assert np.array_equal(np.asarray(Image.open(out / "masks" / "00000.png")) > 0, expected[1])
 
 
+def test_track_zoom_follows_a_small_object_and_is_recorded(clip, pico, tmp_path):
+    from mixqsam2.memory.prompts import Prompt
+    from mixqsam2.memory.tracker import StreamingTracker
+
+    folder, video = clip
+    out = tmp_path / "run"
+    assert main(["--model", "pico", "--frames", str(folder), "--box", "100,80,130,100", "--track-zoom", "0.3",
+                 "--max-frames", "3", "--out", str(out)]) == 0
+    assert json.loads((out / "stats.json").read_text())["track_zoom"] == 0.3
+    tracker = StreamingTracker(pico, track_zoom=0.3)
+    for index, rgb in enumerate(list(video.frames())[:3]):
+        expected = tracker.step(rgb, {1: Prompt(box=(100, 80, 130, 100))} if index == 0 else None).masks[1]
+        assert np.array_equal(np.asarray(Image.open(out / "masks" / f"{index:05d}.png")) > 0, expected)
+    assert tracker.objects[1].window[2] < rgb.shape[0]  # it was followed, not tracked on the whole frame
+
+
 def _bad_inputs(clip, tmp_path, pico_checkpoint):
     folder, video = clip
     empty = tmp_path / "empty"

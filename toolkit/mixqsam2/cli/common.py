@@ -50,6 +50,13 @@ def add_box_zoom_arg(parser) -> None:
                              "which it spans SHARE: better masks of small objects, one more image-encoder pass each")
 
 
+def add_track_zoom_arg(parser) -> None:
+    parser.add_argument("--track-zoom", type=open_share, metavar="SHARE",
+                        help="track an object smaller than SHARE of the frame (e.g. 0.3) on a window that follows "
+                             "it, in which it spans SHARE: small objects kept at a size the model sees, one more "
+                             "image-encoder pass per followed object and frame")
+
+
 def open_share(text: str) -> float:
     """A share strictly between 0 and 1 (argparse type)."""
     value = float(text)

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from mixqsam2.cli.export import add_export_parser
-from mixqsam2.cli.common import (add_box_zoom_arg, add_memory_args, add_model_args, add_ort_kernels_arg, check_device,
+from mixqsam2.cli.common import (add_box_zoom_arg, add_memory_args, add_model_args, add_ort_kernels_arg, add_track_zoom_arg,
+                                 check_device,
                                  non_negative_int, positive_float, positive_int, probability, run_cli)
 from mixqsam2.errors import UserInputError
 from mixqsam2.quant.config import AMAX_METHODS, DEFAULTS as CALIBRATION_DEFAULTS, CalibrationConfig
@@ -113,7 +114,8 @@ def _video_evaluation(args):
     videos = open_video_set(args.data)
 
     def evaluate(model, on_mask):
-        result = evaluate_videos(model, videos, args.memory, args.capacity, on_mask)
+        result = {**evaluate_videos(model, videos, args.memory, args.capacity, on_mask, track_zoom=args.track_zoom),
+                  "track_zoom": args.track_zoom}
         return result, f"J {result['J']:.4f}  F {result['F']:.4f}  J&F {result['JF']:.4f} over {result['objects']} objects"
 
     return evaluate
@@ -371,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "the unquantized one)")
         if kind == "videos":
             add_memory_args(p)
+            add_track_zoom_arg(p)
         else:
             add_box_zoom_arg(p)
         p.set_defaults(run=_eval)

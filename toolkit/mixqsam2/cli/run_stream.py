@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mixqsam2.cli.common import add_box_zoom_arg, add_memory_args, add_ort_kernels_arg, positive_int, run_cli
+from mixqsam2.cli.common import (add_box_zoom_arg, add_memory_args, add_ort_kernels_arg, add_track_zoom_arg, positive_int,
+                                 run_cli)
 from mixqsam2.errors import UserInputError
 from mixqsam2.runtime.io import MAX_READ_FAILURES
 
@@ -58,7 +59,8 @@ def _tracker(args):
     backend = resolve_backend(args.backend, args.onnx_dir, args.engine_dir)
     graphs = open_graphs(backend, "pico" if args.demo else args.model, args.checkpoint, args.onnx_dir,
                          args.engine_dir, args.capacity, args.ort_kernels)
-    return StreamingTracker(graphs, memory=args.memory, capacity=args.capacity, box_zoom=args.box_zoom)
+    return StreamingTracker(graphs, memory=args.memory, capacity=args.capacity, box_zoom=args.box_zoom,
+                            track_zoom=args.track_zoom)
 
 
 def _run(args) -> int:
@@ -120,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     prompt.add_argument("--box", help="x0,y0,x1,y1 in frame pixels")
     prompt.add_argument("--point", help="x,y in frame pixels (foreground click)")
     add_box_zoom_arg(parser)
+    add_track_zoom_arg(parser)
     add_memory_args(parser)
     parser.add_argument("--out", required=True, help="output folder (masks/, overlay.mp4, stats.json); "
                                                        "it appears once the stream has ended")

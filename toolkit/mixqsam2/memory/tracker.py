@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from mixqsam2.errors import UserInputError
-from mixqsam2.memory.prompts import Prompt, clip_box, zoom_window
+from mixqsam2.memory.prompts import Prompt, Window, crop, extent, in_window, mask_box, paste, zoom_window
 from mixqsam2.memory.synthesis import RULES, MemoryArrays, empty_bank
 from mixqsam2.models.graph_config import BANK_FIELDS, GraphConfig, choose_masks, memory_layout
 from mixqsam2.models.postprocess import fill_holes
@@ -54,6 +54,8 @@ from mixqsam2.models.resize import resize
 # the graphs, for per-stage latency (sis_update is the bank policy)
 STAGES = ("image_encoder", "memory_attention", "mask_decoder", "memory_encoder", "sis_update")
 MASK_OUT_SCALE, MASK_OUT_BIAS = 20.0, -10.0  # sam2's _use_mask_as_output: mask -> logits
+# how much a followed object's window may grow or shrink from one frame to the next (track_zoom)
+FOLLOW_CHANGE = 1.05
 
 
 class HostArrays:
@@ -90,6 +92,7 @@ class ObjectMemory:
     cond_features: np.ndarray  # [HW, C_mem], held by the backend's resident arrays
     cond_pointer: np.ndarray  # [C]
     bank: MemoryArrays  # K slots
+    window: Window  # the view of the frame it is tracked on (the whole frame unless track_zoom)
     recent: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (frame, pointer), newest last
 
     def nbytes(self) -> int:
@@ -128,16 +131,22 @@ class StreamingTracker:
     frame in which it spans that share (:func:`~mixqsam2.memory.prompts.zoom_window`; one more
     image-encoder pass per such box; in a video, the mask found there prompts the object, so
     its score on that frame is a mask prompt's); None (sam2's behaviour) segments every box on
-    the whole frame.
+    the whole frame. ``track_zoom``: an object (box or mask prompt) spanning less than this
+    share of the frame is tracked on a window that follows it, in which it spans that share:
+    re-centred on its mask after every frame, the window's size changing by at most
+    ``FOLLOW_CHANGE`` a frame and kept while the mask is empty; its memories are encoded
+    from that view. Each window costs one image-encoder pass a frame (objects on the whole
+    frame share one). None (sam2's behaviour) tracks every object on the whole frame.
     """
 
     def __init__(self, graphs, memory: str = "fifo", capacity: int | None = None, num_frames: int | None = None,
-                 fill_holes: bool = True, box_zoom: float | None = None):
+                 fill_holes: bool = True, box_zoom: float | None = None, track_zoom: float | None = None):
         if memory not in RULES:
             raise UserInputError(f"unknown memory policy '{memory}'; choose one of: {', '.join(RULES)}")
-        if box_zoom is not None and not 0 < box_zoom < 1:
-            raise UserInputError(f"box zoom must be a share of the frame between 0 and 1, got {box_zoom}")
-        self.box_zoom = box_zoom
+        for name, share in (("box zoom", box_zoom), ("track zoom", track_zoom)):
+            if share is not None and not 0 < share < 1:
+                raise UserInputError(f"{name} must be a share of the frame between 0 and 1, got {share}")
+        self.box_zoom, self.track_zoom = box_zoom, track_zoom
         self.rule = RULES[memory]
         if not hasattr(graphs, "run"):
             graphs = make_torch_graphs(graphs, capacity or default_capacity(graphs))
@@ -168,21 +177,25 @@ class StreamingTracker:
         self.frame_idx += 1
         zoomed = self._zoomed_boxes(rgb, prompts)
         prompts = {k: Prompt(mask=zoomed[k]) if k in zoomed else p for k, p in prompts.items()}
-        image = self._encode_image(rgb)
-        tracked = [k for k in self.objects if k not in prompts]
+        encoded = self._encoder(rgb)
+        windows = {k: self._window(extent(p), frame_hw) for k, p in prompts.items()}
+        windows.update({k: state.window for k, state in self.objects.items() if k not in prompts})
         low_res, scores = {}, {}
-        if prompts:
+        for window, ids in _by_window(windows, prompts).items():
             # sam2 encodes a prompted frame's memory from its hole-filled mask (it re-encodes
             # consolidated outputs); later frames' memories are encoded before the filling
-            prompted = {k: (self._filled(m), *rest) for k, (m, *rest) in self._segment(image, prompts, frame_hw).items()}
-            self._start_objects(image, prompted)
+            local = {k: in_window(prompts[k], window) for k in ids}
+            prompted = {k: (self._filled(m), *rest) for k, (m, *rest) in self._segment(encoded(window), local, window[2:]).items()}
+            self._start_objects(encoded(window), prompted, window)
             low_res.update({k: v[0] for k, v in prompted.items()})
             scores.update({k: v[1] for k, v in prompted.items()})
-        if tracked:
-            for obj_id, (mask, score) in self._track(image, tracked).items():
+        for window, ids in _by_window(windows, self.objects.keys() - prompts.keys()).items():
+            for obj_id, (mask, score) in self._track(encoded(window), ids).items():
                 low_res[obj_id], scores[obj_id] = mask, score
+        masks = {k: paste(self._frame_masks({k: v}, windows[k][2:])[k], windows[k], *frame_hw) for k, v in low_res.items()}
+        self._follow(masks, frame_hw)
         self.peak_memory_bytes = max(self.peak_memory_bytes, self.memory_bytes())
-        return FrameResult(self.frame_idx, {**self._frame_masks(low_res, frame_hw), **zoomed}, scores)
+        return FrameResult(self.frame_idx, {**masks, **zoomed}, scores)
 
     def segment_image(self, rgb: np.ndarray, prompts: dict[int, Prompt]) -> dict[int, np.ndarray]:
         """Single-image segmentation (SAM mode): one mask per prompt, no memory kept."""
@@ -206,16 +219,36 @@ class StreamingTracker:
             window = zoom_window(prompt.box, height, width, self.box_zoom) if zoomable else None
             if window is None:
                 continue
-            top, left, rows, cols = window
-            x0, y0, x1, y1 = prompt.box
-            box = clip_box((x0 - left, y0 - top, x1 - left, y1 - top), rows, cols)
-            view = np.ascontiguousarray(rgb[top : top + rows, left : left + cols])
-            low_res = self._segment_frame(view, {obj_id: Prompt(box=box)}, (rows, cols))[obj_id][0]
-            mask = np.zeros((height, width), bool)
-            mask[top : top + rows, left : left + cols] = self._frame_masks({obj_id: low_res}, (rows, cols))[obj_id]
+            low_res = self._segment_frame(crop(rgb, window), {obj_id: in_window(prompt, window)}, window[2:])[obj_id][0]
+            mask = paste(self._frame_masks({obj_id: low_res}, window[2:])[obj_id], window, height, width)
             if mask.any():
                 out[obj_id] = mask
         return out
+
+    def _window(self, box, frame_hw, previous: Window | None = None) -> Window:
+        """The view an object spanning ``box`` is tracked on: the whole frame, or with
+        ``track_zoom`` its zoom window (sized within ``FOLLOW_CHANGE`` of ``previous``)."""
+        if self.track_zoom is None or box is None:
+            return (0, 0, *frame_hw)
+        return zoom_window(box, *frame_hw, self.track_zoom, previous, FOLLOW_CHANGE) or (0, 0, *frame_hw)
+
+    def _follow(self, masks: dict[int, np.ndarray], frame_hw) -> None:
+        """Re-centre each followed object's window on its new mask (an empty mask keeps it)."""
+        for obj_id, mask in masks.items() if self.track_zoom is not None else ():
+            state = self.objects[obj_id]
+            if mask.any():
+                state.window = self._window(mask_box(mask), frame_hw, state.window)
+
+    def _encoder(self, rgb: np.ndarray):
+        """``window -> image encoding`` of that view of ``rgb``, each view encoded once."""
+        done = {}
+
+        def encoded(window: Window) -> dict[str, np.ndarray]:
+            if window not in done:
+                done[window] = self._encode_image(crop(rgb, window))
+            return done[window]
+
+        return encoded
 
     def stage_ms_per_frame(self) -> dict[str, float]:
         """Mean milliseconds per frame spent in each graph so far."""
@@ -275,7 +308,7 @@ class StreamingTracker:
             "mask_from_prompt": np.full(len(masks), from_prompt),
         })["memory_features"]
 
-    def _start_objects(self, image: dict, prompted: dict[int, tuple]) -> None:
+    def _start_objects(self, image: dict, prompted: dict[int, tuple], window: Window) -> None:
         ids = list(prompted)
         features = self._encode_memories(image, [prompted[k][0] for k in ids], [prompted[k][1] for k in ids], True)
         bank_shape = (self.capacity, self.config.memory_tokens, self.config.mem_dim, self.config.hidden_dim)
@@ -284,6 +317,7 @@ class StreamingTracker:
             self.objects[obj_id] = ObjectMemory(
                 cond_frame=self.frame_idx, cond_features=cond_features,
                 cond_pointer=prompted[obj_id][2], bank=replace(bank, features=self.resident.put(bank.features)),
+                window=window,
             )
 
     def _track(self, image: dict, ids: list[int]) -> dict[int, tuple[np.ndarray, float]]:
@@ -380,6 +414,19 @@ def _validate(rgb: np.ndarray, prompts: dict[int, Prompt]) -> tuple[int, int]:
     for prompt in prompts.values():
         prompt.validate(height, width)
     return height, width
+
+
+def _by_window(windows: dict[int, Window], ids) -> dict[Window, list[int]]:
+    """``ids`` grouped by their window, in the order of ``windows`` (one graph batch per view).
+
+    >>> _by_window({1: (0, 0, 9, 9), 2: (1, 1, 3, 3), 3: (0, 0, 9, 9)}, {1, 2, 3})
+    {(0, 0, 9, 9): [1, 3], (1, 1, 3, 3): [2]}
+    """
+    groups: dict[Window, list[int]] = {}
+    for obj_id, window in windows.items():
+        if obj_id in ids:
+            groups.setdefault(window, []).append(obj_id)
+    return groups
 
 
 def _num_points(prompt: Prompt) -> int:
