@@ -209,7 +209,7 @@ def test_a_followed_object_is_tracked_on_the_window_that_follows_its_mask(pico, 
         assert not np.array_equal(got, plain.step(rgb, {2: Prompt(mask=mask)} if first else None).masks[2])
         if expected.any():
             window = zoom_window(mask_box(expected), height, width, 0.5, window, FOLLOW_CHANGE) or (0, 0, height, width)
-        assert followed.objects[2].window == window
+        assert followed.objects[2].window == (None if window == (0, 0, height, width) else window)
         windows.add(window)
     assert len(windows) > 1  # the window moved
 
@@ -226,8 +226,8 @@ def test_track_zoom_starts_large_objects_and_points_on_the_whole_frame(pico, vid
     a, b = followed.step(rgb, prompts), StreamingTracker(pico).step(rgb, prompts)
     assert all(np.array_equal(a.masks[k], b.masks[k]) for k in prompts)
     whole = rgb.shape[0]
-    assert followed.objects[1].window == (0, 0, *rgb.shape[:2])  # its mask still spans > 0.3
-    assert whole / FOLLOW_CHANGE - 1 <= followed.objects[4].window[2] <= whole  # shrinks gradually, if at all
+    assert followed.objects[1].window is None  # the whole frame: its mask still spans > 0.3
+    assert followed.objects[4].window is None or followed.objects[4].window[2] >= whole / FOLLOW_CHANGE - 1  # gradually
 
 
 @pytest.mark.parametrize("option", ["box_zoom", "track_zoom"])

@@ -92,7 +92,7 @@ class ObjectMemory:
     cond_features: np.ndarray  # [HW, C_mem], held by the backend's resident arrays
     cond_pointer: np.ndarray  # [C]
     bank: MemoryArrays  # K slots
-    window: Window  # the view of the frame it is tracked on (the whole frame unless track_zoom)
+    window: Window | None  # the view of the frame it is tracked on (None: the whole frame; see track_zoom)
     recent: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (frame, pointer), newest last
 
     def nbytes(self) -> int:
@@ -178,15 +178,16 @@ class StreamingTracker:
         zoomed = self._zoomed_boxes(rgb, prompts)
         prompts = {k: Prompt(mask=zoomed[k]) if k in zoomed else p for k, p in prompts.items()}
         encoded = self._encoder(rgb)
-        windows = {k: self._window(extent(p), frame_hw) for k, p in prompts.items()}
-        windows.update({k: state.window for k, state in self.objects.items() if k not in prompts})
+        whole = (0, 0, *frame_hw)
+        windows = {k: self._window(extent(p), frame_hw) or whole for k, p in prompts.items()}
+        windows.update({k: _inside(state.window, frame_hw) or whole for k, state in self.objects.items() if k not in prompts})
         low_res, scores = {}, {}
         for window, ids in _by_window(windows, prompts).items():
             # sam2 encodes a prompted frame's memory from its hole-filled mask (it re-encodes
             # consolidated outputs); later frames' memories are encoded before the filling
             local = {k: in_window(prompts[k], window) for k in ids}
             prompted = {k: (self._filled(m), *rest) for k, (m, *rest) in self._segment(encoded(window), local, window[2:]).items()}
-            self._start_objects(encoded(window), prompted, window)
+            self._start_objects(encoded(window), prompted, None if window == whole else window)
             low_res.update({k: v[0] for k, v in prompted.items()})
             scores.update({k: v[1] for k, v in prompted.items()})
         for window, ids in _by_window(windows, self.objects.keys() - prompts.keys()).items():
@@ -225,19 +226,19 @@ class StreamingTracker:
                 out[obj_id] = mask
         return out
 
-    def _window(self, box, frame_hw, previous: Window | None = None) -> Window:
-        """The view an object spanning ``box`` is tracked on: the whole frame, or with
-        ``track_zoom`` its zoom window (sized within ``FOLLOW_CHANGE`` of ``previous``)."""
+    def _window(self, box, frame_hw, previous: Window | None = None) -> Window | None:
+        """The view an object spanning ``box`` is tracked on: with ``track_zoom`` its zoom
+        window (sized within ``FOLLOW_CHANGE`` of ``previous``), else None (the whole frame)."""
         if self.track_zoom is None or box is None:
-            return (0, 0, *frame_hw)
-        return zoom_window(box, *frame_hw, self.track_zoom, previous, FOLLOW_CHANGE) or (0, 0, *frame_hw)
+            return None
+        return zoom_window(box, *frame_hw, self.track_zoom, previous, FOLLOW_CHANGE)
 
     def _follow(self, masks: dict[int, np.ndarray], frame_hw) -> None:
         """Re-centre each followed object's window on its new mask (an empty mask keeps it)."""
         for obj_id, mask in masks.items() if self.track_zoom is not None else ():
             state = self.objects[obj_id]
             if mask.any():
-                state.window = self._window(mask_box(mask), frame_hw, state.window)
+                state.window = self._window(mask_box(mask), frame_hw, _inside(state.window, frame_hw) or (0, 0, *frame_hw))
 
     def _encoder(self, rgb: np.ndarray):
         """``window -> image encoding`` of that view of ``rgb``, each view encoded once."""
@@ -427,6 +428,14 @@ def _by_window(windows: dict[int, Window], ids) -> dict[Window, list[int]]:
         if obj_id in ids:
             groups.setdefault(window, []).append(obj_id)
     return groups
+
+
+def _inside(window: Window | None, frame_hw) -> Window | None:
+    """``window`` if it lies inside a frame of ``frame_hw`` (a stream's frames may change size), else None."""
+    if window is None:
+        return None
+    top, left, rows, cols = window
+    return window if top + rows <= frame_hw[0] and left + cols <= frame_hw[1] else None
 
 
 def _num_points(prompt: Prompt) -> int:
