@@ -16,11 +16,11 @@ from mixqsam2.memory.tracker import StreamingTracker
 from mixqsam2.runtime.ort_backend import OrtGraphs
 
 
-def _paired_video_ious(video, first, second, memory, capacity=None):
+def _paired_video_ious(video, first, second, memory, capacity=None, track_zoom=None):
     """Per frame and object, the IoU between two trackers' masks on the same video."""
     prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
-    trackers = [StreamingTracker(g, memory=memory, capacity=capacity, num_frames=len(video.frame_paths))
-                for g in (first, second)]
+    trackers = [StreamingTracker(g, memory=memory, capacity=capacity, num_frames=len(video.frame_paths),
+                                 track_zoom=track_zoom) for g in (first, second)]
     ious = []
     for index, rgb in enumerate(video.frames()):
         a, b = (t.step(rgb, prompts if index == 0 else None) for t in trackers)
@@ -45,6 +45,13 @@ def test_fp32_graphs_give_the_torch_masks_on_every_frame_and_object(pico, pico_o
     for video in open_video_set(video_set):
         ious = _paired_video_ious(video, pico, ort, memory, capacity=6)
         assert min(ious) >= 0.99, (video.name, min(ious))
+
+
+def test_fp32_graphs_follow_small_objects_as_torch_does(pico, pico_onnx_fp32, video_set):
+    """With track zoom each object runs the graphs on its own view (a batch of one per window)."""
+    video = open_video_set(video_set)[0]
+    ious = _paired_video_ious(video, pico, OrtGraphs(pico_onnx_fp32), "fifo", capacity=6, track_zoom=0.5)
+    assert min(ious) >= 0.99, min(ious)
 
 
 def test_fp32_graphs_give_the_torch_masks_on_every_image_instance(pico, pico_onnx_fp32, image_set):
