@@ -218,11 +218,12 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
         lines += ["", f"| checkpoint | set | video J&F, track zoom {track_zoom} | lost objects | ms/frame |", "|---|---|---|---|---|"]
         lines += [f"| {name} | {set_name} | {r['JF_track_zoom']:.3f} | {r['lost_track_zoom']}/{r['objects']} | "
                   f"{r['ms_per_frame_track_zoom']:.1f} |" for name, sets in results.items() for set_name, r in sets.items()]
+    columns = {"box_miou": f"box mIoU, box zoom {box_zoom}", "JF": f"video J&F, track zoom {track_zoom}"}
+    columns = {key: label for key, label in columns.items() if any(key in d for d in gains.values())}
     if gains:
-        lines += ["", f"| checkpoint/set | box mIoU, box zoom {box_zoom} − plain [95% CI] | "
-                      f"video J&F, track zoom {track_zoom} − plain [95% CI] |", "|---|---|---|"]
-        lines += [f"| {key} | {_interval(d['box_miou']) if 'box_miou' in d else '-'} | "
-                  f"{_interval(d['JF']) if 'JF' in d else '-'} |" for key, d in gains.items()]
+        lines += ["", "| checkpoint/set | " + " | ".join(f"{label} − plain [95% CI]" for label in columns.values()) + " |",
+                  "|---|" + "---|" * len(columns)]
+        lines += [f"| {key} | " + " | ".join(_interval(d[c]) for c in columns) + " |" for key, d in gains.items()]
     return "\n".join(lines) + "\n"
 
 
