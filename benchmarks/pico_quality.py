@@ -101,18 +101,19 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
     tracked, baseline = evaluate_videos(model, videos, on_mask=absence), first_mask_baseline(videos)
     objects = _per_object(tracked)
     followed = evaluate_videos(model, videos, track_zoom=track_zoom) if track_zoom else None
+    followed_objects = _per_object(followed) if followed else {}
     return {
         "box_miou": images["miou"], "box_fill_miou": images["box_fill_miou"], "instances": images["instances"],
         "per_image": images["per_image"], "box_miou_by_area": by_area(images["per_instance"]),
         "JF": tracked["JF"], "first_mask_JF": baseline["JF"], "objects": len(objects),
-        "lost": sum(jf < 0.5 for jf in objects.values()), "per_object": objects,
+        "lost": _lost(objects), "per_object": objects,
         "per_video": {name: v["JF"] for name, v in tracked["per_video"].items()},
         "ms_per_frame": sum(tracked["latency_ms"].values()),
         "absent_share": absence.absent / max(1, absence.pairs), "empty_when_absent": absence.empty / max(1, absence.absent),
         **({"box_miou_zoom": zoomed["miou"], "per_image_zoom": zoomed["per_image"],
             "box_miou_zoom_by_area": by_area(zoomed["per_instance"])} if zoomed else {}),
-        **({"JF_track_zoom": followed["JF"], "per_object_track_zoom": _per_object(followed),
-            "lost_track_zoom": sum(jf < 0.5 for jf in _per_object(followed).values()),
+        **({"JF_track_zoom": followed["JF"], "per_object_track_zoom": followed_objects,
+            "lost_track_zoom": _lost(followed_objects),
             "ms_per_frame_track_zoom": sum(followed["latency_ms"].values())} if followed else {}),
     }
 
@@ -148,6 +149,11 @@ def _named(videos, folder: Path):
     for video in videos:
         video.name = f"{seed}/{video.name}"
         yield video
+
+
+def _lost(objects: dict[str, float]) -> int:
+    """How many objects' tracks are lost (J&F under 0.5)."""
+    return sum(jf < 0.5 for jf in objects.values())
 
 
 def _per_object(tracked: dict) -> dict[str, float]:

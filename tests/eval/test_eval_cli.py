@@ -42,8 +42,6 @@ def test_eval_videos_with_track_zoom_follows_small_objects(video_set, tmp_path):
     plain, followed = (json.loads(out.read_text()) for out in outs.values())
     assert plain["track_zoom"] is None and followed["track_zoom"] == 0.5
     assert followed["objects"] == plain["objects"] and followed["JF"] != plain["JF"]
-    # a window per followed object: more image-encoder time per frame
-    assert followed["latency_ms"]["image_encoder"] > 1.5 * plain["latency_ms"]["image_encoder"]
 
 
 def test_eval_videos_with_sis_reports_bank_bytes_and_attention_time(video_set, tmp_path):

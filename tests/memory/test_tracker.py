@@ -216,18 +216,40 @@ def test_a_followed_object_is_tracked_on_the_window_that_follows_its_mask(pico, 
 
 def test_track_zoom_starts_large_objects_and_points_on_the_whole_frame(pico, video_set):
     """A point prompt has no extent to zoom on and a large object nothing to zoom: both are
-    segmented on the whole frame, as without the option; only later masks can be followed."""
+    segmented on the whole frame, as without the option; a small object prompted by a point
+    then narrows in from the whole frame, by at most ``FOLLOW_CHANGE`` a frame."""
     from mixqsam2.memory.tracker import FOLLOW_CHANGE
 
     video = open_video_set(video_set)[0]
-    rgb = next(video.frames())
-    prompts = {1: Prompt(mask=video.prompt_masks()[1]), 4: Prompt(points=((40.0, 40.0),))}  # 1 spans > 0.3
-    followed = StreamingTracker(pico, track_zoom=0.3)
-    a, b = followed.step(rgb, prompts), StreamingTracker(pico).step(rgb, prompts)
+    frames = list(video.frames())[:3]
+    small = video.prompt_masks()[3]
+    ys, xs = np.nonzero(small)
+    prompts = {1: Prompt(mask=video.prompt_masks()[1]), 3: Prompt(points=((float(xs.mean()), float(ys.mean())),))}
+    followed = StreamingTracker(pico, track_zoom=0.4)
+    a, b = followed.step(frames[0], prompts), StreamingTracker(pico).step(frames[0], prompts)
     assert all(np.array_equal(a.masks[k], b.masks[k]) for k in prompts)
-    whole = rgb.shape[0]
-    assert followed.objects[1].window is None  # the whole frame: its mask still spans > 0.3
-    assert followed.objects[4].window is None or followed.objects[4].window[2] >= whole / FOLLOW_CHANGE - 1  # gradually
+    assert followed.objects[1].window is None  # the whole frame: its mask spans > 0.4
+    rows = [frames[0].shape[0]]
+    for rgb in frames[1:]:
+        assert followed.objects[3].window is not None  # narrowing in on the point's small mask
+        rows.append(followed.objects[3].window[2])
+        followed.step(rgb)
+    assert all(new < old and new >= old / FOLLOW_CHANGE - 1 for old, new in zip(rows, rows[1:]))
+
+
+def test_a_prompt_for_a_followed_object_restarts_it_as_a_new_one(pico, video_set):
+    """Re-prompting a followed id drops its old window: it is followed from the new prompt on."""
+    video = open_video_set(video_set)[0]
+    frames = list(video.frames())[:4]
+    masks = video.prompt_masks()
+    tracker, fresh = StreamingTracker(pico, track_zoom=0.5), StreamingTracker(pico, track_zoom=0.5)
+    tracker.step(frames[0], {2: Prompt(mask=masks[2])})
+    tracker.step(frames[1])
+    for index in (2, 3):  # the user points the id at another object on frame 2
+        prompts = {2: Prompt(mask=masks[3])} if index == 2 else None
+        a, b = tracker.step(frames[index], prompts), fresh.step(frames[index], prompts)
+        assert np.array_equal(a.masks[2], b.masks[2])
+        assert tracker.objects[2].window == fresh.objects[2].window is not None
 
 
 @pytest.mark.parametrize("option", ["box_zoom", "track_zoom"])

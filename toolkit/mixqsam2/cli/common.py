@@ -53,8 +53,8 @@ def add_box_zoom_arg(parser) -> None:
 def add_track_zoom_arg(parser) -> None:
     parser.add_argument("--track-zoom", type=open_share, metavar="SHARE",
                         help="track an object smaller than SHARE of the frame (e.g. 0.3) on a window that follows "
-                             "it, in which it spans SHARE: small objects kept at a size the model sees, one more "
-                             "image-encoder pass per followed object and frame")
+                             "it, in which it spans SHARE: small objects kept at a size the model sees; one "
+                             "image-encoder pass per distinct view and frame")
 
 
 def open_share(text: str) -> float:

@@ -86,7 +86,7 @@ def zoom_window(box: tuple[float, float, float, float], height: int, width: int,
     """
     x0, y0, x1, y1 = box
     rows = max(y1 - y0, (x1 - x0) * height / width) / span
-    if previous is not None:
+    if previous is not None and max_change is not None:
         rows = min(max(rows, previous[2] / max_change), previous[2] * max_change)
     rows = max(1, int(round(rows)))
     if rows >= height:
@@ -145,7 +145,8 @@ def paste(mask: np.ndarray, window: Window, height: int, width: int) -> np.ndarr
 
 
 def in_window(prompt: Prompt, window: Window) -> Prompt:
-    """``prompt`` in the coordinates of a ``window`` of its frame (what lies outside is cut).
+    """``prompt`` in the coordinates of a ``window`` of its frame: a mask cut to the window, a
+    box clipped to it, points shifted.
 
     >>> in_window(Prompt(box=(10.0, 20.0, 30.0, 40.0)), (15, 5, 20, 20)).box
     (5.0, 5.0, 20.0, 20.0)

@@ -131,12 +131,15 @@ class StreamingTracker:
     frame in which it spans that share (:func:`~mixqsam2.memory.prompts.zoom_window`; one more
     image-encoder pass per such box; in a video, the mask found there prompts the object, so
     its score on that frame is a mask prompt's); None (sam2's behaviour) segments every box on
-    the whole frame. ``track_zoom``: an object (box or mask prompt) spanning less than this
-    share of the frame is tracked on a window that follows it, in which it spans that share:
-    re-centred on its mask after every frame, the window's size changing by at most
-    ``FOLLOW_CHANGE`` a frame and kept while the mask is empty; its memories are encoded
-    from that view. Each window costs one image-encoder pass a frame (objects on the whole
-    frame share one). None (sam2's behaviour) tracks every object on the whole frame.
+    the whole frame. ``track_zoom``: an object spanning less than this share of the frame is
+    tracked on a window that follows it, in which it spans that share: a box or mask prompt
+    starts it there; after every frame the window is re-centred on the object's mask, its
+    size changing by at most ``FOLLOW_CHANGE`` a frame (so an object prompted by points, or
+    one that was large and shrinks, narrows in gradually from the whole frame), and kept
+    while the mask is empty; the object's memories are encoded from that view. Each distinct
+    view costs one image-encoder pass a frame (objects on the whole frame share one, and a
+    frame with nothing to segment is not encoded). None (sam2's behaviour) tracks every
+    object on the whole frame.
     """
 
     def __init__(self, graphs, memory: str = "fifo", capacity: int | None = None, num_frames: int | None = None,
@@ -180,7 +183,7 @@ class StreamingTracker:
         encoded = self._encoder(rgb)
         whole = (0, 0, *frame_hw)
         windows = {k: self._window(extent(p), frame_hw) or whole for k, p in prompts.items()}
-        windows.update({k: _inside(state.window, frame_hw) or whole for k, state in self.objects.items() if k not in prompts})
+        windows.update({k: _inside(state.window, frame_hw) for k, state in self.objects.items() if k not in prompts})
         low_res, scores = {}, {}
         for window, ids in _by_window(windows, prompts).items():
             # sam2 encodes a prompted frame's memory from its hole-filled mask (it re-encodes
@@ -238,7 +241,7 @@ class StreamingTracker:
         for obj_id, mask in masks.items() if self.track_zoom is not None else ():
             state = self.objects[obj_id]
             if mask.any():
-                state.window = self._window(mask_box(mask), frame_hw, _inside(state.window, frame_hw) or (0, 0, *frame_hw))
+                state.window = self._window(mask_box(mask), frame_hw, _inside(state.window, frame_hw))
 
     def _encoder(self, rgb: np.ndarray):
         """``window -> image encoding`` of that view of ``rgb``, each view encoded once."""
@@ -309,7 +312,7 @@ class StreamingTracker:
             "mask_from_prompt": np.full(len(masks), from_prompt),
         })["memory_features"]
 
-    def _start_objects(self, image: dict, prompted: dict[int, tuple], window: Window) -> None:
+    def _start_objects(self, image: dict, prompted: dict[int, tuple], window: Window | None) -> None:
         ids = list(prompted)
         features = self._encode_memories(image, [prompted[k][0] for k in ids], [prompted[k][1] for k in ids], True)
         bank_shape = (self.capacity, self.config.memory_tokens, self.config.mem_dim, self.config.hidden_dim)
@@ -430,12 +433,14 @@ def _by_window(windows: dict[int, Window], ids) -> dict[Window, list[int]]:
     return groups
 
 
-def _inside(window: Window | None, frame_hw) -> Window | None:
-    """``window`` if it lies inside a frame of ``frame_hw`` (a stream's frames may change size), else None."""
+def _inside(window: Window | None, frame_hw) -> Window:
+    """``window`` if it lies inside a frame of ``frame_hw`` (a stream's frames may change
+    size), else the whole frame (what None stands for)."""
+    whole = (0, 0, *frame_hw)
     if window is None:
-        return None
+        return whole
     top, left, rows, cols = window
-    return window if top + rows <= frame_hw[0] and left + cols <= frame_hw[1] else None
+    return window if top + rows <= frame_hw[0] and left + cols <= frame_hw[1] else whole
 
 
 def _num_points(prompt: Prompt) -> int:
