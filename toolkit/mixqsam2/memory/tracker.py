@@ -186,17 +186,17 @@ class StreamingTracker:
         windows.update({k: _inside(state.window, frame_hw) for k, state in self.objects.items() if k not in prompts})
         low_res, scores = {}, {}
         for window, ids in _by_window(windows, prompts).items():
+            image, local = encoded(window), {k: in_window(prompts[k], window) for k in ids}
             # sam2 encodes a prompted frame's memory from its hole-filled mask (it re-encodes
             # consolidated outputs); later frames' memories are encoded before the filling
-            local = {k: in_window(prompts[k], window) for k in ids}
-            prompted = {k: (self._filled(m), *rest) for k, (m, *rest) in self._segment(encoded(window), local, window[2:]).items()}
-            self._start_objects(encoded(window), prompted, None if window == whole else window)
+            prompted = {k: (self._filled(m), *rest) for k, (m, *rest) in self._segment(image, local, window[2:]).items()}
+            self._start_objects(image, prompted, None if window == whole else window)
             low_res.update({k: v[0] for k, v in prompted.items()})
             scores.update({k: v[1] for k, v in prompted.items()})
         for window, ids in _by_window(windows, self.objects.keys() - prompts.keys()).items():
             for obj_id, (mask, score) in self._track(encoded(window), ids).items():
                 low_res[obj_id], scores[obj_id] = mask, score
-        masks = {k: paste(self._frame_masks({k: v}, windows[k][2:])[k], windows[k], *frame_hw) for k, v in low_res.items()}
+        masks = {k: self._pasted(v, windows[k], frame_hw) for k, v in low_res.items()}
         self._follow(masks, frame_hw)
         self.peak_memory_bytes = max(self.peak_memory_bytes, self.memory_bytes())
         return FrameResult(self.frame_idx, {**masks, **zoomed}, scores)
@@ -224,7 +224,7 @@ class StreamingTracker:
             if window is None:
                 continue
             low_res = self._segment_frame(crop(rgb, window), {obj_id: in_window(prompt, window)}, window[2:])[obj_id][0]
-            mask = paste(self._frame_masks({obj_id: low_res}, window[2:])[obj_id], window, height, width)
+            mask = self._pasted(low_res, window, (height, width))
             if mask.any():
                 out[obj_id] = mask
         return out
@@ -393,6 +393,10 @@ class StreamingTracker:
     def _frame_masks(self, low_res: dict[int, np.ndarray], frame_hw) -> dict[int, np.ndarray]:
         """Low-res mask logits -> boolean masks at the frame resolution (holes filled, bilinear, > 0)."""
         return {obj_id: resize(self._filled(logits), frame_hw) > 0 for obj_id, logits in low_res.items()}
+
+    def _pasted(self, logits: np.ndarray, window: Window, frame_hw) -> np.ndarray:
+        """A view's low-res mask logits -> its boolean mask at its place in the frame."""
+        return paste(self._frame_masks({0: logits}, window[2:])[0], window, *frame_hw)
 
     def _filled(self, logits: np.ndarray) -> np.ndarray:
         return fill_holes(logits, self.fill_hole_area) if self.fill_hole_area > 0 else logits
