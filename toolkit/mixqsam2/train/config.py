@@ -34,9 +34,6 @@ class TrainConfig:
     small_objects: float = 0.0  # share of generated images/clips with smaller objects (train.data.object_scale)
     large_objects: float = 0.0  # share of the others with larger objects (up to about the frame's height)
     absent_targets: float = 0.0  # share of clips where a target vanishes for a stretch (train.data.hidden_stretch)
-    # weight of sam2's object-presence loss (loss_class: is the object in the frame at all?);
-    # the recipe's 1 stands against 20 for the mask's focal loss, which absent frames do not feed
-    class_weight: float = 1.0
     video_frames: tuple[int, int] = (4, 8)  # clip length range of video steps
     # merge-aware training (mixqsam2.train.banked): each video step draws a bank policy and a
     # capacity; empty = sam2's own memory (the last num_maskmem - 1 frames)

@@ -129,11 +129,11 @@ def _optimizer(model, cfg: TrainConfig):
     )
 
 
-def _loss_fn(class_weight: float):
+def _loss_fn():
     from training.loss_fns import MultiStepMultiMasksAndIous
 
     return MultiStepMultiMasksAndIous(
-        weight_dict={**LOSS_WEIGHTS, "loss_class": class_weight}, supervise_all_iou=True, iou_use_l1_loss=True,
+        weight_dict=dict(LOSS_WEIGHTS), supervise_all_iou=True, iou_use_l1_loss=True,
         pred_obj_scores=True, focal_gamma_obj_score=0.0, focal_alpha_obj_score=-1.0,
     )
 
@@ -299,7 +299,7 @@ def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resum
     ensure_writable_parent(out)
     model = build_train_model(cfg).to(device)
     optimizer = _optimizer(model, cfg)
-    loss_fn = _loss_fn(cfg.class_weight)
+    loss_fn = _loss_fn()
     if batches is None:
         batches = VideoFolderClips(cfg.videos, cfg.video_frames) if cfg.videos else generated_batch
     history, seconds = _resume(model, optimizer, cfg, out) if resume else ([], 0.0)
