@@ -274,3 +274,60 @@ def test_a_run_saved_before_a_setting_existed_still_resumes(tmp_path):
         del state["config"][added]  # as written by the code before these settings existed
     torch.save(state, state_path)
     assert len(train(SMALL, tmp_path / "old.pt", resume=True)) == SMALL.steps
+
+
+def _first_frame_spans(batch) -> list[float]:
+    """How much of the view each target's box spans on the first frame (its larger side)."""
+    masks = batch.masks.numpy()[0]
+    spans = []
+    for mask in masks:
+        ys, xs = np.nonzero(mask)
+        spans.append(max(np.ptp(ys) + 1, np.ptp(xs) + 1) / mask.shape[0])
+    return spans
+
+
+def test_zoomed_views_show_one_target_at_a_track_zoom_span_and_draw_nothing_when_off():
+    """``--zoomed-views``: at 1 every image and clip whose target spans less than the drawn span
+    shows that one target at that span of the view (the window keeps the frame's aspect, so a
+    side spans the share exactly); at 0 no random number is drawn."""
+    from mixqsam2.train.data import ZOOM_SPANS, zoomed_target
+
+    rng = np.random.default_rng(3)
+    state = rng.bit_generator.state["state"]["state"]
+    assert zoomed_target(rng, 0.0, [1, 2]) is None and rng.bit_generator.state["state"]["state"] == state
+
+    zoomed = [image_batch(5, step, 3, 128, small=1.0, zoomed=1.0) for step in range(3)]
+    zoomed += [video_batch(5, step, 2, 128, 4, 6, small=1.0, zoomed=1.0) for step in range(3)]
+    spans = [s for batch in zoomed for s in _first_frame_spans(batch)]
+    assert len(spans) == 3 * 3 + 3 * 2  # one target per image and clip (small objects: all zoomed)
+    assert ZOOM_SPANS[0] - 0.05 <= min(spans) and max(spans) <= ZOOM_SPANS[1] + 0.05
+    plain = [s for step in range(3) for s in _first_frame_spans(video_batch(5, step, 2, 128, 4, 6, small=1.0))]
+    assert np.median(plain) < 0.5 * np.median(spans)
+
+
+def test_followed_windows_follow_the_target_as_the_tracker_does():
+    """Each frame's view is centred on the target's mask of the frame before, changes size by
+    at most FOLLOW_CHANGE a frame, and stays where it was while the target is hidden."""
+    from mixqsam2.memory.tracker import FOLLOW_CHANGE
+    from mixqsam2.train.data import followed_windows
+
+    frames = []
+    for t in range(12):
+        labels = np.zeros((240, 320), np.uint8)
+        side = 30 - 2 * t
+        if t not in (6, 7):  # hidden on frames 6 and 7
+            labels[100 : 100 + side, 120 + 10 * t : 120 + 10 * t + side] = 1
+        frames.append(labels)
+    windows = followed_windows(frames, 1, 0.3)
+    assert windows[0][2] == round(30 / 0.3)  # the zoom window of the first mask
+    for t in range(1, 12):
+        top, left, rows, cols = windows[t]
+        previous = frames[t - 1] == 1
+        if not previous.any():
+            assert windows[t] == windows[t - 1]
+            continue
+        ys, xs = np.nonzero(previous)
+        assert abs(top + rows / 2 - (ys.min() + ys.max() + 1) / 2) <= 1
+        assert abs(left + cols / 2 - (xs.min() + xs.max() + 1) / 2) <= 1
+        assert windows[t - 1][2] / FOLLOW_CHANGE - 1 <= rows <= windows[t - 1][2] * FOLLOW_CHANGE + 1
+    assert windows[-1][2] < windows[0][2]  # the target shrank; the view narrowed in
