@@ -163,7 +163,7 @@ def _per_object(tracked: dict) -> dict[str, float]:
 
 def comparisons(results: dict) -> dict:
     """Every later checkpoint against the first, per set: paired box IoU and J&F differences
-    (and the zoomed boxes' differences, where scored)."""
+    (and those with box zoom and track zoom, where scored)."""
     from mixqsam2.eval.paired import paired_difference
 
     names = list(results)
@@ -176,6 +176,8 @@ def comparisons(results: dict) -> dict:
                 "JF": paired_difference(a["per_object"], b["per_object"]),
                 **({"box_miou_zoom": paired_difference(a["per_image_zoom"], b["per_image_zoom"])}
                    if "per_image_zoom" in a else {}),
+                **({"JF_track_zoom": paired_difference(a["per_object_track_zoom"], b["per_object_track_zoom"])}
+                   if "per_object_track_zoom" in a else {}),
             }
     return out
 
@@ -218,8 +220,9 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
     lines += ["", "| comparison | box mIoU diff [95% CI] | J&F diff [95% CI] |", "|---|---|---|"]
     for key, d in diffs.items():
         lines.append(f"| {key} | {_interval(d['box_miou'])} | {_interval(d['JF'])} |")
-        if "box_miou_zoom" in d:
-            lines.append(f"| {key}, zoomed boxes | {_interval(d['box_miou_zoom'])} | |")
+        if "box_miou_zoom" in d or "JF_track_zoom" in d:
+            box, track = (_interval(d[k]) if k in d else "" for k in ("box_miou_zoom", "JF_track_zoom"))
+            lines.append(f"| {key}, zoomed (box / track zoom) | {box} | {track} |")
     if track_zoom:
         lines += ["", f"| checkpoint | set | video J&F, track zoom {track_zoom} | lost objects | ms/frame |", "|---|---|---|---|---|"]
         lines += [f"| {name} | {set_name} | {r['JF_track_zoom']:.3f} | {r['lost_track_zoom']}/{r['objects']} | "
