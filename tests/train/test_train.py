@@ -286,21 +286,41 @@ def _first_frame_spans(batch) -> list[float]:
     return spans
 
 
-def test_zoomed_views_show_one_target_at_a_track_zoom_span_and_draw_nothing_when_off():
+def test_zoomed_views_show_one_target_at_a_track_zoom_span_and_draw_nothing_when_off(monkeypatch):
     """``--zoomed-views``: at 1 every image and clip whose target spans less than the drawn span
     shows that one target at that span of the view (the window keeps the frame's aspect, so a
-    side spans the share exactly); at 0 no random number is drawn."""
-    from mixqsam2.train.data import ZOOM_SPANS, zoomed_target
+    side spans the share exactly); every frame of a clip is the crop of its followed window;
+    at 0 no random number is drawn."""
+    import mixqsam2.train.data as data
+    from mixqsam2.memory.prompts import crop
 
     rng = np.random.default_rng(3)
     state = rng.bit_generator.state["state"]["state"]
-    assert zoomed_target(rng, 0.0, [1, 2]) is None and rng.bit_generator.state["state"]["state"] == state
+    assert data.zoomed_target(rng, 0.0, [1, 2]) is None and rng.bit_generator.state["state"]["state"] == state
 
-    zoomed = [image_batch(5, step, 3, 128, small=1.0, zoomed=1.0) for step in range(3)]
-    zoomed += [video_batch(5, step, 2, 128, 4, 6, small=1.0, zoomed=1.0) for step in range(3)]
-    spans = [s for batch in zoomed for s in _first_frame_spans(batch)]
-    assert len(spans) == 3 * 3 + 3 * 2  # one target per image and clip (small objects: all zoomed)
-    assert ZOOM_SPANS[0] - 0.05 <= min(spans) and max(spans) <= ZOOM_SPANS[1] + 0.05
+    followed = []  # (uncropped label maps, label, windows) of each zoomed clip
+    rule = data.followed_windows
+
+    def recorded(label_maps, label, span):
+        windows = rule(label_maps, label, span)
+        followed.append((label_maps, label, windows))
+        return windows
+
+    monkeypatch.setattr(data, "followed_windows", recorded)
+    images = [image_batch(5, step, 3, 128, small=1.0, zoomed=1.0) for step in range(3)]
+    clips = [video_batch(5, step, 2, 128, 4, 6, small=1.0, zoomed=1.0) for step in range(3)]
+    assert len(followed) == 3 * 2
+    for batch, clip in zip(clips, range(0, 6, 2)):
+        for target, (label_maps, label, windows) in enumerate(followed[clip : clip + 2]):
+            for t, (labels, window) in enumerate(zip(label_maps, windows)):
+                expected = data._square_masks(crop(labels, window), [label], 128)[0]
+                np.testing.assert_array_equal(batch.masks.numpy()[t, target], expected)
+    assert all(b.masks.shape[1] == 2 for b in clips)  # one target per clip
+    zoomed_images = [b for b in images if b.masks.shape[1] == 3]  # one target per image (or all: no window needed)
+    assert len(zoomed_images) >= 2
+    spans = [s for batch in zoomed_images + clips for s in _first_frame_spans(batch)]
+    assert data.ZOOM_SPANS[0] - 0.05 <= min(spans) and max(spans) <= data.ZOOM_SPANS[1] + 0.05
+    monkeypatch.undo()
     plain = [s for step in range(3) for s in _first_frame_spans(video_batch(5, step, 2, 128, 4, 6, small=1.0))]
     assert np.median(plain) < 0.5 * np.median(spans)
 

@@ -28,7 +28,7 @@ import torch
 
 from mixqsam2.data.loaders import read_rgb
 from mixqsam2.data.synth import render, sample_image_scene, sample_video_scene
-from mixqsam2.memory.prompts import crop, mask_box, zoom_window
+from mixqsam2.memory.prompts import Window, crop, mask_box, zoom_window
 from mixqsam2.memory.tracker import next_window
 from mixqsam2.models.preprocess import preprocess_frame
 
@@ -222,7 +222,9 @@ def zoomed_target(rng: np.random.Generator, probability: float, targets: list[in
     """With ``probability``, (label, span): the target ``label`` is seen as box zoom and track
     zoom of setting ``span`` (log-uniform in ``ZOOM_SPANS``) show it to the model, through a
     window of the frame in which it spans ``span`` (if it spans less of the frame), as the
-    only target; else None (no draw when 0).
+    only target; else None (no draw when 0). An image whose drawn target needs no window
+    keeps all its targets; a clip keeps only the drawn one, on the whole frame (or on a
+    window once it shrinks below ``span``), as the tracker would.
 
     >>> zoomed_target(np.random.default_rng(0), 0.0, [1, 2]) is None
     True
@@ -235,11 +237,13 @@ def zoomed_target(rng: np.random.Generator, probability: float, targets: list[in
     return int(rng.choice(targets)), float(np.exp(rng.uniform(*np.log(ZOOM_SPANS))))
 
 
-def followed_windows(label_maps: list[np.ndarray], label: int, span: float) -> list[tuple[int, int, int, int]]:
+def followed_windows(label_maps: list[np.ndarray], label: int, span: float) -> list[Window]:
     """The view (top, left, rows, cols) of each frame on which a tracker with
     ``track_zoom=span`` segments object ``label`` when it gets the true mask on every frame:
     the zoom window of its first mask, then followed as the tracker follows it
     (:func:`~mixqsam2.memory.tracker.next_window`); the whole frame where none is needed.
+    It follows the whole true mask, also where the object leaves the view (the tracker sees
+    only the part inside; rare: 3 of 159 windows differed on 20 generated clips).
 
     >>> labels = np.zeros((240, 320), np.uint8); labels[100:110, 100:110] = 1
     >>> moved = np.roll(labels, 8, axis=1)  # on frame 1; the view of frame 2 follows it
