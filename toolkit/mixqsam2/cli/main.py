@@ -130,7 +130,7 @@ def _train_pico(args) -> None:
     given = {"seed": args.seed, "steps": args.steps, "image_batch": args.image_batch,
              "video_batch": args.video_batch, "init_checkpoint": args.init, "embed": args.embed,
              "recolor": args.recolor, "small_objects": args.small_objects, "large_objects": args.large_objects,
-             "absent_targets": args.absent_targets, "zoomed_views": args.zoomed_views}
+             "absent_targets": args.absent_targets}
     cfg = replace(TRAIN_PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None})
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, workers=args.workers)
     _print_training_summary(history, cfg.steps, args.out)
@@ -296,9 +296,6 @@ def build_parser() -> argparse.ArgumentParser:
                        "objects are drawn larger (up to 2.2x: about as tall as the frame)")
     train.add_argument("--absent-targets", type=probability, help="share of clips in which a target vanishes for "
                        "a stretch of frames (as if fully occluded) and comes back")
-    train.add_argument("--zoomed-views", type=probability, help="share of images and clips seen as --box-zoom and "
-                       "--track-zoom show a small target: through a window (following it in clips) in which it "
-                       "spans 0.2-0.45, as the only target")
     _add_run_args(train)
     train.set_defaults(run=_train_pico)
 

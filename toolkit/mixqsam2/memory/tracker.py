@@ -197,7 +197,7 @@ class StreamingTracker:
             for obj_id, (mask, score) in self._track(encoded(window), ids).items():
                 low_res[obj_id], scores[obj_id] = mask, score
         masks = {k: self._pasted(v, windows[k], frame_hw) for k, v in low_res.items()}
-        self._follow(masks)
+        self._follow(masks, frame_hw)
         self.peak_memory_bytes = max(self.peak_memory_bytes, self.memory_bytes())
         return FrameResult(self.frame_idx, {**masks, **zoomed}, scores)
 
@@ -229,18 +229,19 @@ class StreamingTracker:
                 out[obj_id] = mask
         return out
 
-    def _window(self, box, frame_hw) -> Window | None:
-        """The view an object prompted over ``box`` is tracked on: with ``track_zoom`` its zoom
-        window, else None (the whole frame)."""
+    def _window(self, box, frame_hw, previous: Window | None = None) -> Window | None:
+        """The view an object spanning ``box`` is tracked on: with ``track_zoom`` its zoom
+        window (sized within ``FOLLOW_CHANGE`` of ``previous``), else None (the whole frame)."""
         if self.track_zoom is None or box is None:
             return None
-        return zoom_window(box, *frame_hw, self.track_zoom)
+        return zoom_window(box, *frame_hw, self.track_zoom, previous, FOLLOW_CHANGE)
 
-    def _follow(self, masks: dict[int, np.ndarray]) -> None:
+    def _follow(self, masks: dict[int, np.ndarray], frame_hw) -> None:
         """Re-centre each followed object's window on its new mask (an empty mask keeps it)."""
         for obj_id, mask in masks.items() if self.track_zoom is not None else ():
             state = self.objects[obj_id]
-            state.window = next_window(state.window, mask, self.track_zoom)
+            if mask.any():
+                state.window = self._window(mask_box(mask), frame_hw, _inside(state.window, frame_hw))
 
     def _encoder(self, rgb: np.ndarray):
         """``window -> image encoding`` of that view of ``rgb``, each view encoded once."""
@@ -434,22 +435,6 @@ def _by_window(windows: dict[int, Window], ids) -> dict[Window, list[int]]:
         if obj_id in ids:
             groups.setdefault(window, []).append(obj_id)
     return groups
-
-
-def next_window(window: Window | None, mask: np.ndarray, span: float) -> Window | None:
-    """Where an object followed with ``track_zoom=span`` is looked for on the next frame: its
-    ``window`` (None: the whole frame) re-centred on its new full-frame ``mask``, sized within
-    ``FOLLOW_CHANGE`` of the old one; an empty mask keeps the window.
-
-    >>> mask = np.zeros((240, 320), bool); mask[100:110, 100:110] = True
-    >>> next_window((75, 70, 60, 80), mask, 0.25)  # 40x53 wanted, 57x76 allowed
-    (76, 67, 57, 76)
-    >>> next_window((75, 70, 60, 80), np.zeros((240, 320), bool), 0.25)
-    (75, 70, 60, 80)
-    """
-    if not mask.any():
-        return window
-    return zoom_window(mask_box(mask), *mask.shape, span, _inside(window, mask.shape), FOLLOW_CHANGE)
 
 
 def _inside(window: Window | None, frame_hw) -> Window:

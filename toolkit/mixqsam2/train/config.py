@@ -34,7 +34,6 @@ class TrainConfig:
     small_objects: float = 0.0  # share of generated images/clips with smaller objects (train.data.object_scale)
     large_objects: float = 0.0  # share of the others with larger objects (up to about the frame's height)
     absent_targets: float = 0.0  # share of clips where a target vanishes for a stretch (train.data.hidden_stretch)
-    zoomed_views: float = 0.0  # share of images/clips seen as box and track zoom show a target (train.data.zoomed_target)
     video_frames: tuple[int, int] = (4, 8)  # clip length range of video steps
     # merge-aware training (mixqsam2.train.banked): each video step draws a bank policy and a
     # capacity; empty = sam2's own memory (the last num_maskmem - 1 frames)

@@ -10,8 +10,7 @@ With ``recolor`` > 0 that share of images and clips is also seen in other colour
 (:class:`Recolor`); with ``small`` > 0 that share has its objects drawn smaller, with
 ``large`` > 0 a share of the others larger (:func:`object_scale`); with ``absent`` > 0 that
 share of clips has a target vanish for a stretch of frames, as if fully occluded
-(:func:`hidden_stretch`); with ``zoomed`` > 0 that share of images and clips is seen as box
-zoom and track zoom show a small target to the model (:func:`zoomed_target`).
+(:func:`hidden_stretch`).
 
 >>> batch = image_batch(seed=0, step=0, num_images=2, image_size=64)
 >>> batch.img_batch.shape[:2], batch.masks.shape[0]
@@ -28,13 +27,10 @@ import torch
 
 from mixqsam2.data.loaders import read_rgb
 from mixqsam2.data.synth import render, sample_image_scene, sample_video_scene
-from mixqsam2.memory.prompts import Window, crop, mask_box, zoom_window
-from mixqsam2.memory.tracker import next_window
 from mixqsam2.models.preprocess import preprocess_frame
 
 FRAME_HEIGHT, FRAME_WIDTH = 240, 320  # what the generators render; resized to the model's square input
 MIN_PROMPT_PIXELS = 64  # an object smaller than this on its prompt frame is not a training target
-ZOOM_SPANS = (0.2, 0.45)  # the share of its view a zoomed target spans (box / track zoom settings)
 
 
 @dataclass(frozen=True)
@@ -197,10 +193,9 @@ def _collate(videos: list[tuple[np.ndarray, np.ndarray]]):
 
 
 def training_image(seed: int, step: int, index: int, recolor: float = 0.0, small: float = 0.0,
-                   large: float = 0.0, zoomed: float = 0.0) -> tuple[np.ndarray, np.ndarray, list[int]]:
+                   large: float = 0.0) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Image ``index`` of training step ``step``: (rgb, label map, target ids), at the
-    generators' frame size, or the zoom window on one target (:func:`zoomed_target`). Scenes
-    without a big enough object are redrawn."""
+    generators' frame size. Scenes without a big enough object are redrawn."""
     rng = np.random.default_rng([seed, step, 0, index])
     while True:
         background, objects = sample_image_scene(rng, FRAME_HEIGHT, FRAME_WIDTH, object_scale(rng, small, large))
@@ -208,64 +203,15 @@ def training_image(seed: int, step: int, index: int, recolor: float = 0.0, small
         rgb, labels = camera.view(*render(background, objects, 0.0), 0.0, rng)
         ids = _prompt_targets(labels)
         if ids:
-            break
-    target = zoomed_target(rng, zoomed, ids)
-    if target is not None:
-        label, span = target
-        window = zoom_window(mask_box(labels == label), FRAME_HEIGHT, FRAME_WIDTH, span)
-        if window is not None:
-            return crop(rgb, window), crop(labels, window), [label]
-    return rgb, labels, ids
-
-
-def zoomed_target(rng: np.random.Generator, probability: float, targets: list[int]) -> tuple[int, float] | None:
-    """With ``probability``, (label, span): the target ``label`` is seen as box zoom and track
-    zoom of setting ``span`` (log-uniform in ``ZOOM_SPANS``) show it to the model, through a
-    window of the frame in which it spans ``span`` (if it spans less of the frame), as the
-    only target; else None (no draw when 0). An image whose drawn target needs no window
-    keeps all its targets; a clip keeps only the drawn one, on the whole frame (or on a
-    window once it shrinks below ``span``), as the tracker would.
-
-    >>> zoomed_target(np.random.default_rng(0), 0.0, [1, 2]) is None
-    True
-    >>> label, span = zoomed_target(np.random.default_rng(0), 1.0, [1, 2])
-    >>> label in (1, 2) and ZOOM_SPANS[0] <= span <= ZOOM_SPANS[1]
-    True
-    """
-    if not probability or rng.random() >= probability or not targets:
-        return None
-    return int(rng.choice(targets)), float(np.exp(rng.uniform(*np.log(ZOOM_SPANS))))
-
-
-def followed_windows(label_maps: list[np.ndarray], label: int, span: float) -> list[Window]:
-    """The view (top, left, rows, cols) of each frame on which a tracker with
-    ``track_zoom=span`` segments object ``label`` when it gets the true mask on every frame:
-    the zoom window of its first mask, then followed as the tracker follows it
-    (:func:`~mixqsam2.memory.tracker.next_window`); the whole frame where none is needed.
-    It follows the whole true mask, also where the object leaves the view (the tracker sees
-    only the part inside; rare: 3 of 159 windows differed on 20 generated clips).
-
-    >>> labels = np.zeros((240, 320), np.uint8); labels[100:110, 100:110] = 1
-    >>> moved = np.roll(labels, 8, axis=1)  # on frame 1; the view of frame 2 follows it
-    >>> followed_windows([labels, moved, moved], 1, 0.25)
-    [(85, 78, 40, 53), (85, 78, 40, 53), (85, 86, 40, 53)]
-    """
-    height, width = label_maps[0].shape
-    window = zoom_window(mask_box(label_maps[0] == label), height, width, span)
-    windows = [window]
-    for labels in label_maps[:-1]:
-        window = next_window(window, labels == label, span)
-        windows.append(window)
-    return [w or (0, 0, height, width) for w in windows]
+            return rgb, labels, ids
 
 
 def image_batch(seed: int, step: int, num_images: int, image_size: int, recolor: float = 0.0, small: float = 0.0,
-                large: float = 0.0, zoomed: float = 0.0):
-    """A batch of ``num_images`` single-frame scenes with every visible object as a target
-    (or one target, zoomed: :func:`zoomed_target`)."""
+                large: float = 0.0):
+    """A batch of ``num_images`` single-frame scenes with every visible object as a target."""
     videos = []
     for index in range(num_images):
-        rgb, labels, ids = training_image(seed, step, index, recolor, small, large, zoomed)
+        rgb, labels, ids = training_image(seed, step, index, recolor, small, large)
         frames = preprocess_frame(rgb, image_size)[None]
         videos.append((frames, _square_masks(labels, ids, image_size)[None]))
     return _collate(videos)
@@ -292,16 +238,13 @@ def hidden_stretch(rng: np.random.Generator, targets: list[int], num_frames: int
 
 
 def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_frames: int = 4, max_frames: int = 8,
-                recolor: float = 0.0, small: float = 0.0, large: float = 0.0, absent: float = 0.0,
-                zoomed: float = 0.0):
+                recolor: float = 0.0, small: float = 0.0, large: float = 0.0, absent: float = 0.0):
     """A batch of ``num_videos`` clips (one length per batch) from moving scenes.
 
     The clip starts at a random time of the scene and advances 1-4 time units per frame
     (sometimes up to 8: fast motion); targets are the annotated objects visible on its first
     frame, as the camera sees it. With ``absent``, that share of clips has a target hidden for
-    a stretch (:func:`hidden_stretch`; those frames are drawn again without it). With
-    ``zoomed``, that share of clips follows one target through the views track zoom would
-    show (:func:`zoomed_target`, :func:`followed_windows`).
+    a stretch (:func:`hidden_stretch`; those frames are drawn again without it).
     """
     rng = np.random.default_rng([seed, step, 1])
     num_frames = int(rng.integers(min_frames, max_frames + 1))
@@ -325,11 +268,6 @@ def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_fram
         if hidden is not None:
             label, first, stop = hidden
             rendered[first:stop] = [frame(t, [o for o in objects if o.label != label]) for t in range(first, stop)]
-        target = zoomed_target(rng, zoomed, ids)
-        if target is not None:
-            windows = followed_windows([labels for _, labels in rendered], *target)
-            rendered = [(crop(rgb, w), crop(labels, w)) for (rgb, labels), w in zip(rendered, windows)]
-            ids = [target[0]]
         frames = np.stack([preprocess_frame(rgb, image_size) for rgb, _ in rendered])
         masks = np.stack([_square_masks(labels, ids, image_size) for _, labels in rendered])
         videos.append((frames, masks))
