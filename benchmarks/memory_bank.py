@@ -26,6 +26,8 @@ the paper's ``sis`` at 3 not below FIFO at 3 (the interval of the difference rea
 
 Results (JSON with every object's score, so that strata can be recomputed; the table as
 Markdown next to it) are written after each configuration; a rerun skips the finished ones.
+``--track-zoom S`` tracks small objects on a window that follows them (as ``run_stream
+--track-zoom``), every configuration alike.
 
     python benchmarks/memory_bank.py --out out/bench/memory_bank.json --plot benchmarks/figures/memory_bank.png
 """
@@ -51,6 +53,8 @@ FLOP_MODELS = ("pico", "sam2.1_hiera_t")
 
 
 def parse_args(argv=None):
+    from mixqsam2.cli.common import open_share
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=None, help="pico checkpoint (default: the shipped one)")
     parser.add_argument("--videos", type=int, default=6, help="videos per generator and seed")
@@ -61,6 +65,8 @@ def parse_args(argv=None):
     parser.add_argument("--low-capacity", action="store_true", help=f"add {LOW_CAPACITY}")
     parser.add_argument("--repeats", type=int, default=50, help="timed repeats per graph (after warm-up)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--track-zoom", type=open_share, default=None,
+                        help="track small objects on a window that follows them (StreamingTracker(track_zoom=S))")
     parser.add_argument("--data", default=None, help="cache of generated sets (default: <out folder>/data)")
     parser.add_argument("--out", default="out/bench/memory_bank.json")
     parser.add_argument("--plot", default="out/bench/memory_bank.png")
@@ -111,12 +117,12 @@ def per_object(result: dict) -> dict[str, float]:
             for name, video in result["per_video"].items() for obj, s in video["per_object"].items()}
 
 
-def evaluate(model, videos, key: str) -> dict:
+def evaluate(model, videos, key: str, track_zoom: float | None = None) -> dict:
     """One configuration: its scores per object, overall J and F, per-stage latency, bank bytes."""
     from mixqsam2.eval.videos import evaluate_videos
 
     policy, k = split(key)
-    result = evaluate_videos(model, videos, memory=policy, capacity=k)
+    result = evaluate_videos(model, videos, memory=policy, capacity=k, track_zoom=track_zoom)
     return {"memory": policy, "capacity": k, "J": result["J"], "F": result["F"], "JF": result["JF"],
             "objects": result["objects"], "memory_bank_bytes": result["memory_bank_bytes"],
             "latency_ms": result["latency_ms"], "per_object": per_object(result)}
@@ -437,7 +443,8 @@ def main(argv=None) -> int:
     keys, out = configs(args), Path(args.out)
     checkpoint = str(args.checkpoint or get_spec("pico").checkpoint)
     spec = {"model": "pico", "checkpoint": checkpoint, "videos_per_set": args.videos, "frames": args.frames,
-            "seeds": list(range(args.first_seed, args.first_seed + args.seeds)), "generators": ["train-gen", "heldout"]}
+            "seeds": list(range(args.first_seed, args.first_seed + args.seeds)), "generators": ["train-gen", "heldout"],
+            **({"track_zoom": args.track_zoom} if args.track_zoom else {})}
     result = load_result(out, spec)
     result["machine"] = f"{platform.machine()}, {torch.get_num_threads()} threads, python {platform.python_version()}"
     model = build_model("pico", checkpoint)
@@ -449,7 +456,7 @@ def main(argv=None) -> int:
     write_json_atomic(out, result)
     for key in keys:
         if key not in result["runs"]:
-            result["runs"][key] = evaluate(model, videos, key)
+            result["runs"][key] = evaluate(model, videos, key, args.track_zoom)
             write_json_atomic(out, result)
             print(f"{key}: J&F {result['runs'][key]['JF']:.4f}", flush=True)
     result["first_mask"] = per_object(first_mask_baseline(videos))
