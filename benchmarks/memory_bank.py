@@ -309,8 +309,9 @@ def table(result: dict) -> str:
     """Markdown: J&F by stratum with paired differences, and the cost of every configuration."""
     summary, timing = result["summary"], result["timing"]
     n = {s: summary[BASELINE][s]["objects"] for s in ("all", "working", "lost")}
+    zoom = result["spec"].get("track_zoom")
     lines = [f"objects: {n['all']} ({n['working']} working, {n['lost']} lost under {BASELINE}); "
-             f"differences vs {BASELINE} [95% CI]",
+             f"differences vs {BASELINE} [95% CI]" + (f"; track zoom {zoom}" if zoom else ""),
              "", "| policy@K | J&F all | working J&F | lost J&F | all vs fifo@K | mem-attn time / K=6 | update ms |",
              "|---|---|---|---|---|---|---|"]
     for key, row in summary.items():
