@@ -49,7 +49,7 @@ def _assert_bank_equal(got, reference, atol, where):
                                atol=atol, err_msg=where)
 
 
-@pytest.mark.parametrize("policy", ["sis", "sis-pair", "fifo", "prune"])
+@pytest.mark.parametrize("policy", sorted(RULES))
 @pytest.mark.parametrize("dtype,atol", [("float32", 1e-5), ("float16", 2e-3)])
 def test_kernel_banks_equal_numpy_banks_after_every_update(library, policy, dtype, atol):
     from mixqsam2.memory.sis_cuda import KernelRule

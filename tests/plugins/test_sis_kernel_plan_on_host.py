@@ -48,7 +48,7 @@ def _random_bank(rng, capacity, full):
     ), entry(base + rng.normal(size=base.shape), [0, 0], capacity + 1.0, 1.5)
 
 
-@pytest.mark.parametrize("policy", ["sis", "sis-pair", "fifo", "prune"])
+@pytest.mark.parametrize("policy", sorted(RULES))
 @pytest.mark.parametrize("seed", range(10))
 def test_host_compiled_kernel_plan_equals_numpy(plan_update, policy, seed):
     rng = np.random.default_rng(seed)

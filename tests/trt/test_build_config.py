@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from mixqsam2.memory.synthesis import RULES
+
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "build_engine.py"
 VERSIONS = ["10.3", "10.16", "11.4"]
-PLUGIN_GRAPHS = {f"sis_update_plugin.{p}" for p in ("fifo", "sis", "sis-pair", "prune")}
+PLUGIN_GRAPHS = {f"sis_update_plugin.{p}" for p in RULES}
 
 
 def build_engine(*args):

@@ -4,10 +4,11 @@ Same inputs and outputs as the standard-op ``sis_update`` graph (``GRAPH_IO["sis
 TensorRT plugin tensors cannot be bool, so ``bank_valid`` reaches the node as int32 (0/1)
 through a ``Cast`` and leaves it through another (an aliased plugin output keeps its input's
 type). The node carries what TensorRT's ONNX parser needs to find the plugin (op type = plugin name,
-``plugin_version``, ``plugin_namespace``) and the rule as plugin fields (``kind``, ``top_k``,
-``temperature``). ``plugins/sis`` implements it; ONNX Runtime cannot run it.
+``plugin_version``, ``plugin_namespace``) and the rule as plugin fields (``kind``: the kernels'
+code of the rule's kind; ``top_k``, ``temperature``). ``plugins/sis`` implements it; ONNX Runtime
+cannot run it.
 
->>> PLUGIN_NAME, KIND_CODES["topk-to-newest"], KIND_CODES["drop-oldest"]
+>>> PLUGIN_NAME, RULE_KINDS["topk-to-newest"], RULE_KINDS["drop-oldest"]
 ('SISSynthesize', 0, 2)
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
+from mixqsam2.memory.sis_cuda import RULE_KINDS
 from mixqsam2.memory.synthesis import SynthesisRule
 from mixqsam2.models.graph_config import GRAPH_IO
 
@@ -23,7 +25,6 @@ PLUGIN_NAME = "SISSynthesize"
 PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = "mixqsam2"
 PLUGIN_DOMAIN = "mixqsam2"
-KIND_CODES = {"topk-to-newest": 0, "closest-pair": 1, "drop-oldest": 2, "drop-most-similar": 3}
 
 
 def plugin_graph(rule: SynthesisRule, standard: onnx.ModelProto) -> onnx.ModelProto:
@@ -37,7 +38,7 @@ def plugin_graph(rule: SynthesisRule, standard: onnx.ModelProto) -> onnx.ModelPr
     node = helper.make_node(
         PLUGIN_NAME, inputs, outputs, name=f"sis_update_{rule.name}", domain=PLUGIN_DOMAIN,
         plugin_version=PLUGIN_VERSION, plugin_namespace=PLUGIN_NAMESPACE,
-        kind=KIND_CODES[rule.kind], top_k=int(rule.top_k), temperature=float(rule.temperature),
+        kind=RULE_KINDS[rule.kind], top_k=int(rule.top_k), temperature=float(rule.temperature),
     )
     graph = helper.make_graph([cast_in, node, cast_out], f"sis_update_plugin_{rule.name}",
                               list(standard.graph.input), list(standard.graph.output))
