@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from memory_bank import BASELINE, strata  # noqa: E402  (the benchmark whose result this reads)
+from memory_bank import BASELINE, split, strata  # noqa: E402  (the benchmark whose result this reads)
 
 GAP, HOLD = 0.2, 10  # the policy is this much below FIFO@6's IoU for this many frames in a row
 
@@ -81,8 +81,8 @@ def replay(model, video, key: str, objects: list[int]) -> dict:
     from mixqsam2.memory.prompts import Prompt, prompt_then_track
     from mixqsam2.memory.tracker import StreamingTracker
 
-    policy, k = key.split("@")
-    tracker = StreamingTracker(model, memory=policy, capacity=int(k), num_frames=len(video.frame_paths))
+    policy, k, pool = split(key)
+    tracker = StreamingTracker(model, memory=policy, capacity=k, num_frames=len(video.frame_paths), memory_pool=pool)
     prompts = {obj: Prompt(mask=m) for obj, m in video.prompt_masks().items()}
     trace = {obj: {"iou": [], "score": [], "present": [], "ages": [], "counts": [], "slot_scores": [], "masks": [],
                    "features": []} for obj in objects}

@@ -1,9 +1,11 @@
 """The fixed-shape graph modules against sam2's own modules they replace."""
 
 import numpy as np
+import pytest
 import torch
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 
+from mixqsam2.errors import UserInputError
 from mixqsam2.models.graphs import MemoryAttentionGraph, _rope_attention
 from mixqsam2.models.rope import rope_tables
 
@@ -77,3 +79,52 @@ def test_the_memory_attention_graph_stores_one_rope_table_for_all_layers(pico):
     tables = {name: b.shape for name, b in graph.named_buffers() if "rope" in name}
     hw = pico.sam_image_embedding_size ** 2
     assert tables == {"rope0_cos": (hw, pico.hidden_dim), "rope0_sin": (hw, pico.hidden_dim)}
+
+
+def _attention_inputs(model, graph, seed=2):
+    torch.manual_seed(seed)
+    side = model.sam_image_embedding_size
+    capacity, hw = graph.memories - 1, side * side
+    return (torch.randn(1, model.hidden_dim, side, side), torch.randn(2, 1, hw, model.mem_dim),
+            torch.randn(2, capacity, hw, model.mem_dim), torch.tensor([[True, True, False, True], [True] * 4]),
+            torch.tensor([[0, 1, 5, 3], [2, 0, 1, 4]]), torch.randn(2, graph.num_pointers, model.hidden_dim),
+            torch.rand(2, graph.num_pointers) < 0.5, torch.rand(2, graph.num_pointers))
+
+
+def test_pooled_bank_attention_equals_attending_to_every_token_replaced_by_its_block_mean(pico, monkeypatch):
+    """memory_pool B: one key per B x B block with + log(B^2) on its logit is the same as B^2 keys
+    that all equal the block's mean (after RoPE) with values equal to its mean. The reference runs
+    the unpooled graph with the cross-attention keys and values of every bank memory but the
+    newest (smallest temporal slot) so replaced."""
+    import mixqsam2.models.graphs as graphs
+
+    side, hw = pico.sam_image_embedding_size, pico.sam_image_embedding_size ** 2
+    pooled, plain = MemoryAttentionGraph(pico, 4, memory_pool=2), MemoryAttentionGraph(pico, 4)
+    inputs = _attention_inputs(pico, plain)  # newest valid memory: slot 0 of object 0, slot 1 of object 1
+    averaged = torch.tensor([[False, False, True, True, True], [False, True, False, True, True]])  # cond + bank
+    with torch.no_grad():
+        got = pooled(*inputs)
+        unpooled = plain(*inputs)
+    sdpa = graphs.F.scaled_dot_product_attention
+
+    def block_means(x):  # frames of [N, heads, 5 * hw + P, d] where `averaged` -> 2x2 block means, repeated
+        n, heads, _, d = x.shape
+        frames = x[:, :, : 5 * hw].reshape(n, heads, 5, side // 2, 2, side // 2, 2, d)
+        means = frames.mean(dim=(4, 6), keepdim=True).expand_as(frames)
+        frames = torch.where(averaged[:, None, :, None, None, None, None, None], means, frames)
+        return torch.cat([frames.reshape(n, heads, 5 * hw, d), x[:, :, 5 * hw :]], dim=2)
+
+    def on_block_means(q, k, v, attn_mask=None):
+        cross = k.shape[2] > hw  # self-attention has one frame of keys
+        return sdpa(q, block_means(k) if cross else k, block_means(v) if cross else v, attn_mask=attn_mask)
+
+    monkeypatch.setattr(graphs.F, "scaled_dot_product_attention", on_block_means)
+    with torch.no_grad():
+        expected = plain(*inputs)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert (got - unpooled).abs().max() > 1e-2  # pooling changed the result: the comparison means something
+
+
+def test_a_memory_pool_must_divide_the_token_grid(pico):
+    with pytest.raises(UserInputError, match="--memory-pool 3 must divide the memory grid's side"):
+        MemoryAttentionGraph(pico, 6, memory_pool=3)

@@ -142,7 +142,7 @@ def test_a_whole_ort_stream_runs_without_torch_and_sam2(pico_onnx_fp32, video_se
     proc = _run_without(["torch", "sam2"], argv, tmp_path)
     assert proc.returncode == 0, proc.stderr
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["frames"] == len(video.frame_paths) and stats["memory"] == {"policy": "sis", "capacity": 6}
+    assert stats["frames"] == len(video.frame_paths) and stats["memory"] == {"policy": "sis", "capacity": 6, "pool": 1}
     assert {"image_encoder", "memory_attention", "mask_decoder", "memory_encoder", "sis_update"} <= set(stats["latency_ms"])
     assert len(list((out / "masks").glob("*.png"))) == len(video.frame_paths) and (out / "overlay.mp4").stat().st_size > 0
 
@@ -156,6 +156,28 @@ def test_ort_backend_without_onnxruntime_is_one_line_and_exit_2(pico_onnx_fp32, 
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(err) == 1 and "needs onnxruntime" in err[0]
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def pico_onnx_pooled(pico, tmp_path_factory):
+    from mixqsam2.export import export_model
+
+    out = tmp_path_factory.mktemp("onnx") / "pico-pool2"
+    export_model(pico, "pico", out, memory_pool=2, progress=False)
+    return out
+
+
+def test_a_pooled_export_gives_the_pooled_torch_masks_and_keeps_its_pooling(pico, pico_onnx_pooled, video_set):
+    from mixqsam2.errors import UserInputError
+    from mixqsam2.memory.tracker import make_torch_graphs
+
+    ort = OrtGraphs(pico_onnx_pooled)
+    assert ort.memory_pool == 2 and ort.manifest["memory_pool"] == 2
+    video = open_video_set(video_set)[1]
+    assert min(_paired_video_ious(video, make_torch_graphs(pico, 6, memory_pool=2), ort, "fifo")) >= 0.99
+    assert min(_paired_video_ious(video, pico, ort, "fifo")) < 0.99  # pooling changes masks: the graphs have it
+    with pytest.raises(UserInputError, match="--memory-pool 2, not 1"):
+        StreamingTracker(ort, memory_pool=1)
 
 
 def test_an_export_for_another_capacity_is_refused(pico_onnx_fp32):

@@ -51,7 +51,7 @@ def test_frames_folder_with_palette_prompt_tracks_every_object(clip, tmp_path):
     assert main(["--model", "pico", "--frames", str(folder), "--prompt-mask", str(prompt), "--capacity", "3", "--out", str(out)]) == 0
     ids = sorted(int(i) for i in np.unique(read_label_png(prompt)) if i)
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["frames"] == 20 and stats["objects"] == ids and stats["memory"] == {"policy": "fifo", "capacity": 3}
+    assert stats["frames"] == 20 and stats["objects"] == ids and stats["memory"] == {"policy": "fifo", "capacity": 3, "pool": 1}
     assert set(stats["latency_ms"]) >= {"total", "image_encoder", "memory_attention", "mask_decoder", "memory_encoder"}
     assert stats["memory_bank_bytes"] > 0
     for obj_id in ids:
@@ -70,7 +70,7 @@ def test_sis_at_half_the_capacity_holds_less_memory_than_fifo(clip, tmp_path):
         argv = ["--model", "pico", "--frames", str(folder), "--prompt-mask", str(prompt), "--out", str(out)]
         assert main([*argv, "--memory", memory, "--capacity", capacity]) == 0
         stats[memory] = json.loads((out / "stats.json").read_text())
-        assert stats[memory]["memory"] == {"policy": memory, "capacity": int(capacity)}
+        assert stats[memory]["memory"] == {"policy": memory, "capacity": int(capacity), "pool": 1}
         assert stats[memory]["latency_ms"]["memory_attention"] > 0
     assert stats["sis"]["memory_bank_bytes"] < 0.7 * stats["fifo"]["memory_bank_bytes"]
     assert stats["sis-pair"]["memory_bank_bytes"] < 0.7 * stats["fifo"]["memory_bank_bytes"]
@@ -141,6 +141,7 @@ def _bad_inputs(clip, tmp_path, pico_checkpoint):
         "box outside the frame": (["--model", "pico", "--frames", f, "--box", "10,10,400,50"], "outside"),
         "point outside the frame": (["--model", "pico", "--frames", f, "--point=-3,10"], "outside"),
         "sis capacity below 2": (["--model", "pico", "--memory", "sis", "--capacity", "1", "--frames", f, "--box", box], "at least 2"),
+        "memory pool off the token grid": (["--model", "pico", "--memory-pool", "3", "--frames", f, "--box", box], "must divide"),
         "colour photo as prompt mask": (["--model", "pico", "--frames", f, "--prompt-mask", str(_photo_png(folder, tmp_path))], "colour image, not a mask"),
         "onnx folder that is no export": (["--onnx-dir", str(empty), "--frames", f, "--box", box], "not an export folder"),
         "onnx folder on trt": (["--onnx-dir", str(empty), "--backend", "trt", "--frames", f, "--box", box], "runs on the ort backend"),
@@ -151,7 +152,7 @@ def _bad_inputs(clip, tmp_path, pico_checkpoint):
 CASES = [
     "missing checkpoint", "checkpoint/config mismatch", "unknown model", "unreadable video", "missing video",
     "empty frame folder", "mask of wrong size", "empty mask", "box outside the frame", "point outside the frame",
-    "sis capacity below 2", "colour photo as prompt mask", "onnx folder that is no export", "onnx folder on trt",
+    "sis capacity below 2", "memory pool off the token grid", "colour photo as prompt mask", "onnx folder that is no export", "onnx folder on trt",
     "trt without TensorRT",
 ]
 

@@ -92,6 +92,14 @@ def add_memory_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--memory", default="fifo", choices=sorted(RULES),
                        help="full-bank policy: fifo (SAM2), prune, sis (the paper), sis-pair (ours)")
     group.add_argument("--capacity", type=positive_int, help="non-conditioning memories kept (default num_maskmem-1 = 6)")
+    add_memory_pool_arg(group)
+
+
+def add_memory_pool_arg(parser) -> None:
+    parser.add_argument("--memory-pool", type=positive_int, default=None, metavar="B",
+                        help="memory attention reads the bank's memories B x B average-pooled: the bank's share "
+                             "of its cost falls B^2-fold (default 1: sam2's attention; an export or engine "
+                             "folder has its own)")
 
 
 def check_device(name: str) -> None:

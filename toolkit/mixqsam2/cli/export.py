@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from mixqsam2.cli.common import add_model_args, positive_int
+from mixqsam2.cli.common import add_memory_pool_arg, add_model_args, positive_int
 
 
 def add_export_parser(verbs) -> None:
@@ -17,6 +17,7 @@ def add_export_parser(verbs) -> None:
     add_model_args(parser)
     parser.add_argument("--plan", help="precision plan to bake in (Q/DQ, INT4 block weights, fp16 casts)")
     parser.add_argument("--capacity", type=positive_int, help="memory-bank slots K (default num_maskmem - 1 = 6)")
+    add_memory_pool_arg(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace our files in an existing --out folder")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(run=_export)
@@ -33,7 +34,9 @@ def _export(args) -> None:
         PrecisionPlan.load(args.plan)  # a missing or malformed plan fails before the model is built
     model = build_model(args.model, args.checkpoint)
     manifest = export_model(model, args.model, args.out, plan_path=args.plan, capacity=args.capacity,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, memory_pool=args.memory_pool or 1)
     plan = manifest["plan"]
     formats = ", ".join(f"{n} {f}" for f, n in sorted(plan["formats"].items())) if plan else "fp32"
-    print(f"exported {len(manifest['graphs'])} graphs ({formats}; bank capacity {manifest['bank_capacity']}) -> {args.out}")
+    pooled = f", read {manifest['memory_pool']}x{manifest['memory_pool']} pooled" if manifest["memory_pool"] > 1 else ""
+    print(f"exported {len(manifest['graphs'])} graphs ({formats}; bank capacity {manifest['bank_capacity']}{pooled})"
+          f" -> {args.out}")

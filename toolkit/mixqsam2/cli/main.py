@@ -114,8 +114,9 @@ def _video_evaluation(args):
     videos = open_video_set(args.data)
 
     def evaluate(model, on_mask):
-        result = {**evaluate_videos(model, videos, args.memory, args.capacity, on_mask, track_zoom=args.track_zoom),
-                  "track_zoom": args.track_zoom}
+        result = {**evaluate_videos(model, videos, args.memory, args.capacity, on_mask, track_zoom=args.track_zoom,
+                                    memory_pool=args.memory_pool),
+                  "track_zoom": args.track_zoom, "memory_pool": args.memory_pool or 1}
         return result, f"J {result['J']:.4f}  F {result['F']:.4f}  J&F {result['JF']:.4f} over {result['objects']} objects"
 
     return evaluate

@@ -58,9 +58,9 @@ def _tracker(args):
 
     backend = resolve_backend(args.backend, args.onnx_dir, args.engine_dir)
     graphs = open_graphs(backend, "pico" if args.demo else args.model, args.checkpoint, args.onnx_dir,
-                         args.engine_dir, args.capacity, args.ort_kernels)
+                         args.engine_dir, args.capacity, args.ort_kernels, args.memory_pool)
     return StreamingTracker(graphs, memory=args.memory, capacity=args.capacity, box_zoom=args.box_zoom,
-                            track_zoom=args.track_zoom)
+                            track_zoom=args.track_zoom, memory_pool=args.memory_pool)
 
 
 def _run(args) -> int:

@@ -19,11 +19,12 @@ from mixqsam2.memory.prompts import Prompt, prompt_then_track
 
 
 def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: int | None = None,
-                   on_mask: MaskCallback | None = None, track_zoom: float | None = None) -> dict:
+                   on_mask: MaskCallback | None = None, track_zoom: float | None = None,
+                   memory_pool: int | None = None) -> dict:
     from mixqsam2.memory.tracker import StreamingTracker
 
     tracker = StreamingTracker(model, memory=memory, capacity=capacity, num_frames=len(video.frame_paths),
-                               track_zoom=track_zoom)
+                               track_zoom=track_zoom, memory_pool=memory_pool)
     prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
     scores: dict[int, list[tuple[float, float]]] = {k: [] for k in prompts}
     for name, result in zip(video.frame_names, prompt_then_track(tracker, video.frames(), prompts)):
@@ -44,18 +45,19 @@ def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: in
 
 
 def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capacity: int | None = None,
-                    on_mask: MaskCallback | None = None, track_zoom: float | None = None) -> dict:
+                    on_mask: MaskCallback | None = None, track_zoom: float | None = None,
+                    memory_pool: int | None = None) -> dict:
     """``{"J", "F", "JF", "objects", "memory_bank_bytes" (peak), "latency_ms" (per stage, mean
     per frame), "per_video": {name: {"J", "F", "JF", "per_object", ...}}}``;
     ``on_mask((video, object_id, frame), mask)`` sees every predicted mask of every frame;
-    ``track_zoom``: small objects are tracked on a window that follows them
-    (:class:`~mixqsam2.memory.tracker.StreamingTracker`)."""
+    ``track_zoom``: small objects are tracked on a window that follows them; ``memory_pool``:
+    the bank is read pooled (both: :class:`~mixqsam2.memory.tracker.StreamingTracker`)."""
     from mixqsam2.memory.tracker import default_capacity
 
     capacity = default_capacity(model) if capacity is None else capacity
     per_video = {}
     for video in tqdm(videos, desc="eval videos", unit="video"):
-        per_video[video.name] = evaluate_video(model, video, memory, capacity, on_mask, track_zoom)
+        per_video[video.name] = evaluate_video(model, video, memory, capacity, on_mask, track_zoom, memory_pool)
     objects = [s for v in per_video.values() for s in v["per_object"].values()]
     j = float(np.mean([s["J"] for s in objects]))
     f = float(np.mean([s["F"] for s in objects]))

@@ -32,8 +32,12 @@ from mixqsam2.errors import UserInputError
 
 
 def export_model(model, model_name: str, out_dir: str | Path, plan_path: str | Path | None = None,
-                 capacity: int | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+                 capacity: int | None = None, overwrite: bool = False, progress: bool = True,
+                 memory_pool: int = 1) -> dict:
     """Export ``model`` (a ``SAM2Base``) into ``out_dir``; returns the manifest.
+
+    ``memory_pool``: memory attention reads the bank B x B pooled
+    (:class:`~mixqsam2.models.graphs.MemoryAttentionGraph`; the manifest's ``memory_pool``).
 
     The plan at ``plan_path`` must have been calibrated on these weights and be deployable;
     otherwise :class:`UserInputError`, before anything is written. Its file's sha256 is the
@@ -57,7 +61,7 @@ def export_model(model, model_name: str, out_dir: str | Path, plan_path: str | P
     plan = PrecisionPlan.load(plan_path) if plan_path is not None else None
     if plan is not None:
         _check_plan(plan, model, model_sha)
-    graphs = TorchGraphs(model, capacity)
+    graphs = TorchGraphs(model, capacity, memory_pool)
     weights = _layer_weights(model, plan)
     plan_layers = plan.layers if plan is not None else {}
     models, layer_map, parity = {}, {}, {}
@@ -98,7 +102,7 @@ def export_model(model, model_name: str, out_dir: str | Path, plan_path: str | P
             }
         np.savez(tmp / "constants.npz", no_mem_embed=graphs.no_mem_embed)
         manifest = {
-            "schema": SCHEMA, "opset": OPSET, "bank_capacity": capacity,
+            "schema": SCHEMA, "opset": OPSET, "bank_capacity": capacity, "memory_pool": memory_pool,
             "model": {"name": model_name, "state_dict_sha256": model_sha, **graphs.config.to_json()},
             "plan": _plan_summary(plan, plan_path), "dynamic_dims": DYNAMIC_DIMS, "graphs": entries,
             "constants": "constants.npz", "layers": layer_map,

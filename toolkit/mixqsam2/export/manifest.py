@@ -49,11 +49,12 @@ def file_sha256(path: str | Path) -> str:
 class HostSide:
     """What the tracker's host code needs from an export or engine folder (see
     :class:`~mixqsam2.memory.tracker.StreamingTracker`): the model settings, the bank capacity
-    the graphs were built for, and ``no_mem_embed`` [1, C, 1, 1]."""
+    and memory pooling the graphs were built for, and ``no_mem_embed`` [1, C, 1, 1]."""
 
     config: object  # mixqsam2.models.graph_config.GraphConfig
     capacity: int
     no_mem_embed: object  # np.ndarray
+    memory_pool: int = 1
 
 
 def host_side(folder: str | Path, manifest: dict) -> HostSide:
@@ -63,7 +64,7 @@ def host_side(folder: str | Path, manifest: dict) -> HostSide:
     from mixqsam2.models.graph_config import GraphConfig
 
     return HostSide(GraphConfig.from_json(manifest["model"]), int(manifest["bank_capacity"]),
-                    np.load(Path(folder) / manifest["constants"])["no_mem_embed"])
+                    np.load(Path(folder) / manifest["constants"])["no_mem_embed"], int(manifest.get("memory_pool", 1)))
 
 
 def tensor_info(value_info) -> dict:

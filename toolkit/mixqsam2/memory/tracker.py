@@ -110,11 +110,11 @@ class FrameResult:
     object_scores: dict[int, float]
 
 
-def make_torch_graphs(model, capacity: int):
+def make_torch_graphs(model, capacity: int, memory_pool: int = 1):
     """The torch backend for a sam2 model (imports torch and sam2)."""
     from mixqsam2.models.graphs import TorchGraphs
 
-    return TorchGraphs(model, capacity)
+    return TorchGraphs(model, capacity, memory_pool)
 
 
 class StreamingTracker:
@@ -139,11 +139,15 @@ class StreamingTracker:
     while the mask is empty; the object's memories are encoded from that view. Each distinct
     view costs one image-encoder pass a frame (objects on the whole frame share one, and a
     frame with nothing to segment is not encoded). None (sam2's behaviour) tracks every
-    object on the whole frame.
+    object on the whole frame. ``memory_pool`` B: memory attention reads the bank's memories
+    B x B average-pooled (:class:`~mixqsam2.models.graphs.MemoryAttentionGraph`; the bank
+    itself is unchanged); a property of the graphs, so with a backend it only checks that
+    the backend was built with it. None: the backend's (1 with a model: sam2's attention).
     """
 
     def __init__(self, graphs, memory: str = "fifo", capacity: int | None = None, num_frames: int | None = None,
-                 fill_holes: bool = True, box_zoom: float | None = None, track_zoom: float | None = None):
+                 fill_holes: bool = True, box_zoom: float | None = None, track_zoom: float | None = None,
+                 memory_pool: int | None = None):
         if memory not in RULES:
             raise UserInputError(f"unknown memory policy '{memory}'; choose one of: {', '.join(RULES)}")
         for name, share in (("box zoom", box_zoom), ("track zoom", track_zoom)):
@@ -152,7 +156,11 @@ class StreamingTracker:
         self.box_zoom, self.track_zoom = box_zoom, track_zoom
         self.rule = RULES[memory]
         if not hasattr(graphs, "run"):
-            graphs = make_torch_graphs(graphs, capacity or default_capacity(graphs))
+            graphs = make_torch_graphs(graphs, capacity or default_capacity(graphs), memory_pool or 1)
+        self.memory_pool = getattr(graphs, "memory_pool", 1)
+        if memory_pool not in (None, self.memory_pool):
+            raise UserInputError(f"the {graphs.name} graphs read the bank with --memory-pool {self.memory_pool}, "
+                                 f"not {memory_pool}: build or export them with --memory-pool {memory_pool}")
         self.graphs = graphs
         self.resident = getattr(graphs, "resident", None) or HostArrays()
         self.config: GraphConfig = graphs.config

@@ -29,6 +29,7 @@ memories ``[HW = 256 (4096), C_mem = 32 (64)]``, pointers ``[C = 64 (256)]`` att
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 
@@ -38,6 +39,7 @@ import torch.nn.functional as F
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 from torch import nn
 
+from mixqsam2.errors import UserInputError
 from mixqsam2.memory.synthesis import NORM_EPS, RULES, SynthesisRule
 from mixqsam2.models.graph_config import GRAPH_IO, GraphConfig
 from mixqsam2.models.rope import rope_tables, rotate_memory_keys, rotate_pairs
@@ -100,12 +102,23 @@ class MemoryAttentionGraph(nn.Module):
     bank_slot [N, K] int64 (index into ``maskmem_tpos_enc``); pointers [N, P, C],
     pointer_valid [N, P] bool, pointer_tpos [N, P] (frame distance / (max_obj_ptrs - 1)).
     Output: conditioned [N, C, h, w].
+
+    ``memory_pool`` B > 1 attends to the bank's older memories at 1/B of their resolution per
+    side; the conditioning memory and the newest bank memory (the smallest temporal slot) stay
+    whole. Each B x B block of an older memory's keys (after RoPE, at their own positions) and
+    values is averaged into one key and value, whose attention logit gets + log(B^2), so that
+    it weighs as the B^2 tokens it stands for (exactly what attending to the B^2 tokens would
+    give if they all equalled their mean). Those K - 1 memories then cost 1/B^2 of their
+    attention.
     """
 
-    def __init__(self, model, capacity: int):
+    def __init__(self, model, capacity: int, memory_pool: int = 1):
         super().__init__()
         self.model = model
         h = w = model.sam_image_embedding_size
+        check_memory_pool(memory_pool, h)
+        self.memory_pool = memory_pool
+        self.whole = 2 if memory_pool > 1 else 1 + capacity  # leading memories attended whole
         self.tokens = h * w
         self.split = model.hidden_dim // model.mem_dim  # a pointer is `split` tokens of C_mem
         self.num_pointers = model.max_obj_ptrs_in_encoder + capacity
@@ -147,7 +160,7 @@ class MemoryAttentionGraph(nn.Module):
         ptr, ptr_pos, ptr_valid = self._pointer_tokens(pointers, pointer_valid, pointer_tpos)
         memory = torch.cat([memory, ptr], dim=1)
         memory_pos = torch.cat([memory_pos, ptr_pos], dim=1)
-        key_bias = torch.where(torch.cat([key_valid, ptr_valid], dim=1), 0.0, MASKED)[:, None, None, :]
+        key_bias = self._key_bias(key_valid, ptr_valid)
 
         curr = image_embed.flatten(2).permute(0, 2, 1)  # [1, HW, C]
         output = curr + 0.1 * self.image_pos if model.memory_attention.pos_enc_at_input else curr
@@ -159,14 +172,26 @@ class MemoryAttentionGraph(nn.Module):
 
     def _memory_tokens(self, cond_features, bank_features, bank_valid, bank_slot):
         n = cond_features.shape[0]
+        if self.memory_pool > 1:
+            bank_features, bank_valid, bank_slot = _newest_first(bank_features, bank_valid, bank_slot)
         tpos = self.model.maskmem_tpos_enc[:, 0, 0]  # [num_maskmem, C_mem]
         cond_slot = torch.full_like(bank_slot[:, :1], self.model.num_maskmem - 1)
         slots = torch.cat([cond_slot, bank_slot], dim=1)  # [N, 1 + K]
         memory = torch.cat([cond_features, bank_features], dim=1)  # [N, 1 + K, HW, C_mem]
         memory_pos = self.memory_pos + tpos[slots][:, :, None, :]
-        valid = torch.cat([torch.ones_like(bank_valid[:, :1]), bank_valid], dim=1)
-        key_valid = valid[:, :, None].expand(-1, -1, self.tokens).reshape(n, -1)
-        return memory.reshape(n, -1, memory.shape[-1]), memory_pos.reshape(n, -1, memory.shape[-1]), key_valid
+        valid = torch.cat([torch.ones_like(bank_valid[:, :1]), bank_valid], dim=1)  # [N, 1 + K]
+        return memory.reshape(n, -1, memory.shape[-1]), memory_pos.reshape(n, -1, memory.shape[-1]), valid
+
+    def _key_bias(self, memory_valid, pointer_valid):
+        """Additive attention bias [N, 1, 1, keys]: MASKED on invalid keys, + log(B^2) on pooled ones."""
+        n, pooled_tokens = memory_valid.shape[0], self.tokens // self.memory_pool**2
+        bias = torch.where(memory_valid, 0.0, MASKED)  # [N, 1 + K]
+        parts = [bias[:, : self.whole, None].expand(-1, -1, self.tokens).reshape(n, -1)]
+        if self.whole < self.memories:
+            pooled = bias[:, self.whole :, None] + 2 * math.log(self.memory_pool)
+            parts.append(pooled.expand(-1, -1, pooled_tokens).reshape(n, -1))
+        parts.append(torch.where(pointer_valid, 0.0, MASKED))
+        return torch.cat(parts, dim=1)[:, None, None, :]
 
     def _pointer_tokens(self, pointers, pointer_valid, pointer_tpos):
         model, n = self.model, pointers.shape[0]
@@ -189,20 +214,66 @@ class MemoryAttentionGraph(nn.Module):
         q = x + self.image_pos if layer.pos_enc_at_cross_attn_queries else x
         k = memory + memory_pos if layer.pos_enc_at_cross_attn_keys else memory
         rope = self._rope("cross", index)
-        tgt = tgt + _rope_attention(layer.cross_attn_image, q, k, memory, rope, self.memories, key_bias)
+        tgt = tgt + _rope_attention(layer.cross_attn_image, q, k, memory, rope, self.memories, key_bias,
+                                    self.memory_pool, self.whole)
         x = layer.norm3(tgt)
         return tgt + layer.linear2(layer.activation(layer.linear1(x)))
 
 
-def _rope_attention(attention, q, k, v, rope, memories: int, key_bias=None):
+def _rope_attention(attention, q, k, v, rope, memories: int, key_bias=None, memory_pool: int = 1, whole: int = 0):
     """sam2's ``RoPEAttention.forward`` with cos/sin tables (``rope``) and an optional additive
-    key bias; the keys are ``memories`` frames of the queries' length, then unrotated tokens."""
+    key bias; the keys are ``memories`` frames of the queries' length, then unrotated tokens.
+    ``memory_pool`` B > 1: the frames after the first ``whole`` are B x B average-pooled after
+    RoPE (keys) and projection (values); ``key_bias`` is then for the pooled layout."""
     q = attention._separate_heads(attention.q_proj(q), attention.num_heads)
     k = attention._separate_heads(attention.k_proj(k), attention.num_heads)
     v = attention._separate_heads(attention.v_proj(v), attention.num_heads)
     q, k = rotate_pairs(q, *rope), rotate_memory_keys(k, *rope, memories)
+    if memory_pool > 1:
+        k, v = (_pool_frames(x, rope[0].shape[0], whole, memories, memory_pool) for x in (k, v))
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
     return attention.out_proj(attention._recombine_heads(out))
+
+
+def _pool_frames(x, tokens: int, whole: int, memories: int, pool: int):
+    """x [N, heads, memories * tokens + P, d] (square frames, row-major) -> the first ``whole``
+    frames and the last P tokens as they are, the other frames ``pool`` x ``pool`` average-pooled."""
+    n, heads, _, d = x.shape
+    side, start, end, frames = math.isqrt(tokens), whole * tokens, memories * tokens, memories - whole
+    # one axis at a time: a mean over two strided axes at once is ~10x slower on CPU
+    columns = x[:, :, start:end].reshape(n, heads, frames, side, side // pool, pool, d).mean(dim=5)
+    pooled = columns.reshape(n, heads, frames, side // pool, pool, side // pool, d).mean(dim=4)
+    return torch.cat([x[:, :, :start], pooled.reshape(n, heads, -1, d), x[:, :, end:]], dim=2)
+
+
+def _newest_first(features, valid, slot):
+    """The bank [N, K, ...] reordered so that the newest valid memory (the smallest temporal
+    slot; ties: the lower index) comes first, the others after it in slot-index order. A
+    one-hot permutation applied by matmul: static shapes, standard ops."""
+    n, k = valid.shape
+    index = torch.arange(k, device=valid.device)
+    key = torch.where(valid, slot * k + index, k * k * 1024)
+    newest = key.argmin(-1, keepdim=True)  # [N, 1]
+    rest = index[None, :-1] + (index[None, :-1] >= newest).long()  # [N, K - 1]
+    order = torch.cat([newest, rest], dim=1)
+    permutation = F.one_hot(order, k).to(features.dtype)  # [N, K, K]
+    reordered = (permutation @ features.reshape(n, k, -1)).reshape(features.shape)
+    return reordered, torch.gather(valid.int(), 1, order).bool(), torch.gather(slot, 1, order)
+
+
+def check_memory_pool(memory_pool: int, side: int) -> None:
+    """A pooling factor that divides the side of the memories' token grid.
+
+    >>> check_memory_pool(2, 16)
+    >>> check_memory_pool(3, 16)
+    Traceback (most recent call last):
+    ...
+    mixqsam2.errors.UserInputError: --memory-pool 3 must divide the memory grid's side (16 tokens): one of 1, 2, 4, 8, 16
+    """
+    if memory_pool < 1 or side % memory_pool:
+        divisors = ", ".join(str(b) for b in range(1, side + 1) if side % b == 0)
+        raise UserInputError(f"--memory-pool {memory_pool} must divide the memory grid's side ({side} tokens): "
+                             f"one of {divisors}")
 
 
 class MaskDecoderGraph(nn.Module):
@@ -369,21 +440,22 @@ class TorchGraphs:
     """Runs the five graphs with PyTorch on NumPy inputs; the reference backend.
 
     ``run(name, inputs)`` takes and returns ``{tensor name: np.ndarray}`` as ONNX Runtime
-    does, so the pipeline is the same for every backend. ``sis_update.<policy>`` names the
+    does, so the pipeline is the same for every backend. ``memory_pool``: see
+    :class:`MemoryAttentionGraph`. ``sis_update.<policy>`` names the
     bank update of a policy. ``seconds`` accumulates the time spent per graph.
     """
 
     name = "torch"
 
-    def __init__(self, model, capacity: int):
+    def __init__(self, model, capacity: int, memory_pool: int = 1):
         check_supported(model)
         self.model = model
         self.config = graph_config(model)
-        self.capacity = capacity
+        self.capacity, self.memory_pool = capacity, memory_pool
         self.no_mem_embed = model.no_mem_embed.detach().reshape(1, -1, 1, 1).float().cpu().numpy()
         modules = {
             "image_encoder": ImageEncoderGraph(model),
-            "memory_attention": MemoryAttentionGraph(model, capacity),
+            "memory_attention": MemoryAttentionGraph(model, capacity, memory_pool),
             "mask_decoder": MaskDecoderGraph(model),
             "memory_encoder": MemoryEncoderGraph(model),
             **{f"sis_update.{name}": BankUpdateGraph(rule) for name, rule in RULES.items()},

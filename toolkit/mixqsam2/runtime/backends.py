@@ -44,9 +44,10 @@ def check_ort_kernels(backend: str, ort_kernels: str) -> None:
 
 
 def open_graphs(backend: str, model: str | None = None, checkpoint=None, onnx_dir=None, engine_dir=None,
-                capacity: int | None = None, ort_kernels: str = "exact"):
+                capacity: int | None = None, ort_kernels: str = "exact", memory_pool: int | None = None):
     """The graphs of ``backend`` for a model name (torch, or ort via the export cache), an
-    export folder (ort) or an engine folder (trt); ``ort_kernels`` (exact or fast) is for ort."""
+    export folder (ort) or an engine folder (trt); ``ort_kernels`` (exact or fast) is for ort;
+    ``memory_pool`` for the graphs built here (a folder's graphs have theirs)."""
     check_ort_kernels(backend, ort_kernels)
     if backend == "trt":
         from mixqsam2.runtime.trt_backend import TrtGraphs
@@ -56,15 +57,16 @@ def open_graphs(backend: str, model: str | None = None, checkpoint=None, onnx_di
         from mixqsam2.runtime.ort_backend import OrtGraphs, require_onnxruntime
 
         require_onnxruntime()
-        return OrtGraphs(onnx_dir if onnx_dir else cached_export(model, checkpoint, capacity), kernels=ort_kernels)
+        return OrtGraphs(onnx_dir if onnx_dir else cached_export(model, checkpoint, capacity, memory_pool or 1),
+                         kernels=ort_kernels)
     from mixqsam2.memory.tracker import make_torch_graphs
     from mixqsam2.models import build_model
 
     built = build_model(model, checkpoint)
-    return make_torch_graphs(built, capacity or built.num_maskmem - 1)
+    return make_torch_graphs(built, capacity or built.num_maskmem - 1, memory_pool or 1)
 
 
-def cached_export(model_name: str, checkpoint=None, capacity: int | None = None) -> Path:
+def cached_export(model_name: str, checkpoint=None, capacity: int | None = None, memory_pool: int = 1) -> Path:
     """An export of the model in the cache, made now if it is not there yet (needs torch + sam2)."""
     from mixqsam2.export import export_model
     from mixqsam2.export.manifest import read_manifest
@@ -73,11 +75,12 @@ def cached_export(model_name: str, checkpoint=None, capacity: int | None = None)
 
     model = build_model(model_name, checkpoint)
     capacity = capacity or model.num_maskmem - 1
-    folder = cache_root() / "onnx" / f"{model_name}-{state_dict_sha256(model)[:16]}-k{capacity}"
+    pooled = f"-pool{memory_pool}" if memory_pool > 1 else ""
+    folder = cache_root() / "onnx" / f"{model_name}-{state_dict_sha256(model)[:16]}-k{capacity}{pooled}"
     try:
         read_manifest(folder)
     except UserInputError:
-        export_model(model, model_name, folder, capacity=capacity, overwrite=True)
+        export_model(model, model_name, folder, capacity=capacity, memory_pool=memory_pool, overwrite=True)
     return folder
 
 

@@ -58,6 +58,7 @@ class OrtGraphs:
         self.manifest = read_manifest(self.folder)
         host = host_side(self.folder, self.manifest)
         self.config, self.capacity, self.no_mem_embed = host.config, host.capacity, host.no_mem_embed
+        self.memory_pool = host.memory_pool
         self.threads = threads
         self.seconds: dict[str, float] = defaultdict(float)
         self._sessions: dict = {}
@@ -70,7 +71,7 @@ class OrtGraphs:
     def _int8_attention_fits(self) -> bool:
         """Whether memory attention's rows (every memory token of the bank and the conditioning
         frame, and the pointer tokens) are short enough for exact int32 sums of uint8 products."""
-        keys = (self.config.memory_tokens * (1 + self.capacity)
+        keys = (self.config.memory_tokens + self.config.memory_tokens * self.capacity // self.memory_pool**2
                 + self.config.pointer_slots(self.capacity) * (self.config.hidden_dim // self.config.mem_dim))
         if keys > MAX_INT8_KEYS:
             warnings.warn(f"--ort-kernels fast: memory attention over {keys} memory tokens stays in float "

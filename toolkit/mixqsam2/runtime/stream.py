@@ -155,7 +155,7 @@ def run_stream(tracker, source: FrameSource, prompts: dict[int, Prompt], out_dir
     ``out_dir``; returns the stats written to ``stats.json``. The source is closed when the
     stream ends (a camera is released). ``tracker`` is anything with
     ``step(rgb, prompts_or_None) -> result.masks``, ``stage_ms_per_frame()``,
-    ``peak_memory_bytes``, ``policy.name``, ``capacity``, ``box_zoom`` and ``track_zoom``.
+    ``peak_memory_bytes``, ``policy.name``, ``capacity``, ``memory_pool``, ``box_zoom`` and ``track_zoom``.
 
     >>> from mixqsam2.memory.tracker import StreamingTracker  # doctest: +SKIP
     >>> stats = run_stream(StreamingTracker(model), open_source(frames="clip/"),  # doctest: +SKIP
@@ -184,7 +184,7 @@ def _stats(tracker, tally: _Tally, elapsed: float, ended: str, prompts: dict) ->
         "fps": frames / elapsed,
         "latency_ms": {"total": 1000 * elapsed / max(frames, 1), **tracker.stage_ms_per_frame()},
         "memory_bank_bytes": tracker.peak_memory_bytes,
-        "memory": {"policy": tracker.policy.name, "capacity": tracker.capacity},
+        "memory": {"policy": tracker.policy.name, "capacity": tracker.capacity, "pool": tracker.memory_pool},
         "objects": sorted(prompts),
         "box_zoom": tracker.box_zoom,
         "track_zoom": tracker.track_zoom,

@@ -66,6 +66,7 @@ class TrtGraphs:
         self.manifest = read_manifest(self.folder, with_graphs=False)
         host = host_side(self.folder, self.manifest)
         self.config, self.capacity, self.no_mem_embed = host.config, host.capacity, host.no_mem_embed
+        self.memory_pool = host.memory_pool
         self.seconds: dict[str, float] = defaultdict(float)
         self.resident = DeviceArrays(self.runner)
 
