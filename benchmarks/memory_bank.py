@@ -92,11 +92,24 @@ def configs(args) -> list[str]:
     requested = args.configs.split(",") + (LOW_CAPACITY.split(",") if args.low_capacity else [])
     keys = list(dict.fromkeys([BASELINE, *(c.strip() for c in requested if c.strip())]))
     for key in keys:
-        if not re.fullmatch(r"[a-z-]+@[0-9]+(:pool[0-9]+)?", key) or split(key)[0] not in RULES:
-            raise UserInputError(f"bad configuration {key!r}: policy@K or policy@K:poolB with a policy of "
-                                 f"{', '.join(RULES)}")
+        if not re.fullmatch(r"[a-z-]+@[1-9][0-9]*(:pool([2-9]|[1-9][0-9]+))?", key) or split(key)[0] not in RULES:
+            raise UserInputError(f"bad configuration {key!r}: policy@K or policy@K:poolB (B >= 2) with a policy "
+                                 f"of {', '.join(RULES)}")
         check_capacity(split(key)[1], split(key)[0])
     return keys
+
+
+def check_pooling(keys: list[str], models) -> None:
+    """Every configuration's pooling divides the memory grid of every model it runs or is costed on."""
+    from mixqsam2.errors import UserInputError
+    from mixqsam2.models.graphs import check_memory_pool
+
+    for key in keys:
+        for model in models:
+            try:
+                check_memory_pool(split(key)[2], model.sam_image_embedding_size)
+            except UserInputError as error:
+                raise UserInputError(f"configuration {key!r}: {error}") from None
 
 
 def split(key: str) -> tuple[str, int, int]:
@@ -485,13 +498,18 @@ def load_result(path: Path, spec: dict) -> dict:
 
 
 def main(argv=None) -> int:
+    from mixqsam2.cli.common import run_cli
+
+    return run_cli(run, parse_args(argv))  # bad input: one line on stderr, exit 2
+
+
+def run(args) -> int:
     import torch
 
     from mixqsam2.eval.videos import first_mask_baseline
     from mixqsam2.fileio import write_bytes_atomic, write_json_atomic
     from mixqsam2.models import build_model, get_spec
 
-    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     keys, out = configs(args), Path(args.out)
     checkpoint = str(args.checkpoint or get_spec("pico").checkpoint)
@@ -501,6 +519,8 @@ def main(argv=None) -> int:
     result = load_result(out, spec)
     result["machine"] = f"{platform.machine()}, {torch.get_num_threads()} threads, python {platform.python_version()}"
     model = build_model("pico", checkpoint)
+    timed = timing_model(args.timing_model, model)
+    check_pooling(keys, [model, timed])  # the FLOP models' grids are multiples of pico's
     videos = load_videos(args)
     settings = attention_settings(keys)
     flops = result.get("flops", {})
@@ -508,7 +528,7 @@ def main(argv=None) -> int:
         result["flops"] = {name: count_flops(name, settings) for name in FLOP_MODELS}
     timing = result.get("timing", {})
     if set(timing.get("ms", {})) != set(timing_names(keys)) or timing.get("model", "pico") != args.timing_model:
-        result["timing"] = {**time_graphs(timing_model(args.timing_model, model), keys, args.repeats),
+        result["timing"] = {**time_graphs(timed, keys, args.repeats),
                             "model": args.timing_model}
     write_json_atomic(out, result)
     for key in keys:

@@ -81,14 +81,27 @@ def test_the_memory_attention_graph_stores_one_rope_table_for_all_layers(pico):
     assert tables == {"rope0_cos": (hw, pico.hidden_dim), "rope0_sin": (hw, pico.hidden_dim)}
 
 
+# bank validity and temporal slots per object: the newest valid memory is the first, the second,
+# the third (an invalid entry holds the smallest slot), the second (a tie goes to the lower index);
+# the last object has no valid memory
+BANK_VALID = [[1, 1, 0, 1], [1, 1, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]]
+BANK_SLOT = [[0, 1, 5, 3], [2, 0, 1, 4], [0, 3, 1, 2], [3, 1, 1, 4], [0, 1, 2, 3]]
+
+
 def _attention_inputs(model, graph, seed=2):
     torch.manual_seed(seed)
-    side = model.sam_image_embedding_size
+    side, n = model.sam_image_embedding_size, len(BANK_VALID)
     capacity, hw = graph.memories - 1, side * side
-    return (torch.randn(1, model.hidden_dim, side, side), torch.randn(2, 1, hw, model.mem_dim),
-            torch.randn(2, capacity, hw, model.mem_dim), torch.tensor([[True, True, False, True], [True] * 4]),
-            torch.tensor([[0, 1, 5, 3], [2, 0, 1, 4]]), torch.randn(2, graph.num_pointers, model.hidden_dim),
-            torch.rand(2, graph.num_pointers) < 0.5, torch.rand(2, graph.num_pointers))
+    return (torch.randn(1, model.hidden_dim, side, side), torch.randn(n, 1, hw, model.mem_dim),
+            torch.randn(n, capacity, hw, model.mem_dim), torch.tensor(BANK_VALID).bool(), torch.tensor(BANK_SLOT),
+            torch.randn(n, graph.num_pointers, model.hidden_dim), torch.rand(n, graph.num_pointers) < 0.5,
+            torch.rand(n, graph.num_pointers))
+
+
+def _newest(valid, slots):
+    """The bank index of the newest valid memory (smallest slot, then lowest index), or None."""
+    held = [(slot, index) for index, (ok, slot) in enumerate(zip(valid, slots)) if ok]
+    return min(held)[1] if held else None
 
 
 def test_pooled_bank_attention_equals_attending_to_every_token_replaced_by_its_block_mean(pico, monkeypatch):
@@ -100,8 +113,10 @@ def test_pooled_bank_attention_equals_attending_to_every_token_replaced_by_its_b
 
     side, hw = pico.sam_image_embedding_size, pico.sam_image_embedding_size ** 2
     pooled, plain = MemoryAttentionGraph(pico, 4, memory_pool=2), MemoryAttentionGraph(pico, 4)
-    inputs = _attention_inputs(pico, plain)  # newest valid memory: slot 0 of object 0, slot 1 of object 1
-    averaged = torch.tensor([[False, False, True, True, True], [False, True, False, True, True]])  # cond + bank
+    inputs = _attention_inputs(pico, plain)
+    newest = [_newest(v, s) for v, s in zip(BANK_VALID, BANK_SLOT)]
+    assert newest == [0, 1, 2, 1, None]
+    averaged = torch.tensor([[False] + [i != m for i in range(4)] for m in newest])  # cond + bank
     with torch.no_grad():
         got = pooled(*inputs)
         unpooled = plain(*inputs)
@@ -122,7 +137,8 @@ def test_pooled_bank_attention_equals_attending_to_every_token_replaced_by_its_b
     with torch.no_grad():
         expected = plain(*inputs)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-    assert (got - unpooled).abs().max() > 1e-2  # pooling changed the result: the comparison means something
+    changed = (got - unpooled).abs().amax(dim=(1, 2, 3))
+    assert (changed[:4] > 1e-2).all() and changed[4] < 1e-5  # pooled where a bank is held: the comparison means something
 
 
 def test_a_memory_pool_must_divide_the_token_grid(pico):

@@ -180,6 +180,22 @@ def test_a_pooled_export_gives_the_pooled_torch_masks_and_keeps_its_pooling(pico
         StreamingTracker(ort, memory_pool=1)
 
 
+def test_eval_on_ort_exports_the_asked_bank_and_records_the_graphs_pooling(pico_onnx_pooled, video_set, tmp_path,
+                                                                          monkeypatch):
+    """--backend ort with a model name exports it into the cache with the asked capacity and
+    pooling; with --onnx-dir the export's pooling is what the result records."""
+    from mixqsam2.cli.main import main
+
+    monkeypatch.setenv("MIXQSAM2_CACHE", str(tmp_path / "cache"))
+    cached = ["--backend", "ort", "--model", "pico", "--capacity", "3", "--memory-pool", "2"]
+    for name, source in (("cached", cached), ("folder", ["--onnx-dir", str(pico_onnx_pooled)])):
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", "videos", *source, "--data", str(video_set), "--out", str(out)]) == 0
+        result = json.loads(out.read_text())
+        assert result["memory_pool"] == 2 and result["capacity"] == (3 if name == "cached" else 6), name
+    assert [p.name.split("-", 2)[2] for p in (tmp_path / "cache" / "onnx").iterdir()] == ["k3-pool2"]
+
+
 def test_an_export_for_another_capacity_is_refused(pico_onnx_fp32):
     from mixqsam2.errors import UserInputError
 

@@ -97,9 +97,9 @@ def add_memory_args(parser: argparse.ArgumentParser) -> None:
 
 def add_memory_pool_arg(parser) -> None:
     parser.add_argument("--memory-pool", type=positive_int, default=None, metavar="B",
-                        help="memory attention reads the bank's memories B x B average-pooled: the bank's share "
-                             "of its cost falls B^2-fold (default 1: sam2's attention; an export or engine "
-                             "folder has its own)")
+                        help="memory attention reads the bank's older memories (all but the newest) B x B "
+                             "average-pooled: their attention products cost 1/B^2 (default 1: sam2's attention; "
+                             "an export or engine folder has its own)")
 
 
 def check_device(name: str) -> None:

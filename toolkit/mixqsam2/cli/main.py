@@ -63,7 +63,8 @@ def _evaluate_export(args, evaluate) -> tuple[dict, str]:
 
     if args.plan:
         raise UserInputError("--plan is for the torch backend; an export has its plan baked in (see its manifest.json)")
-    graphs = open_graphs("ort", args.model, args.checkpoint, args.onnx_dir, ort_kernels=args.ort_kernels)
+    graphs = open_graphs("ort", args.model, args.checkpoint, args.onnx_dir, capacity=getattr(args, "capacity", None),
+                         ort_kernels=args.ort_kernels, memory_pool=getattr(args, "memory_pool", None))
     result, summary = evaluate(graphs, None)
     return {**result, "backend": "ort", "ort_kernels": args.ort_kernels, "model": args.model,
             "onnx_dir": args.onnx_dir}, summary
@@ -116,7 +117,7 @@ def _video_evaluation(args):
     def evaluate(model, on_mask):
         result = {**evaluate_videos(model, videos, args.memory, args.capacity, on_mask, track_zoom=args.track_zoom,
                                     memory_pool=args.memory_pool),
-                  "track_zoom": args.track_zoom, "memory_pool": args.memory_pool or 1}
+                  "track_zoom": args.track_zoom}
         return result, f"J {result['J']:.4f}  F {result['F']:.4f}  J&F {result['JF']:.4f} over {result['objects']} objects"
 
     return evaluate

@@ -66,6 +66,7 @@ def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capa
     latency = {s: sum(v["latency_ms"].get(s, 0.0) * v["frames"] for v in per_video.values()) / frames for s in stages}
     return {
         "J": j, "F": f, "JF": (j + f) / 2, "objects": len(objects), "memory": memory, "capacity": capacity,
+        "memory_pool": getattr(model, "memory_pool", None) or memory_pool or 1,  # a backend's own, or the asked
         "memory_bank_bytes": max(v["memory_bank_bytes"] for v in per_video.values()),
         "latency_ms": latency, "per_video": per_video,
     }

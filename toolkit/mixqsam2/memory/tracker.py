@@ -139,10 +139,11 @@ class StreamingTracker:
     while the mask is empty; the object's memories are encoded from that view. Each distinct
     view costs one image-encoder pass a frame (objects on the whole frame share one, and a
     frame with nothing to segment is not encoded). None (sam2's behaviour) tracks every
-    object on the whole frame. ``memory_pool`` B: memory attention reads the bank's memories
-    B x B average-pooled (:class:`~mixqsam2.models.graphs.MemoryAttentionGraph`; the bank
-    itself is unchanged); a property of the graphs, so with a backend it only checks that
-    the backend was built with it. None: the backend's (1 with a model: sam2's attention).
+    object on the whole frame. ``memory_pool`` B: memory attention reads the bank's older
+    memories (all but the newest) B x B average-pooled, so their share of the attention
+    products costs 1/B^2 (:class:`~mixqsam2.models.graphs.MemoryAttentionGraph`; the bank itself
+    is unchanged); a property of the graphs, so with a backend it only checks that the backend
+    was built with it. None: the backend's (1 with a model: sam2's attention).
     """
 
     def __init__(self, graphs, memory: str = "fifo", capacity: int | None = None, num_frames: int | None = None,
@@ -156,7 +157,8 @@ class StreamingTracker:
         self.box_zoom, self.track_zoom = box_zoom, track_zoom
         self.rule = RULES[memory]
         if not hasattr(graphs, "run"):
-            graphs = make_torch_graphs(graphs, capacity or default_capacity(graphs), memory_pool or 1)
+            pool = 1 if memory_pool is None else memory_pool
+            graphs = make_torch_graphs(graphs, capacity or default_capacity(graphs), pool)
         self.memory_pool = getattr(graphs, "memory_pool", 1)
         if memory_pool not in (None, self.memory_pool):
             raise UserInputError(f"the {graphs.name} graphs read the bank with --memory-pool {self.memory_pool}, "

@@ -75,6 +75,17 @@ class GraphConfig:
         """Object-pointer inputs of memory attention: conditioning + recent frames + bank entries."""
         return self.max_obj_ptrs_in_encoder + capacity
 
+    def attended_keys(self, capacity: int, memory_pool: int = 1) -> int:
+        """Keys per query of memory attention's cross-attention: the memories read whole, the
+        pooled ones (:func:`whole_memories`) and the pointer tokens.
+
+        >>> GraphConfig(image_size=256, hidden_dim=64, mem_dim=32, num_maskmem=7, feature_size=(16, 16)).attended_keys(6, 2)
+        876
+        """
+        whole = whole_memories(capacity, memory_pool)
+        pooled = self.memory_tokens // memory_pool**2 * (1 + capacity - whole)
+        return self.memory_tokens * whole + pooled + self.pointer_slots(capacity) * (self.hidden_dim // self.mem_dim)
+
     def use_multimask(self, is_init_cond_frame: bool, num_points: int) -> bool:
         """sam2's ``SAM2Base._use_multimask`` (``num_points`` = 0 without point prompts)."""
         return (
@@ -100,6 +111,12 @@ class MemoryLayout:
     bank_slot: np.ndarray  # [K] int64, index into maskmem_tpos_enc
     pointer_valid: np.ndarray  # [P] bool
     pointer_tpos: np.ndarray  # [P] float32
+
+
+def whole_memories(capacity: int, memory_pool: int) -> int:
+    """How many of memory attention's 1 + ``capacity`` memories it reads at full resolution:
+    all, or with ``memory_pool`` > 1 the conditioning memory and the newest bank memory."""
+    return min(2, 1 + capacity) if memory_pool > 1 else 1 + capacity
 
 
 def memory_layout(config: GraphConfig, now: int, cond_frame: int, recent_frames: list[int],

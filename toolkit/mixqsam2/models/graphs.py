@@ -41,7 +41,7 @@ from torch import nn
 
 from mixqsam2.errors import UserInputError
 from mixqsam2.memory.synthesis import NORM_EPS, RULES, SynthesisRule
-from mixqsam2.models.graph_config import GRAPH_IO, GraphConfig
+from mixqsam2.models.graph_config import GRAPH_IO, GraphConfig, whole_memories
 from mixqsam2.models.rope import rope_tables, rotate_memory_keys, rotate_pairs
 
 MASKED = -1e4  # attention bias of an invalid key: exp(-1e4) is 0 in float32, and it fits float16
@@ -108,8 +108,8 @@ class MemoryAttentionGraph(nn.Module):
     whole. Each B x B block of an older memory's keys (after RoPE, at their own positions) and
     values is averaged into one key and value, whose attention logit gets + log(B^2), so that
     it weighs as the B^2 tokens it stands for (exactly what attending to the B^2 tokens would
-    give if they all equalled their mean). Those K - 1 memories then cost 1/B^2 of their
-    attention.
+    give if they all equalled their mean; values are pooled before their projection, which is
+    linear). The attention products over those K - 1 memories cost 1/B^2.
     """
 
     def __init__(self, model, capacity: int, memory_pool: int = 1):
@@ -117,8 +117,8 @@ class MemoryAttentionGraph(nn.Module):
         self.model = model
         h = w = model.sam_image_embedding_size
         check_memory_pool(memory_pool, h)
-        self.memory_pool = memory_pool
-        self.whole = 2 if memory_pool > 1 else 1 + capacity  # leading memories attended whole
+        self.memory_pool, self.capacity = memory_pool, capacity
+        self.whole = whole_memories(capacity, memory_pool)  # leading memories attended whole
         self.tokens = h * w
         self.split = model.hidden_dim // model.mem_dim  # a pointer is `split` tokens of C_mem
         self.num_pointers = model.max_obj_ptrs_in_encoder + capacity
@@ -173,7 +173,7 @@ class MemoryAttentionGraph(nn.Module):
     def _memory_tokens(self, cond_features, bank_features, bank_valid, bank_slot):
         n = cond_features.shape[0]
         if self.memory_pool > 1:
-            bank_features, bank_valid, bank_slot = _newest_first(bank_features, bank_valid, bank_slot)
+            bank_features, bank_valid, bank_slot = _newest_first(bank_features, bank_valid, bank_slot, self.capacity)
         tpos = self.model.maskmem_tpos_enc[:, 0, 0]  # [num_maskmem, C_mem]
         cond_slot = torch.full_like(bank_slot[:, :1], self.model.num_maskmem - 1)
         slots = torch.cat([cond_slot, bank_slot], dim=1)  # [N, 1 + K]
@@ -214,23 +214,26 @@ class MemoryAttentionGraph(nn.Module):
         q = x + self.image_pos if layer.pos_enc_at_cross_attn_queries else x
         k = memory + memory_pos if layer.pos_enc_at_cross_attn_keys else memory
         rope = self._rope("cross", index)
-        tgt = tgt + _rope_attention(layer.cross_attn_image, q, k, memory, rope, self.memories, key_bias,
-                                    self.memory_pool, self.whole)
+        pool = (self.memory_pool, self.whole) if self.memory_pool > 1 else None
+        tgt = tgt + _rope_attention(layer.cross_attn_image, q, k, memory, rope, self.memories, key_bias, pool)
         x = layer.norm3(tgt)
         return tgt + layer.linear2(layer.activation(layer.linear1(x)))
 
 
-def _rope_attention(attention, q, k, v, rope, memories: int, key_bias=None, memory_pool: int = 1, whole: int = 0):
+def _rope_attention(attention, q, k, v, rope, memories: int, key_bias=None, pool: tuple[int, int] | None = None):
     """sam2's ``RoPEAttention.forward`` with cos/sin tables (``rope``) and an optional additive
     key bias; the keys are ``memories`` frames of the queries' length, then unrotated tokens.
-    ``memory_pool`` B > 1: the frames after the first ``whole`` are B x B average-pooled after
-    RoPE (keys) and projection (values); ``key_bias`` is then for the pooled layout."""
+    ``pool`` (B, whole): the frames after the first ``whole`` are B x B average-pooled, the keys
+    after RoPE, the values before their projection; ``key_bias`` is then for the pooled layout."""
+    tokens = rope[0].shape[0]
+    if pool:
+        v = _pool_frames(v[:, None], tokens, pool[1], memories, pool[0])[:, 0]
     q = attention._separate_heads(attention.q_proj(q), attention.num_heads)
     k = attention._separate_heads(attention.k_proj(k), attention.num_heads)
     v = attention._separate_heads(attention.v_proj(v), attention.num_heads)
     q, k = rotate_pairs(q, *rope), rotate_memory_keys(k, *rope, memories)
-    if memory_pool > 1:
-        k, v = (_pool_frames(x, rope[0].shape[0], whole, memories, memory_pool) for x in (k, v))
+    if pool:
+        k = _pool_frames(k, tokens, pool[1], memories, pool[0])
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
     return attention.out_proj(attention._recombine_heads(out))
 
@@ -246,19 +249,22 @@ def _pool_frames(x, tokens: int, whole: int, memories: int, pool: int):
     return torch.cat([x[:, :, :start], pooled.reshape(n, heads, -1, d), x[:, :, end:]], dim=2)
 
 
-def _newest_first(features, valid, slot):
-    """The bank [N, K, ...] reordered so that the newest valid memory (the smallest temporal
-    slot; ties: the lower index) comes first, the others after it in slot-index order. A
-    one-hot permutation applied by matmul: static shapes, standard ops."""
-    n, k = valid.shape
+def _newest_first(features, valid, slot, capacity: int):
+    """The bank [N, K, ...] (K = ``capacity``) reordered so that the newest valid memory (the
+    smallest temporal slot; ties: the lower bank index) comes first, the others after it in
+    bank-index order; a bank with no valid memory keeps its order. Exact (a gather on the
+    flattened N*K axis), static shapes, standard ops."""
+    n, k = valid.shape[0], capacity
     index = torch.arange(k, device=valid.device)
-    key = torch.where(valid, slot * k + index, k * k * 1024)
-    newest = key.argmin(-1, keepdim=True)  # [N, 1]
+    age_rank = torch.where(valid, slot, torch.iinfo(slot.dtype).max // (2 * k)) * k + index  # unique per slot
+    newest = age_rank.argmin(-1, keepdim=True)  # [N, 1]
     rest = index[None, :-1] + (index[None, :-1] >= newest).long()  # [N, K - 1]
-    order = torch.cat([newest, rest], dim=1)
-    permutation = F.one_hot(order, k).to(features.dtype)  # [N, K, K]
-    reordered = (permutation @ features.reshape(n, k, -1)).reshape(features.shape)
-    return reordered, torch.gather(valid.int(), 1, order).bool(), torch.gather(slot, 1, order)
+    flat = (torch.cat([newest, rest], dim=1) + k * torch.arange(n, device=valid.device)[:, None]).reshape(-1)
+
+    def reorder(x):
+        return x.reshape(n * k, *x.shape[2:])[flat].reshape(x.shape)
+
+    return reorder(features), reorder(valid.int()).bool(), reorder(slot)
 
 
 def check_memory_pool(memory_pool: int, side: int) -> None:
@@ -270,7 +276,9 @@ def check_memory_pool(memory_pool: int, side: int) -> None:
     ...
     mixqsam2.errors.UserInputError: --memory-pool 3 must divide the memory grid's side (16 tokens): one of 1, 2, 4, 8, 16
     """
-    if memory_pool < 1 or side % memory_pool:
+    if memory_pool < 1:
+        raise UserInputError(f"--memory-pool must be at least 1, got {memory_pool}")
+    if side % memory_pool:
         divisors = ", ".join(str(b) for b in range(1, side + 1) if side % b == 0)
         raise UserInputError(f"--memory-pool {memory_pool} must divide the memory grid's side ({side} tokens): "
                              f"one of {divisors}")

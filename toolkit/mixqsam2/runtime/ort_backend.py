@@ -71,8 +71,7 @@ class OrtGraphs:
     def _int8_attention_fits(self) -> bool:
         """Whether memory attention's rows (every memory token of the bank and the conditioning
         frame, and the pointer tokens) are short enough for exact int32 sums of uint8 products."""
-        keys = (self.config.memory_tokens + self.config.memory_tokens * self.capacity // self.memory_pool**2
-                + self.config.pointer_slots(self.capacity) * (self.config.hidden_dim // self.config.mem_dim))
+        keys = self.config.attended_keys(self.capacity, self.memory_pool)
         if keys > MAX_INT8_KEYS:
             warnings.warn(f"--ort-kernels fast: memory attention over {keys} memory tokens stays in float "
                           f"(int8 products are exact up to {MAX_INT8_KEYS} per row)", stacklevel=3)

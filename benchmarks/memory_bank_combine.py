@@ -1,0 +1,89 @@
+"""One memory-bank table over several runs of ``memory_bank.py`` on disjoint video sets.
+
+Each input is a result JSON of ``benchmarks/memory_bank.py`` (same checkpoint and settings, other
+seeds). The configurations every input ran are pooled object by object (object names carry
+their seed, so none collide) and summarized as ``memory_bank.py`` does: strata by FIFO@6,
+paired bootstrap intervals, goal verdicts. Cost (timing and FLOPs) is taken from
+``--cost`` (default: the first input), so a run timed on another model can supply it.
+
+    python benchmarks/memory_bank_combine.py out/bench/memory_bank_pool_recolor.json \\
+        out/bench/memory_bank_recolor_9103.json --cost out/bench/memory_bank_pool_recolor_hiera.json \\
+        --out out/bench/memory_bank_pool_combined.json --plot benchmarks/figures/memory_bank_pool.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import memory_bank  # noqa: E402  (the benchmark whose results this combines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="+", help="memory_bank.py result JSONs (disjoint seeds)")
+    parser.add_argument("--cost", help="result JSON whose timing and FLOPs the table shows (default: the first)")
+    parser.add_argument("--out", required=True, help="combined result JSON (the table as Markdown next to it)")
+    parser.add_argument("--plot", help="the figure of memory_bank.py for the combined runs (PNG)")
+    return parser.parse_args(argv)
+
+
+def pool_runs(results: list[dict]) -> dict:
+    """``spec`` (the seeds of all inputs), and ``runs`` and ``first_mask`` per object, of the
+    configurations every input ran.
+
+    >>> run = lambda **scores: {"capacity": 6, "per_object": scores}
+    >>> a = {"spec": {"checkpoint": "c", "seeds": [1]}, "runs": {"fifo@6": run(x=0.9), "fifo@3": run(x=0.8)},
+    ...      "first_mask": {"x": 0.1}}
+    >>> b = {"spec": {"checkpoint": "c", "seeds": [2]}, "runs": {"fifo@6": run(y=0.2)}, "first_mask": {"y": 0.1}}
+    >>> pooled = pool_runs([a, b])
+    >>> list(pooled["runs"]), sorted(pooled["runs"]["fifo@6"]["per_object"]), pooled["spec"]["seeds"]
+    (['fifo@6'], ['x', 'y'], [1, 2])
+    """
+    from mixqsam2.errors import UserInputError
+
+    specs = [{k: v for k, v in r["spec"].items() if k != "seeds"} for r in results]
+    if any(spec != specs[0] for spec in specs):
+        raise UserInputError(f"the results were run with other settings: {specs}")
+    keys = [k for k in results[0]["runs"] if all(k in r["runs"] for r in results)]
+    runs = {k: {**results[0]["runs"][k],
+                "per_object": {u: s for r in results for u, s in r["runs"][k]["per_object"].items()}} for k in keys}
+    return {"spec": {**specs[0], "seeds": [s for r in results for s in r["spec"]["seeds"]]}, "runs": runs,
+            "first_mask": {u: s for r in results for u, s in r["first_mask"].items()}}
+
+
+def combine(results: list[dict], cost: dict) -> dict:
+    """:func:`pool_runs` with ``summary``, ``goal`` and ``table`` as ``memory_bank.py`` makes
+    them, the cost (``timing``, ``flops``) taken from ``cost``."""
+    combined = {**pool_runs(results), "timing": cost["timing"], "flops": cost["flops"]}
+    combined["summary"] = memory_bank.summaries(combined["runs"], combined["first_mask"])
+    combined["goal"] = memory_bank.goal(combined["summary"], combined["timing"])
+    combined["table"] = memory_bank.table(combined)
+    return combined
+
+
+def run(args) -> int:
+    from mixqsam2.fileio import read_json, write_bytes_atomic, write_json_atomic
+
+    results = [read_json(Path(p), f"{p} not found") for p in args.results]
+    cost = read_json(Path(args.cost), f"{args.cost} not found") if args.cost else results[0]
+    combined = combine(results, cost)
+    out = Path(args.out)
+    write_json_atomic(out, combined)
+    write_bytes_atomic(out.with_suffix(".md"), combined["table"].encode())
+    if args.plot:
+        memory_bank.plot(combined, args.plot)
+    print(combined["table"])
+    return 0
+
+
+def main(argv=None) -> int:
+    from mixqsam2.cli.common import run_cli
+
+    return run_cli(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
