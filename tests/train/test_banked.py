@@ -43,12 +43,26 @@ def test_fifo_at_six_is_sams_own_memory_selection():
     assert not torch.allclose(expected, _final_masks(banked, batch), atol=2e-3)
 
 
-@pytest.mark.parametrize("policy, capacity", [("sis", 2), ("sis-pair", 3), ("prune", 6)])
-def test_bank_updates_pass_finite_gradients_to_the_memory_encoder(policy, capacity):
-    """Merged memories carry gradients; empty slots (a bank not yet full) give zero, not NaN."""
+def test_training_reads_the_bank_pooled_as_the_deployed_graph_does():
+    """bank_memory_pool: the training graph is the deployed pooled memory attention."""
+    _, banked = _models()
+    banked.bank_rule, banked.bank_capacity = RULES["fifo"], 6
+    batch = video_batch(seed=11, step=0, num_videos=1, image_size=banked.image_size, min_frames=8, max_frames=8)
+    whole = _final_masks(banked, batch)
+    banked.bank_memory_pool = 2
+    pooled = _final_masks(banked, batch)
+    attention = banked._graphs[("attention", (6, 2))]
+    assert attention.memory_pool == 2 and attention.whole == 2
+    assert not torch.allclose(whole, pooled, atol=2e-3)  # another memory read: the flag reached the graph
+
+
+@pytest.mark.parametrize("policy, capacity, pool", [("sis", 2, 1), ("sis-pair", 3, 1), ("prune", 6, 1), ("fifo", 6, 2)])
+def test_bank_updates_pass_finite_gradients_to_the_memory_encoder(policy, capacity, pool):
+    """Merged memories carry gradients; empty slots (a bank not yet full) give zero, not NaN;
+    nor do pooled reads."""
     _, banked = _models()
     banked.train()
-    banked.bank_rule, banked.bank_capacity = RULES[policy], capacity
+    banked.bank_rule, banked.bank_capacity, banked.bank_memory_pool = RULES[policy], capacity, pool
     batch = video_batch(seed=11, step=1, num_videos=1, image_size=banked.image_size,
                         min_frames=FRAMES, max_frames=FRAMES)
     banked.rng = np.random.default_rng(0)

@@ -38,6 +38,7 @@ def test_finetune_trains_the_memory_path_only_and_writes_a_sam2_checkpoint(video
     (["--memory", "sis", "--capacity", "1"], "at least 2"),
     (["--memory", "merge-all"], "unknown memory policy"),
     (["--videos", "/nonexistent/videos"], "not a DAVIS"),
+    (["--memory-pool", "3"], "must divide the memory grid's side (16 tokens)"),
 ])
 def test_bad_finetune_input_is_one_line_and_exit_2(videos, tmp_path, capsys, args, message):
     base = {"--videos": str(videos), "--memory": "sis", "--capacity": "3"}

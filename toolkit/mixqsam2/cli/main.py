@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from mixqsam2.cli.export import add_export_parser
-from mixqsam2.cli.common import (add_box_zoom_arg, add_memory_args, add_model_args, add_ort_kernels_arg, add_track_zoom_arg,
-                                 check_device,
+from mixqsam2.cli.common import (add_box_zoom_arg, add_memory_args, add_memory_pool_arg, add_model_args,
+                                 add_ort_kernels_arg, add_track_zoom_arg, check_device,
                                  non_negative_int, positive_float, positive_int, probability, run_cli)
 from mixqsam2.errors import UserInputError
 from mixqsam2.quant.config import AMAX_METHODS, DEFAULTS as CALIBRATION_DEFAULTS, CalibrationConfig
@@ -148,6 +148,7 @@ def _finetune(args) -> None:
     from mixqsam2.memory.synthesis import RULES
     from mixqsam2.memory.tracker import check_capacity
     from mixqsam2.models import PICO_EMBED, get_spec, pico_width, read_checkpoint
+    from mixqsam2.models.graphs import check_memory_pool
     from mixqsam2.train.config import MEMORY_MODULES, TrainConfig
     from mixqsam2.train.data import VideoFolderClips
     from mixqsam2.train.loop import train
@@ -161,6 +162,7 @@ def _finetune(args) -> None:
         if policy not in RULES:
             raise UserInputError(f"unknown memory policy '{policy}'; choose from: {', '.join(RULES)}")
         check_capacity(args.capacity, policy)
+    check_memory_pool(args.memory_pool or 1, get_spec(args.model).image_size // 16)  # sam2's lowest level: stride 16
     clips = VideoFolderClips(args.videos, tuple(args.frames))  # bad videos or clip lengths: refused now
     width = pico_width(read_checkpoint(checkpoint)) if args.model == "pico" else None  # a wider pico's own
     cfg = TrainConfig(  # absolute paths: a resume from another folder is the same run
@@ -168,7 +170,8 @@ def _finetune(args) -> None:
         videos=str(Path(args.videos).resolve()),
         seed=args.seed, steps=args.steps, lr=args.lr, warmup_steps=min(100, args.steps // 10), image_only_fraction=0.0,
         video_batch=args.batch, video_frames=tuple(args.frames), bank_policies=policies,
-        bank_capacities=(args.capacity, args.capacity), trainable=MEMORY_MODULES, save_half=False,
+        bank_capacities=(args.capacity, args.capacity), bank_memory_pool=args.memory_pool or 1,
+        trainable=MEMORY_MODULES, save_half=False,
     )
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, batches=clips,
                     workers=args.workers)
@@ -310,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--videos", required=True, help="your videos: a DAVIS or SA-V layout folder")
     tune.add_argument("--memory", default="sis", help="bank policy, or several separated by commas (one drawn per step)")
     tune.add_argument("--capacity", type=positive_int, default=3)
+    add_memory_pool_arg(tune)
     tune.add_argument("--out", required=True, help="checkpoint to write (sam2 format, fp32); OUT.state holds the run")
     tune.add_argument("--steps", type=positive_int, default=1000)
     tune.add_argument("--lr", type=float, default=1e-4)

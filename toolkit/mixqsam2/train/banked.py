@@ -11,7 +11,8 @@ clip is tracked, updates it with the graph the deployment runs
 memories: merged features pass their gradient on to the memory encoder. Prompts, decoding,
 correction clicks and losses are ``SAM2Train``'s.
 
-Set ``model.bank_rule`` and ``model.bank_capacity`` before each forward; with ``fifo`` at
+Set ``model.bank_rule`` and ``model.bank_capacity`` before each forward (and
+``model.bank_memory_pool`` to train reading the bank pooled, as ``--memory-pool`` deploys it); with ``fifo`` at
 ``num_maskmem - 1`` this is sam2's own memory selection (one conditioning frame, no dropout
 in memory attention). Recent object pointers are encoded over the window a stream uses
 (``max_obj_ptrs_in_encoder - 1`` frames), where sam2's training uses the clip's length: a
@@ -56,6 +57,7 @@ class BankedSAM2Train(SAM2Train):
         super().__init__(*args, **kwargs)
         self.bank_rule = RULES["fifo"]
         self.bank_capacity = self.num_maskmem - 1
+        self.bank_memory_pool = 1
         self._graphs = {}  # a plain dict: the graphs hold the model, they must not be its submodules
         self._config = graph_config(self)  # what the tracker's memory layout reads
         self._banks = None
@@ -77,12 +79,12 @@ class BankedSAM2Train(SAM2Train):
         banks = self._updated_banks(output_dict, frame_idx)
         (height, width), batch = feat_sizes[-1], current_vision_feats[-1].shape[1]
         image_embed = current_vision_feats[-1].permute(1, 2, 0).reshape(batch, self.hidden_dim, height, width)
-        attention = self._graph("attention", self.bank_capacity)
+        attention = self._graph("attention", (self.bank_capacity, self.bank_memory_pool))
         return attention(image_embed, **self._attention_inputs(banks, frame_idx))
 
     def _graph(self, kind: str, key):
         if (kind, key) not in self._graphs:
-            graph = MemoryAttentionGraph(self, key) if kind == "attention" else BankUpdateGraph(key)
+            graph = MemoryAttentionGraph(self, *key) if kind == "attention" else BankUpdateGraph(key)
             self._graphs[(kind, key)] = graph.to(self.device)
         return self._graphs[(kind, key)]
 

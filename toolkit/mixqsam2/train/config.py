@@ -39,6 +39,7 @@ class TrainConfig:
     # capacity; empty = sam2's own memory (the last num_maskmem - 1 frames)
     bank_policies: tuple[str, ...] = ()
     bank_capacities: tuple[int, int] = (2, 6)
+    bank_memory_pool: int = 1  # memory attention reads the older bank memories pooled (graphs.MemoryAttentionGraph)
     init_checkpoint: str | None = None  # start from these weights (sam2 format) instead of a seeded init
     videos: str | None = None  # a DAVIS/SA-V folder: video steps only, clips from these videos
     trainable: tuple[str, ...] = ()  # parameter name prefixes to train (empty: all)

@@ -95,6 +95,8 @@ def build_train_model(cfg: TrainConfig):
     model = instantiate(config.model, _recursive_=True)
     if init is not None:
         load_state_dict_checked(model, init, cfg.init_checkpoint)
+    if cfg.bank_policies:
+        model.bank_memory_pool = cfg.bank_memory_pool
     return model.train()
 
 
