@@ -5,6 +5,8 @@ seeds). The configurations every input ran are pooled object by object (object n
 their seed, so none collide) and summarized as ``memory_bank.py`` does: strata by FIFO@6,
 paired bootstrap intervals, goal verdicts. Cost (timing and FLOPs) is taken from
 ``--cost`` (default: the first input), so a run timed on another model can supply it.
+``--against`` compares every configuration with another model's FIFO@6 on the same videos
+(e.g. a fine-tune against the shipped model), on that model's working and lost tracks.
 
     python benchmarks/memory_bank_combine.py out/bench/memory_bank_pool_recolor.json \\
         out/bench/memory_bank_recolor_9103.json --cost out/bench/memory_bank_pool_recolor_hiera.json \\
@@ -27,6 +29,7 @@ def parse_args(argv=None):
     parser.add_argument("--cost", help="result JSON whose timing and FLOPs the table shows (default: the first)")
     parser.add_argument("--out", required=True, help="combined result JSON (the table as Markdown next to it)")
     parser.add_argument("--plot", help="the figure of memory_bank.py for the combined runs (PNG)")
+    parser.add_argument("--against", nargs="+", help="memory_bank.py results of another model on the same videos")
     return parser.parse_args(argv)
 
 
@@ -64,12 +67,33 @@ def combine(results: list[dict], cost: dict) -> dict:
     return combined
 
 
+def against(combined: dict, other: dict) -> str:
+    """Markdown: every configuration of ``combined`` minus ``other``'s FIFO@6, paired per object,
+    over all objects and ``other``'s working and lost tracks."""
+    from mixqsam2.errors import UserInputError
+
+    reference = other["runs"][memory_bank.BASELINE]["per_object"]
+    if set(reference) != set(combined["runs"][memory_bank.BASELINE]["per_object"]):
+        raise UserInputError("--against: the results cover other objects")
+    groups = memory_bank.strata(reference)
+    lines = [f"against {other['spec']['checkpoint']} {memory_bank.BASELINE} (its working: {len(groups['working'])})",
+             "", "| config | all | working | lost |", "|---|---|---|---|"]
+    for key, run_ in combined["runs"].items():
+        row = memory_bank.summarize(run_["per_object"], groups, {"other": reference})
+        lines.append(f"| {key} | " + " | ".join(memory_bank._jf(row, s, "vs_other") for s in ("all", "working", "lost"))
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
 def run(args) -> int:
     from mixqsam2.fileio import read_json, write_bytes_atomic, write_json_atomic
 
     results = [read_json(Path(p), f"{p} not found") for p in args.results]
     cost = read_json(Path(args.cost), f"{args.cost} not found") if args.cost else results[0]
     combined = combine(results, cost)
+    if args.against:
+        combined["table"] += "\n" + against(combined, pool_runs([read_json(Path(p), f"{p} not found")
+                                                                 for p in args.against]))
     out = Path(args.out)
     write_json_atomic(out, combined)
     write_bytes_atomic(out.with_suffix(".md"), combined["table"].encode())
