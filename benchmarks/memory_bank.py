@@ -119,13 +119,22 @@ def split(key: str) -> tuple[str, int, int]:
     (('fifo', 6, 2), ('sis', 3, 1))
     """
     policy, setting_ = key.split("@")
-    k, _, pool = setting_.partition(":pool")
-    return policy, int(k), int(pool or 1)
+    return policy, *read_setting(setting_)
 
 
 def setting(key: str) -> str:
     """How a configuration reads the bank: ``K`` or ``K:poolB`` (what its cost depends on)."""
     return key.split("@")[1]
+
+
+def read_setting(setting_: str) -> tuple[int, int]:
+    """``K[:poolB]`` -> (K, B).
+
+    >>> read_setting("6:pool2"), read_setting("3")
+    ((6, 2), (3, 1))
+    """
+    k, _, pool = setting_.partition(":pool")
+    return int(k), int(pool or 1)
 
 
 # ---------------------------------------------------------------------- data and quality
@@ -256,7 +265,7 @@ def timing_jobs(model, keys: list[str]) -> dict:
     rng, graphs, jobs = np.random.default_rng(0), {}, {}
     for name in timing_names(keys):
         graph, setting_ = name.split("@")  # "memory_attention", "sis_update.<policy>"
-        _, k, pool = split(f"any@{setting_}")
+        k, pool = read_setting(setting_)
         if setting_ not in graphs:
             graphs[setting_] = TorchGraphs(model, k, pool)
         make_inputs = attention_inputs if graph == "memory_attention" else update_inputs
@@ -324,7 +333,7 @@ def count_flops(name: str, settings: list[str]) -> dict:
         model = build_model(name)
     config, rng = graph_config(model), np.random.default_rng(0)
     # every graph is built before any is counted: counting moves the shared model to "meta"
-    shapes = {s: split(f"any@{s}")[1:] for s in settings}
+    shapes = {s: read_setting(s) for s in settings}
     attention_graphs = {s: MemoryAttentionGraph(model, k, pool) for s, (k, pool) in shapes.items()}
     encoder_graph = ImageEncoderGraph(model)
     attention = {s: graph_flops(graph, attention_inputs(config, shapes[s][0], rng), "memory_attention")
@@ -475,8 +484,9 @@ def _cost(ax, result: dict) -> None:
         plain = {int(s): r for s, r in ratio.items() if ":" not in s}
         line = ax.plot(list(plain), list(plain.values()), marker=marker, ls=style, label=label)[0]
         for s, r in ((s, r) for s, r in ratio.items() if ":" in s):
-            ax.plot(split(f"any@{s}")[1], r, marker="*", ms=11, color=line.get_color(), ls="")
-            ax.annotate(s, (split(f"any@{s}")[1], r), textcoords="offset points", xytext=(6, -3), fontsize=7)
+            k = read_setting(s)[0]
+            ax.plot(k, r, marker="*", ms=11, color=line.get_color(), ls="")
+            ax.annotate(s, (k, r), textcoords="offset points", xytext=(6, -3), fontsize=7)
     ax.axhline(TIME_TARGET, color="tab:red", ls=":", lw=0.8, label=f"target {TIME_TARGET}")
     ax.set(xlabel="bank capacity K", ylabel="memory attention / K=6", title="memory-attention cost per frame")
     ax.grid(alpha=0.3)
