@@ -11,7 +11,7 @@ in any case, saving the checkpoint. Writes per candidate ``OUT/NAME.pt`` (sam2 f
 writes those two again from the JSON files.
 
     python benchmarks/gpu_train.py --out out/gpu_train --minutes 8 --workers 3 \
-        --candidate w32-v1=32:toolkit/mixqsam2/models/weights/pico.pt --candidate w48=48
+        --candidate w32-pico=32:toolkit/mixqsam2/models/weights/pico.pt --candidate w48=48
 
 The candidates' recipe is ``--preset`` (v2 by default) at ``--video-batch``/``--image-batch``;
 a candidate without initial weights starts with ``--fresh-image-only`` of image-only steps

@@ -18,8 +18,8 @@ view (``StreamingTracker(box_zoom=S)``), paired against the plain prompts; ``--t
 also tracks the videos with small objects on a window that follows them
 (``StreamingTracker(track_zoom=S)``), paired against plain tracking.
 
-    python benchmarks/pico_quality.py --checkpoint v1=toolkit/mixqsam2/models/weights/pico.pt \\
-        --checkpoint v2=out/train/pico_v2.pt --out out/bench/pico_quality.json
+    python benchmarks/pico_quality.py --checkpoint shipped=toolkit/mixqsam2/models/weights/pico.pt \\
+        --checkpoint mine=out/train/mine.pt --out out/bench/pico_quality.json
 """
 
 from __future__ import annotations

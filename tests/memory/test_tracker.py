@@ -222,17 +222,18 @@ def test_track_zoom_starts_large_objects_and_points_on_the_whole_frame(pico, vid
 
     video = open_video_set(video_set)[0]
     frames = list(video.frames())[:3]
-    small = video.prompt_masks()[3]
-    ys, xs = np.nonzero(small)
-    prompts = {1: Prompt(mask=video.prompt_masks()[1]), 3: Prompt(points=((float(xs.mean()), float(ys.mean())),))}
-    followed = StreamingTracker(pico, track_zoom=0.4)
-    a, b = followed.step(frames[0], prompts), StreamingTracker(pico).step(frames[0], prompts)
-    assert all(np.array_equal(a.masks[k], b.masks[k]) for k in prompts)
-    assert followed.objects[1].window is None  # the whole frame: its mask spans > 0.4
+    masks = video.prompt_masks()
+    ys, xs = np.nonzero(masks[2])
+    point = Prompt(points=((float(xs.mean()), float(ys.mean())),))  # its mask spans < 0.5 of the frame
+    large, followed = StreamingTracker(pico, track_zoom=0.4), StreamingTracker(pico, track_zoom=0.5)
+    for tracker, prompts in ((large, {1: Prompt(mask=masks[1])}), (followed, {2: point})):
+        a, b = tracker.step(frames[0], prompts), StreamingTracker(pico).step(frames[0], prompts)
+        assert all(np.array_equal(a.masks[k], b.masks[k]) for k in prompts)
+    assert large.objects[1].window is None  # the whole frame: the mask spans > 0.4
     rows = [frames[0].shape[0]]
     for rgb in frames[1:]:
-        assert followed.objects[3].window is not None  # narrowing in on the point's small mask
-        rows.append(followed.objects[3].window[2])
+        assert followed.objects[2].window is not None  # narrowing in on the point's small mask
+        rows.append(followed.objects[2].window[2])
         followed.step(rgb)
     assert all(new < old and new >= old / FOLLOW_CHANGE - 1 for old, new in zip(rows, rows[1:]))
 
