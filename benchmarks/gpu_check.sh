@@ -8,10 +8,14 @@
 #   3. the SIS kernel benchmark (benchmarks/sis_kernel.py; needs CUDA torch)
 #   4. with TensorRT: pico with an all-fp16 plan (calibrate --formats fp16) exported and built into
 #      OUT/engines/fp16, then the per-engine latency table of fp32, fp16 and plan (deploy/engine_latency.py)
+#   5. with TensorRT: sam2.1_hiera_t's memory attention (random weights, fp32 engines of that graph
+#      only) with FIFO@6's bank read whole, read 4x4-pooled (--memory-pool 4) and with a bank of 3:
+#      the issue-14 cost ratio on a GPU (OUT/attention_latency.md)
 #
 #   bash benchmarks/gpu_check.sh [OUT]          (default OUT: out/gpu_check)
 #
-# Writes OUT/log.txt, OUT/pytest.txt, OUT/sis_kernel.json, OUT/latency.json and OUT/latency.md.
+# Writes OUT/log.txt, OUT/pytest.txt, OUT/sis_kernel.json, OUT/latency.json, OUT/latency.md and
+# OUT/attention_latency.{json,md}.
 # Exit status: that of the tests (a failed step after them is reported in the log and fails too).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -79,6 +83,20 @@ if has_module tensorrt; then
     step "latency per engine" 90 bash -c "'$PY' deploy/engine_latency.py ${folders[*]} \
         --out '$OUT/latency.json' > '$OUT/latency.md'"
     [ -s "$OUT/latency.md" ] && tee -a "$LOG" < "$OUT/latency.md"
+
+    attention="$OUT/hiera-attention"
+    rm -rf "$attention" && mkdir -p "$attention"
+    step "sam2.1_hiera_t memory attention: bank of 6 whole, 6 pooled 4x4, 3 whole" 480 bash -c "
+        set -e
+        for variant in k6:6:1 k6-pool4:6:4 k3:3:1; do
+            IFS=: read -r name capacity pool <<< \"\$variant\"
+            $mq export --model sam2.1_hiera_t --capacity \$capacity --memory-pool \$pool --out '$attention/export-'\$name
+            '$PY' deploy/build_engine.py --onnx-dir '$attention/export-'\$name --graphs memory_attention \\
+                --out '$attention/'\$name --timing-cache '$attention/timing.cache'
+        done
+        '$PY' deploy/engine_latency.py --engine-dir '$attention/k6' --engine-dir '$attention/k6-pool4' \\
+            --engine-dir '$attention/k3' --out '$OUT/attention_latency.json' > '$OUT/attention_latency.md'"
+    [ -s "$OUT/attention_latency.md" ] && tee -a "$LOG" < "$OUT/attention_latency.md"
 fi
 
 say "done: tests exit $tests, other steps $([ $status = 0 ] && echo ok || echo FAILED); log in $LOG"

@@ -4,6 +4,7 @@
     python deploy/build_engine.py --onnx-dir out/export --plan plan.json --out out/engines \\
         --plugin-lib build/sis/libsis_plugin.so --timing-cache out/timing.cache
     python deploy/build_engine.py --onnx-dir out/export --out out/config --dry-run --trt-version 10.3
+    python deploy/build_engine.py --onnx-dir out/export --out out/attention --graphs memory_attention
 
 The typing mode, flags, profiles and per-layer precision follow the TensorRT version
 (mixqsam2.trt.config). ``--dry-run`` needs no TensorRT: it writes OUT/build_config.json and
@@ -30,6 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="replace our outputs in a non-empty --out")
     parser.add_argument("--dry-run", action="store_true", help="write and print the configuration, build nothing")
     parser.add_argument("--trt-version", help="TensorRT version for --dry-run (default: the installed one)")
+    parser.add_argument("--graphs", nargs="+", metavar="GRAPH",
+                        help="build only these graphs, e.g. memory_attention to time it (run_stream needs all)")
     return parser.parse_args(argv)
 
 
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> None:
         raise UserInputError("--trt-version is for --dry-run; a build uses the installed TensorRT")
     manifest = ExportManifest.load(args.onnx_dir)
     version = TensorRTVersion.parse(args.trt_version) if args.trt_version else installed_version()
-    plan = plan_engines(manifest, version, args.plan, args.workspace_mb)
+    plan = plan_engines(manifest, version, args.plan, args.workspace_mb, args.graphs)
     check_output_dir(args.out, args.overwrite)
     if args.dry_run:
         with atomic_output_dir(args.out, overwrite=args.overwrite, owned=(BUILD_CONFIG,)) as tmp:

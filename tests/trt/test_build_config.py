@@ -129,6 +129,14 @@ def test_an_export_without_a_plan_builds_fp32_engines(pico_onnx_fp32, tmp_path):
         assert weak["flags"] == [] and all(layer["precision"] is None for layer in weak["layers"])
 
 
+def test_graphs_builds_only_the_named_graphs(pico_onnx_fp32, tmp_path):
+    """``--graphs memory_attention``: one engine, configured as in the full build."""
+    whole = by_graph(dry_run(pico_onnx_fp32, tmp_path / "all", "10.3"))
+    config = dry_run(pico_onnx_fp32, tmp_path / "one", "10.3", "--graphs", "memory_attention")
+    assert [engine["graph"] for engine in config["engines"]] == ["memory_attention"]
+    assert config["engines"][0] == whole["memory_attention"]
+
+
 def _one_line_exit_2(done):
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
@@ -143,6 +151,8 @@ def test_bad_input_is_one_line_and_exit_2(pico_onnx_plan, pico_plan, tmp_path):
                                                                "--trt-version", "8.6"))
     assert "not a TensorRT version" in _one_line_exit_2(build_engine("--onnx-dir", export, "--out", out, "--dry-run",
                                                                      "--trt-version", "ten"))
+    assert "no TensorRT graph memory_atention" in _one_line_exit_2(build_engine(
+        "--onnx-dir", export, "--out", out, "--dry-run", "--trt-version", "10.3", "--graphs", "memory_atention"))
     assert "--trt-version is for --dry-run" in _one_line_exit_2(build_engine("--onnx-dir", export, "--out", out,
                                                                              "--trt-version", "10.3"))
     other = tmp_path / "other.json"

@@ -64,6 +64,12 @@ class TrtGraphs:
         self.folder = Path(engine_dir)
         self.runner = TensorRTRunner(self.folder, plugin_library or os.environ.get("MIXQSAM2_SIS_PLUGIN"))
         self.manifest = read_manifest(self.folder, with_graphs=False)
+        needed = {engine_for(name) for name, graph in self.manifest["graphs"].items() if "trt" in graph["runs_on"]}
+        missing = sorted(needed - set(self.runner.graphs))
+        if missing:
+            self.runner.close()
+            raise UserInputError(f"{self.folder} has no engine for {', '.join(missing)} (built with --graphs?): "
+                                 "tracking needs every graph of the export")
         host = host_side(self.folder, self.manifest)
         self.config, self.capacity, self.no_mem_embed = host.config, host.capacity, host.no_mem_embed
         self.memory_pool = host.memory_pool

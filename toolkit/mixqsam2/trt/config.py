@@ -24,6 +24,7 @@ graphs with the SISSynthesize node ask for aliased plugin I/O (in-place bank upd
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -106,8 +107,9 @@ class BuildPlan:
 
 
 def plan_engines(manifest: ExportManifest, version: TensorRTVersion, plan_path=None,
-                 workspace_mb: int = 1024) -> BuildPlan:
-    """The build configuration of every TensorRT graph of ``manifest`` (``runs_on`` has trt).
+                 workspace_mb: int = 1024, graphs: Sequence[str] | None = None) -> BuildPlan:
+    """The build configuration of every TensorRT graph of ``manifest`` (``runs_on`` has trt),
+    or of ``graphs`` only (e.g. one graph to time; ``run_stream`` needs them all).
 
     ``plan_path``: the plan the export was made with; it must be the manifest's plan and every
     one of its layers must be in the manifest's layer map with the same format.
@@ -119,8 +121,12 @@ def plan_engines(manifest: ExportManifest, version: TensorRTVersion, plan_path=N
     if workspace_mb < 1:
         raise UserInputError(f"--workspace-mb must be at least 1, got {workspace_mb}")
     plan_sha = _checked_plan_sha256(manifest, plan_path)
-    engines = tuple(_engine(manifest, graph, version, workspace_mb) for graph in manifest.graphs.values()
-                    if "trt" in graph.runs_on)
+    buildable = [name for name, graph in manifest.graphs.items() if "trt" in graph.runs_on]
+    unknown = sorted(set(graphs or ()) - set(buildable))
+    if unknown:
+        raise UserInputError(f"the export has no TensorRT graph {', '.join(unknown)}; it has {', '.join(buildable)}")
+    engines = tuple(_engine(manifest, manifest.graphs[name], version, workspace_mb) for name in buildable
+                    if graphs is None or name in graphs)
     formats = {f: sum(1 for e in engines for layer in e.attempts[0].layers if layer.format == f)
                for f in LAYER_FORMATS}
     return BuildPlan(tensorrt=str(version), export=str(manifest.folder), plan_sha256=plan_sha, formats=formats,
