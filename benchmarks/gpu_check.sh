@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every check that needs a GPU, in one run (about 10 minutes on one H100/H200 or an Orin):
+# Every check that needs a GPU, in one run (about 15 minutes on one H100/H200 or an Orin):
 #   1. the SIS plugin library, built when TensorRT's headers are found
 #   2. tests/gpu and tests/plugins: kernels and plugin engines vs the NumPy spec; pico exported
 #      without a plan (fp32) and with a mixed int4/int8/fp16 plan, engines built by
@@ -10,7 +10,8 @@
 #      OUT/engines/fp16, then the per-engine latency table of fp32, fp16 and plan (deploy/engine_latency.py)
 #   5. with TensorRT: sam2.1_hiera_t's memory attention (random weights, fp32 engines of that graph
 #      only) with FIFO@6's bank read whole, read 4x4-pooled (--memory-pool 4) and with a bank of 3:
-#      the issue-14 cost ratio on a GPU (OUT/attention_latency.md)
+#      the issue-14 cost ratio on a GPU (OUT/attention_latency.md; engine_latency.py copies every
+#      input to the GPU each run, the whole bank included, so the ratio is diluted toward 1)
 #
 #   bash benchmarks/gpu_check.sh [OUT]          (default OUT: out/gpu_check)
 #

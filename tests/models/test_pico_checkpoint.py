@@ -1,12 +1,12 @@
-"""The shipped pico checkpoint is the trained v2: it segments, a random init does not, and v1 scores lower.
+"""The shipped pico checkpoint is the trained v2: it segments, a random init does not, and v1 fails the bars.
 A missing, broken or swapped checkpoint fails here."""
 
 import pytest
 import torch
 from sam2.build_sam import build_sam2_video_predictor
 
-from mixqsam2.data.loaders import CocoImages
 from mixqsam2.data.heldout import write_heldout_image_set
+from mixqsam2.data.loaders import CocoImages
 from mixqsam2.data.synth import write_image_set
 from mixqsam2.eval.images import evaluate_images
 from mixqsam2.models import PICO_CHECKPOINT, PICO_CONFIG, build_model
@@ -30,8 +30,9 @@ def test_shipped_checkpoint_has_box_miou_of_at_least_0_64(trained_miou):
     assert trained_miou >= 0.64
 
 
-def test_shipped_checkpoint_has_box_miou_of_at_least_0_37_out_of_distribution(tmp_path):
-    # the independent generator, same seed: v2 0.383, v1 0.349 (filling the box: 0.385)
+def test_shipped_checkpoint_scores_above_v1_out_of_distribution(tmp_path):
+    # the independent generator, same seed: v2 0.383, v1 0.349. Filling the box scores 0.385:
+    # pico does not beat it there (issue 13), so this bar tells v2 from v1, not segmentation.
     write_heldout_image_set(tmp_path / "images", num=20, seed=4242)
     assert evaluate_images(build_model("pico"), CocoImages.from_dir(tmp_path / "images"))["miou"] >= 0.37
 

@@ -95,15 +95,15 @@ def parity_images(tmp_path_factory):
 
 def test_plan_graphs_agree_with_torch_fake_quantization(fake_quantized, pico_onnx_plan, parity_images, video_set):
     """The plan baked into ONNX vs the same plan simulated in torch: mean IoU >= 0.98 on an
-    image set; on every video a median >= 0.99 and a mean >= 0.95 (a tracked object can flip
-    on a borderline frame and come back: one frame at 0.7 moves the mean of a 20-frame,
-    one-object video by 1.5 %). (TensorRT's fp16 rounding of activations, which the default
+    image set; on every video a median >= 0.99 and a mean >= 0.96 (a tracked object can flip
+    on a few borderline frames and come back: pico v2 has two frames at 0.72 and 0.82 in a
+    20-frame, one-object video, mean 0.972). (TensorRT's fp16 rounding of activations, which the default
     simulation adds, moves pico's masks further: BENCHMARKS.md, issue 10.)"""
     ort = OrtGraphs(pico_onnx_plan)
     assert np.mean(_paired_image_ious(CocoImages.from_dir(parity_images), fake_quantized, ort)) >= 0.98
     for video in open_video_set(video_set):
         ious = _paired_video_ious(video, fake_quantized, ort, "fifo")
-        assert np.median(ious) >= 0.99 and np.mean(ious) >= 0.95, (video.name, np.median(ious), np.mean(ious))
+        assert np.median(ious) >= 0.99 and np.mean(ious) >= 0.96, (video.name, np.median(ious), np.mean(ious))
 
 
 def test_agreement_with_the_unquantized_model_is_the_same_in_torch_and_onnx_runtime(

@@ -137,6 +137,15 @@ def test_graphs_builds_only_the_named_graphs(pico_onnx_fp32, tmp_path):
     assert config["engines"][0] == whole["memory_attention"]
 
 
+def test_an_empty_graph_list_builds_nothing_and_says_so(pico_onnx_fp32):
+    from mixqsam2.errors import UserInputError
+    from mixqsam2.export.manifest import ExportManifest
+    from mixqsam2.trt.config import TensorRTVersion, plan_engines
+
+    with pytest.raises(UserInputError, match="no TensorRT graph"):
+        plan_engines(ExportManifest.load(pico_onnx_fp32), TensorRTVersion.parse("10.3"), graphs=[])
+
+
 def _one_line_exit_2(done):
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")

@@ -69,7 +69,7 @@ class TrtGraphs:
         if missing:
             self.runner.close()
             raise UserInputError(f"{self.folder} has no engine for {', '.join(missing)} (built with --graphs?): "
-                                 "tracking needs every graph of the export")
+                                 "tracking needs every engine run_stream uses")
         host = host_side(self.folder, self.manifest)
         self.config, self.capacity, self.no_mem_embed = host.config, host.capacity, host.no_mem_embed
         self.memory_pool = host.memory_pool

@@ -122,11 +122,12 @@ def plan_engines(manifest: ExportManifest, version: TensorRTVersion, plan_path=N
         raise UserInputError(f"--workspace-mb must be at least 1, got {workspace_mb}")
     plan_sha = _checked_plan_sha256(manifest, plan_path)
     buildable = [name for name, graph in manifest.graphs.items() if "trt" in graph.runs_on]
+    wanted = buildable if graphs is None else [name for name in buildable if name in graphs]
     unknown = sorted(set(graphs or ()) - set(buildable))
-    if unknown:
-        raise UserInputError(f"the export has no TensorRT graph {', '.join(unknown)}; it has {', '.join(buildable)}")
-    engines = tuple(_engine(manifest, manifest.graphs[name], version, workspace_mb) for name in buildable
-                    if graphs is None or name in graphs)
+    if unknown or not wanted:
+        raise UserInputError(f"the export has no TensorRT graph {', '.join(unknown) or '(none named)'}; "
+                             f"it has {', '.join(buildable)}")
+    engines = tuple(_engine(manifest, manifest.graphs[name], version, workspace_mb) for name in wanted)
     formats = {f: sum(1 for e in engines for layer in e.attempts[0].layers if layer.format == f)
                for f in LAYER_FORMATS}
     return BuildPlan(tensorrt=str(version), export=str(manifest.folder), plan_sha256=plan_sha, formats=formats,
