@@ -385,8 +385,8 @@ def table(result: dict) -> str:
         policy, k, _ = split(key) if "@" in key else (None, None, None)
         same_k = row["all"].get(f"vs_fifo@{k}") if k != split(BASELINE)[1] else None
         ratio = f"{timing['memory_attention_ratio'][setting(key)]:.2f}" if k else "-"
-        update = timing["ms"].get(f"sis_update.{policy}@{k}")  # a cost run of other configs lacks some
-        update = f"{update['median_ms']:.2f}" if update else "-"
+        timed = timing["ms"].get(f"sis_update.{policy}@{k}")  # a cost run of other configs lacks some
+        update = f"{timed['median_ms']:.2f}" if timed else "-"
         lines.append(f"| {key} | {_jf(row, 'all')} | {_jf(row, 'working')} | {_jf(row, 'lost')} | {_diff(same_k)} | "
                      f"{ratio} | {update} |")
     return "\n".join(lines + ["", *cost_lines(result), "", *goal_lines(result["goal"])]) + "\n"
