@@ -79,12 +79,10 @@ def by_area(rows: list[dict]) -> dict:
 
 def build(checkpoint: str, size: int):
     """pico with ``checkpoint``'s weights at input size ``size``."""
-    from mixqsam2.models import (_build_from_config, checkpoint_overrides, get_spec, load_state_dict_checked,
-                                 pico_overrides, pico_width, read_checkpoint)
+    from mixqsam2.models import build_pico_variant, load_state_dict_checked, pico_width, read_checkpoint
 
     state = read_checkpoint(checkpoint)
-    overrides = pico_overrides(pico_width(state), size) if size != 256 else checkpoint_overrides("pico", state)
-    model = _build_from_config(get_spec("pico").hydra_name, "cpu", overrides)
+    model = build_pico_variant(pico_width(state), size)
     load_state_dict_checked(model, state, checkpoint)
     return model.eval()
 

@@ -30,17 +30,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def build_variant(embed: int, size: int):
-    import torch
-    from sam2.build_sam import build_sam2_video_predictor
-
-    from mixqsam2.models import get_spec, pico_overrides
-
-    torch.manual_seed(0)
-    return build_sam2_video_predictor(get_spec("pico").hydra_name, None, device="cpu",
-                                      hydra_overrides_extra=pico_overrides(embed, size))
-
-
 def clip(frames: int):
     """A generated 240x320 clip and its first frame's prompt (one object)."""
     from mixqsam2.data.synth import render, sample_video_scene, scene_rng
@@ -57,10 +46,11 @@ def main(argv=None) -> int:
 
     from mixqsam2.fileio import write_json_atomic
     from mixqsam2.memory.tracker import StreamingTracker
+    from mixqsam2.models import build_pico_variant
 
     args = parse_args(argv)
     frames, prompts = clip(args.frames)
-    models = {(e, s): build_variant(e, s) for e, s in VARIANTS}
+    models = {(e, s): build_pico_variant(e, s) for e, s in VARIANTS}
     per_block = {key: [] for key in models}
     for _ in range(args.blocks):
         for key, model in models.items():

@@ -59,8 +59,19 @@ def test_a_batch_refused_in_a_worker_process_is_the_users_one_line_error(tmp_pat
 
 def test_an_init_checkpoint_of_another_width_is_refused(tmp_path):
     train(TrainConfig(**{**SMALL.__dict__, "steps": 1, "embed": 48}), tmp_path / "wide.pt")
-    with pytest.raises(UserInputError, match="is a pico 48 wide, not 32: give --embed 48"):
+    with pytest.raises(UserInputError, match=r"is a pico 48 wide, not 32: give --embed 48 \(or 96 to widen it\)"):
         train(TrainConfig(**{**SMALL.__dict__, "init_checkpoint": str(tmp_path / "wide.pt")}), tmp_path / "x.pt")
+
+
+def test_an_init_half_as_wide_is_widened_and_starts_where_it_stood(tmp_path):
+    from mixqsam2.models import PICO_CHECKPOINT, build_model
+
+    start = {**SMALL.__dict__, "steps": 1, "init_checkpoint": str(PICO_CHECKPOINT)}
+    narrow = train(TrainConfig(**start), tmp_path / "narrow.pt")
+    wide = train(TrainConfig(**{**start, "embed": 64}), tmp_path / "wide.pt")
+    assert build_model("pico", tmp_path / "wide.pt").image_encoder.trunk.patch_embed.proj.weight.shape[0] == 64
+    # the first step's loss is taken before any update: the widened model computes what pico did
+    np.testing.assert_allclose(wide[0]["loss"], narrow[0]["loss"], rtol=1e-4)
 
 
 def test_a_wider_pico_trains_and_its_checkpoint_loads_as_pico(tmp_path):

@@ -292,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--video-batch", type=positive_int)
     train.add_argument("--init", help="start from this checkpoint (sam2 format) instead of a seeded init")
     train.add_argument("--embed", type=positive_int, help="trunk width (pico.yaml: 32); a wider pico's checkpoint "
-                       "loads as --model pico everywhere")
+                       "loads as --model pico everywhere; an --init half as wide is widened first (each channel "
+                       "split in two, same masks), so a wider pico starts from a trained one")
     train.add_argument("--recolor", type=probability, help="share of images and clips seen in other colours "
                        "(hue, channel order, saturation, inversion, gamma)")
     train.add_argument("--small-objects", type=probability, help="share of images and clips whose objects are "

@@ -158,6 +158,20 @@ def build_model(name: str, checkpoint: str | os.PathLike | None = None, device: 
     return model.eval()
 
 
+def build_pico_variant(embed: int = PICO_EMBED, image_size: int = 256, device: str = "cpu"):
+    """pico's architecture at trunk width ``embed`` and input ``image_size``, with seeded
+    random weights (load a checkpoint into it, or time it).
+
+    >>> build_pico_variant(64).image_encoder.trunk.patch_embed.proj.weight.shape[0]
+    64
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(PICO_RANDOM_SEED)
+        return _build_from_config(get_spec("pico").hydra_name, device, pico_overrides(embed, image_size))
+
+
 def _build_from_config(hydra_name: str, device: str, overrides: list[str]):
     from sam2.build_sam import build_sam2_video_predictor
 

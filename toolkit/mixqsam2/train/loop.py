@@ -68,7 +68,8 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 def build_train_model(cfg: TrainConfig):
     """sam2's ``SAM2Train`` with the model's architecture (``BankedSAM2Train`` when a bank
-    policy is in the loop: one prompted frame per clip), seeded init or ``init_checkpoint``."""
+    policy is in the loop: one prompted frame per clip), seeded init or ``init_checkpoint``
+    (a pico half as wide as ``cfg.embed`` is widened first, computing what it computed)."""
     import sam2  # noqa: F401  (importing sam2 initializes hydra)
     import torch
     from hydra import compose
@@ -76,12 +77,13 @@ def build_train_model(cfg: TrainConfig):
 
     from mixqsam2.models import (PICO_EMBED, get_spec, load_state_dict_checked, pico_overrides, pico_width,
                                  read_checkpoint)
+    from mixqsam2.models.widen import widened_state_dict
 
     init = read_checkpoint(cfg.init_checkpoint) if cfg.init_checkpoint else None
     width = pico_width(init) if init is not None and cfg.model == "pico" else None
-    if width is not None and width != cfg.embed:
+    if width is not None and cfg.embed not in (width, 2 * width):
         raise UserInputError(f"--init {cfg.init_checkpoint} is a pico {width} wide, not {cfg.embed}: "
-                             f"give --embed {width}")
+                             f"give --embed {width} (or {2 * width} to widen it)")
     sampling = dict(PROMPT_SAMPLING)
     target = "training.model.sam2.SAM2Train"
     if cfg.bank_policies:
@@ -93,6 +95,8 @@ def build_train_model(cfg: TrainConfig):
     config = compose(config_name=get_spec(cfg.model).hydra_name, overrides=overrides)
     torch.manual_seed(cfg.seed)
     model = instantiate(config.model, _recursive_=True)
+    if width is not None and cfg.embed == 2 * width:
+        init = widened_state_dict(model, init, seed=cfg.seed)
     if init is not None:
         load_state_dict_checked(model, init, cfg.init_checkpoint)
     if cfg.bank_policies:
