@@ -95,11 +95,12 @@ def add_memory_args(parser: argparse.ArgumentParser) -> None:
     add_memory_pool_arg(group)
 
 
-def add_memory_pool_arg(parser) -> None:
-    parser.add_argument("--memory-pool", type=positive_int, default=None, metavar="B",
+def add_memory_pool_arg(parser, default: int | None = None) -> None:
+    """``--memory-pool B``; ``default`` None where graphs may come from a folder (which has its own)."""
+    parser.add_argument("--memory-pool", type=positive_int, default=default, metavar="B",
                         help="memory attention reads the bank's older memories (all but the newest) B x B "
-                             "average-pooled: their attention products cost 1/B^2 (default 1: sam2's attention; "
-                             "an export or engine folder has its own)")
+                             "average-pooled: their attention products cost 1/B^2 (default 1: sam2's attention"
+                             + ("; an export or engine folder has its own)" if default is None else ")"))
 
 
 def check_device(name: str) -> None:

@@ -17,7 +17,7 @@ def add_export_parser(verbs) -> None:
     add_model_args(parser)
     parser.add_argument("--plan", help="precision plan to bake in (Q/DQ, INT4 block weights, fp16 casts)")
     parser.add_argument("--capacity", type=positive_int, help="memory-bank slots K (default num_maskmem - 1 = 6)")
-    add_memory_pool_arg(parser)
+    add_memory_pool_arg(parser, default=1)
     parser.add_argument("--overwrite", action="store_true", help="replace our files in an existing --out folder")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(run=_export)
@@ -34,7 +34,7 @@ def _export(args) -> None:
         PrecisionPlan.load(args.plan)  # a missing or malformed plan fails before the model is built
     model = build_model(args.model, args.checkpoint)
     manifest = export_model(model, args.model, args.out, plan_path=args.plan, capacity=args.capacity,
-                            overwrite=args.overwrite, memory_pool=args.memory_pool or 1)
+                            overwrite=args.overwrite, memory_pool=args.memory_pool)
     plan = manifest["plan"]
     formats = ", ".join(f"{n} {f}" for f, n in sorted(plan["formats"].items())) if plan else "fp32"
     pooled = f", read {manifest['memory_pool']}x{manifest['memory_pool']} pooled" if manifest["memory_pool"] > 1 else ""

@@ -162,7 +162,7 @@ def _finetune(args) -> None:
         if policy not in RULES:
             raise UserInputError(f"unknown memory policy '{policy}'; choose from: {', '.join(RULES)}")
         check_capacity(args.capacity, policy)
-    check_memory_pool(args.memory_pool or 1, get_spec(args.model).image_size // 16)  # sam2's lowest level: stride 16
+    check_memory_pool(args.memory_pool, get_spec(args.model).image_size // 16)  # sam2's lowest level: stride 16
     clips = VideoFolderClips(args.videos, tuple(args.frames))  # bad videos or clip lengths: refused now
     width = pico_width(read_checkpoint(checkpoint)) if args.model == "pico" else None  # a wider pico's own
     cfg = TrainConfig(  # absolute paths: a resume from another folder is the same run
@@ -170,7 +170,7 @@ def _finetune(args) -> None:
         videos=str(Path(args.videos).resolve()),
         seed=args.seed, steps=args.steps, lr=args.lr, warmup_steps=min(100, args.steps // 10), image_only_fraction=0.0,
         video_batch=args.batch, video_frames=tuple(args.frames), bank_policies=policies,
-        bank_capacities=(args.capacity, args.capacity), bank_memory_pool=args.memory_pool or 1,
+        bank_capacities=(args.capacity, args.capacity), bank_memory_pool=args.memory_pool,
         trainable=MEMORY_MODULES, save_half=False,
     )
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, batches=clips,
@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--videos", required=True, help="your videos: a DAVIS or SA-V layout folder")
     tune.add_argument("--memory", default="sis", help="bank policy, or several separated by commas (one drawn per step)")
     tune.add_argument("--capacity", type=positive_int, default=3)
-    add_memory_pool_arg(tune)
+    add_memory_pool_arg(tune, default=1)
     tune.add_argument("--out", required=True, help="checkpoint to write (sam2 format, fp32); OUT.state holds the run")
     tune.add_argument("--steps", type=positive_int, default=1000)
     tune.add_argument("--lr", type=float, default=1e-4)

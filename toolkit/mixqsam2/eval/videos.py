@@ -39,6 +39,7 @@ def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: in
     return {
         **video_jf(scores),
         "frames": len(video.frame_paths),
+        "memory_pool": tracker.memory_pool,
         "memory_bank_bytes": tracker.peak_memory_bytes,
         "latency_ms": tracker.stage_ms_per_frame(),
     }
@@ -66,7 +67,7 @@ def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capa
     latency = {s: sum(v["latency_ms"].get(s, 0.0) * v["frames"] for v in per_video.values()) / frames for s in stages}
     return {
         "J": j, "F": f, "JF": (j + f) / 2, "objects": len(objects), "memory": memory, "capacity": capacity,
-        "memory_pool": getattr(model, "memory_pool", None) or memory_pool or 1,  # a backend's own, or the asked
+        "memory_pool": next(iter(per_video.values()))["memory_pool"],  # as the tracker read the bank
         "memory_bank_bytes": max(v["memory_bank_bytes"] for v in per_video.values()),
         "latency_ms": latency, "per_video": per_video,
     }
