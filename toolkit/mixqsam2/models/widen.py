@@ -52,13 +52,10 @@ def _split_columns(weight, copies, noise: float, rng: np.random.Generator):
 
 
 def _linear(state, name, rows, columns, noise, rng, row_scale=None):
-    """The wide weight/bias of linear ``name``: rows copied (``rows``: narrow row per wide row,
-    or None), columns split (``columns``), rows times ``row_scale`` if given."""
-    weight, bias = state[name + ".weight"], state[name + ".bias"]
-    if rows is not None:
-        weight, bias = weight[rows], bias[rows]
-    if columns is not None:
-        weight = _split_columns(weight, columns, noise, rng)
+    """The wide weight/bias of linear ``name``: rows copied (``rows``: the narrow row of each
+    wide row), columns split (``columns``: likewise), rows times ``row_scale`` if given."""
+    weight = _split_columns(state[name + ".weight"][rows], columns, noise, rng)
+    bias = state[name + ".bias"][rows]
     if row_scale is not None:
         weight, bias = weight * row_scale[:, None], bias * row_scale
     return {name + ".weight": weight, name + ".bias": bias}
