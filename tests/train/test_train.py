@@ -285,3 +285,14 @@ def test_a_run_saved_before_a_setting_existed_still_resumes(tmp_path):
         del state["config"][added]  # as written by the code before these settings existed
     torch.save(state, state_path)
     assert len(train(SMALL, tmp_path / "old.pt", resume=True)) == SMALL.steps
+
+
+def test_the_encoder_rate_option_reaches_the_image_encoders_parameter_group(tmp_path):
+    import torch
+
+    out = tmp_path / "rate.pt"
+    assert main(["train-pico", "--preset", "v1", "--steps", "1", "--image-batch", "1", "--video-batch", "1",
+                 "--encoder-lr-scale", "0.5", "--out", str(out)]) == 0
+    state = torch.load(f"{out}.state", map_location="cpu", weights_only=False)
+    assert state["config"]["image_encoder_lr_scale"] == 0.5
+    assert {group["lr_scale"] for group in state["optimizer"]["param_groups"]} == {0.5, 1.0}
