@@ -43,7 +43,7 @@ def _split_columns(weight, copies, noise: float, rng: np.random.Generator):
 
     wide = weight[:, copies] / 2
     pairs = torch.argsort(copies, stable=True).view(-1, 2)
-    scale = noise * float(wide.std()) if wide.numel() > 1 else 0.0
+    scale = noise * float(wide.std())
     shape = (weight.shape[0], pairs.shape[0], *weight.shape[2:])
     jitter = torch.from_numpy(rng.normal(0.0, scale, shape).astype(np.float32)).to(weight.dtype)
     wide[:, pairs[:, 0]] += jitter
@@ -99,9 +99,14 @@ def widen_pico(narrow: dict, noise: float = 0.1, seed: int = 0) -> dict:
 
 def widened_state_dict(model, narrow: dict, noise: float = 0.1, seed: int = 0) -> dict:
     """A state dict for ``model`` (a SAM2 whose Hiera trunk is twice as wide as the one of
-    ``narrow``) that computes what ``narrow`` computes. ``noise``: std of the cancelling
-    split noise, relative to each split weight's std. Keys outside the trunk and the neck's
-    input convs are taken as they are.
+    ``narrow``, with the same head counts: ``pico_overrides`` keeps them) that computes what
+    ``narrow`` computes. ``noise``: std of the cancelling split noise, relative to the std of
+    each halved weight. Keys outside the trunk and the neck's input convs are taken as they are.
+
+    >>> from mixqsam2.models import PICO_CHECKPOINT, build_pico_variant, read_checkpoint
+    >>> wide = build_pico_variant(64)
+    >>> wide.load_state_dict(widened_state_dict(wide, read_checkpoint(PICO_CHECKPOINT)))
+    <All keys matched successfully>
     """
     trunk = model.image_encoder.trunk
     width = narrow[TRUNK + "patch_embed.proj.weight"].shape[0]
