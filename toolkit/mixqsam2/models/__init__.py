@@ -137,16 +137,12 @@ def build_model(name: str, checkpoint: str | os.PathLike | None = None, device: 
     >>> model.image_size  # doctest: +SKIP
     256
     """
-    import torch
-
     spec = get_spec(name)
     if spec.config_path is None:
         raise UserInputError(f"model '{name}' needs the sam2 package, which is not installed")
     checkpoint = Path(checkpoint) if checkpoint is not None else spec.checkpoint
     state_dict = read_checkpoint(checkpoint) if checkpoint is not None else None
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(PICO_RANDOM_SEED)
-        model = _build_from_config(spec.hydra_name, device, checkpoint_overrides(name, state_dict))
+    model = _build_from_config(spec.hydra_name, device, checkpoint_overrides(name, state_dict))
     if state_dict is None:
         warnings.warn(
             f"model '{name}' has RANDOM weights (no checkpoint): masks and accuracy numbers "
@@ -165,19 +161,20 @@ def build_pico_variant(embed: int = PICO_EMBED, image_size: int = 256, device: s
     >>> build_pico_variant(64).image_encoder.trunk.patch_embed.proj.weight.shape[0]
     64
     """
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(PICO_RANDOM_SEED)
-        return _build_from_config(get_spec("pico").hydra_name, device, pico_overrides(embed, image_size))
+    return _build_from_config(get_spec("pico").hydra_name, device, pico_overrides(embed, image_size))
 
 
 def _build_from_config(hydra_name: str, device: str, overrides: list[str]):
+    """sam2's video predictor from a config; its random init seeded (``PICO_RANDOM_SEED``)
+    without touching the caller's random state."""
+    import torch
     from sam2.build_sam import build_sam2_video_predictor
 
     # sam2 logs its "fill holes needs the CUDA extension" message on every frame otherwise
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
-    return build_sam2_video_predictor(hydra_name, None, device=device, hydra_overrides_extra=overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(PICO_RANDOM_SEED)
+        return build_sam2_video_predictor(hydra_name, None, device=device, hydra_overrides_extra=overrides)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
