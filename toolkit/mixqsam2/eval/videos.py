@@ -45,6 +45,12 @@ def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: in
     }
 
 
+def _require_videos(videos: list[VideoSample]) -> None:
+    """J&F averages over objects: with no video there is nothing to average."""
+    if not videos:
+        raise ValueError("no videos to evaluate")
+
+
 def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capacity: int | None = None,
                     on_mask: MaskCallback | None = None, track_zoom: float | None = None,
                     memory_pool: int | None = None) -> dict:
@@ -55,6 +61,7 @@ def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capa
     the bank is read pooled (both: :class:`~mixqsam2.memory.tracker.StreamingTracker`)."""
     from mixqsam2.memory.tracker import default_capacity
 
+    _require_videos(videos)
     capacity = default_capacity(model) if capacity is None else capacity
     per_video = {}
     for video in tqdm(videos, desc="eval videos", unit="video"):
@@ -76,6 +83,7 @@ def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capa
 def first_mask_baseline(videos: list[VideoSample]) -> dict:
     """J&F of answering every frame with the first frame's mask: ``{"J", "F", "JF",
     "per_video": {name: {"per_object": ...}}}``, scored exactly as :func:`evaluate_videos`."""
+    _require_videos(videos)
     per_video = {}
     for video in videos:
         first = video.prompt_masks()
