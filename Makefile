@@ -21,7 +21,7 @@ $(STAMP): setup.py Makefile
 	touch $@
 
 demo: setup
-	$(VENV)/bin/run_stream --demo --out out/demo
+	$(VENV)/bin/run_stream --demo --overwrite --out out/demo   # rerunnable: --overwrite replaces only our files
 
 test: setup
 	$(PY) -m pytest -q -rs   # tests/ and the docstring examples of toolkit/mixqsam2 (pytest.ini); -rs: why each skip

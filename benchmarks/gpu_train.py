@@ -77,13 +77,13 @@ def run_candidate(name: str, cfg, args, started: float) -> None:
     out = Path(args.out)
     budget = args.minutes * 60
     probe = train(replace(cfg, steps=PROBE_STEPS, image_only_fraction=0.0), out / f"{name}.probe.pt",
-                  device=args.device, workers=args.workers, save_every=10**9)
+                  device=args.device, workers=args.workers, save_every=10**9, overwrite=True)
     rate = sum(r["wall"] for r in probe[PROBE_SKIP:]) / (PROBE_STEPS - PROBE_SKIP)
     left = budget - (time.monotonic() - started)
     cfg = replace(cfg, steps=max(PROBE_STEPS, int(0.9 * left / rate)))
     trained = time.monotonic()
     history = train(cfg, out / f"{name}.pt", minutes=max(left - 30, 1) / 60, device=args.device,
-                    workers=args.workers, save_every=200)
+                    workers=args.workers, save_every=200, overwrite=True)  # the script's own folder
     record = {"name": name, "config": asdict(cfg), "probe_seconds_per_step": rate, "steps_done": len(history),
               "seconds": time.monotonic() - trained, "history": history}
     write_json_atomic(out / f"{name}.json", record)

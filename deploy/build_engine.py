@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> None:
     plan = plan_engines(manifest, version, args.plan, args.workspace_mb, args.graphs)
     check_output_dir(args.out, args.overwrite)
     if args.dry_run:
-        with atomic_output_dir(args.out, overwrite=args.overwrite, owned=(BUILD_CONFIG,)) as tmp:
+        with atomic_output_dir(args.out, overwrite=args.overwrite, kind="build config") as tmp:
             write_json_atomic(tmp / BUILD_CONFIG, plan.to_json())
         print(json.dumps(plan.to_json(), indent=2))
         return

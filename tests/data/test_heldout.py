@@ -9,6 +9,7 @@ from mixqsam2.data.heldout import (
     write_heldout_image_set, write_heldout_video_set,
 )
 from mixqsam2.data.loaders import CocoImages, open_video_set
+from mixqsam2.fileio import LISTING
 
 
 def _plain(scene):
@@ -130,7 +131,7 @@ def test_cli_writes_a_held_out_set_and_refuses_a_non_empty_folder(tmp_path, caps
     capsys.readouterr()
     assert main(["synth", "images", "--generator", "heldout", "--out", str(out), "--num", "1"]) == 2
     assert "not empty" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["Annotations", "JPEGImages"]
+    assert sorted(p.name for p in out.iterdir()) == [LISTING, "Annotations", "JPEGImages"]
 
 
 def test_cached_set_is_made_once_and_named_by_its_spec(tmp_path):

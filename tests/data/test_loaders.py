@@ -51,6 +51,21 @@ def test_sav_loader_reads_per_object_folders_at_6fps(video_set, tmp_path):
         assert (mask == src.annotation("00000")[obj_id]).all()
 
 
+@pytest.mark.parametrize("annotations, message", [
+    ([1, 2], "invalid COCO annotation file"),
+    ({"images": [{"id": 1, "height": 8, "width": 8}], "annotations": [
+        {"id": 1, "image_id": 1, "bbox": [0, 0, 2, 2], "segmentation": [[0, 0, 2, 0, 2, 2]], "area": 2}]},
+     "invalid COCO annotation for image 1"),
+])
+def test_malformed_coco_annotations_are_user_errors(tmp_path, annotations, message):
+    import json
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "annotations.json").write_text(json.dumps(annotations))
+    with pytest.raises(UserInputError, match=message):
+        list(CocoImages.from_dir(tmp_path))
+
+
 def test_frame_listing_errors(tmp_path):
     with pytest.raises(UserInputError, match="not found"):
         list_frames(tmp_path / "missing")

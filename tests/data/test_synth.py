@@ -2,10 +2,12 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 from pycocotools import mask as mask_utils
 
 from mixqsam2.data.formats import decode_rle, read_label_png
 from mixqsam2.data.synth import render, sample_video_scene, write_video_set
+from mixqsam2.fileio import LISTING
 
 
 def _digest(root):
@@ -97,6 +99,14 @@ def test_synth_refuses_a_non_empty_folder_and_overwrite_keeps_the_users_files(tm
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     assert main(["synth", "images", "--out", str(out), "--num", "2", "--overwrite"]) == 0
     assert main(["synth", "images", "--out", str(out), "--num", "1", "--overwrite"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "images", "keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [LISTING, "annotations.json", "images", "keep.txt"]
     assert sorted(p.name for p in (out / "images").iterdir()) == ["000000.jpg"]  # the new set only
     assert (out / "keep.txt").read_text() == "the user's"
+
+
+def test_a_negative_seed_is_a_usage_error(tmp_path, capsys):
+    from mixqsam2.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "images", "--out", str(tmp_path / "set"), "--num", "1", "--seed", "-5"])
+    assert exc.value.code == 2 and "must be at least 0" in capsys.readouterr().err

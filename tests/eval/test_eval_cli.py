@@ -54,6 +54,18 @@ def test_eval_videos_with_sis_reports_bank_bytes_and_attention_time(video_set, t
     assert 0.0 <= result["JF"] <= 1.0
 
 
+def test_an_out_that_is_a_folder_is_refused_before_evaluating(image_set, tmp_path, capsys):
+    code = main(["eval", "images", "--model", "pico", "--data", str(image_set), "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "is a folder" in err[0]
+
+
+def test_a_bad_out_creates_no_folders(tmp_path, capsys):
+    out = tmp_path / "new" / "deeper" / "r.json"
+    assert main(["eval", "videos", "--model", "pico", "--data", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert "data folder not found" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
 def test_eval_on_a_missing_folder_is_one_line_and_exit_2(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["eval", "videos", "--model", "pico", "--data", str(tmp_path / "none"), "--out", str(out)]) == 2

@@ -155,6 +155,23 @@ def test_a_folder_that_no_longer_matches_its_manifest_is_refused(pico_onnx_fp32,
         read_manifest(copy)
 
 
+def test_damaged_constants_are_refused_when_checked_and_when_read(pico_onnx_fp32, tmp_path):
+    import shutil
+
+    from mixqsam2.errors import UserInputError
+    from mixqsam2.export.manifest import host_side
+
+    copy = tmp_path / "copy"
+    shutil.copytree(pico_onnx_fp32, copy)
+    manifest = read_manifest(copy)
+    host_side(copy, manifest)  # intact: reads
+    (copy / "constants.npz").write_bytes(b"junk")
+    with pytest.raises(UserInputError, match="constants.npz has changed"):
+        read_manifest(copy)
+    with pytest.raises(UserInputError, match="cannot read .*constants.npz"):
+        host_side(copy, manifest)
+
+
 def test_exporting_leaves_the_model_in_eval_mode(pico, pico_onnx_fp32):
     """torch.onnx.export restores the traced module's mode; that must not switch pico's dropout on."""
     assert not any(module.training for module in pico.modules())

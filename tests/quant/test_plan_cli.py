@@ -1,6 +1,7 @@
 """The precision plan: calibration end to end, round trip, mismatches, the CLI contract."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -9,7 +10,10 @@ from mixqsam2.cli.main import main
 from mixqsam2.data.loaders import CocoImages, open_video_set
 from mixqsam2.errors import UserInputError
 from mixqsam2.quant.calibrate import CalibrationConfig, calibrate, make_forward_loop, target_layers
-from mixqsam2.quant.plan import PrecisionPlan, apply_plan
+from mixqsam2.quant.plan import SCHEMA, PrecisionPlan, apply_plan
+
+_PLAN_FIELDS = {"schema": SCHEMA, "model": "pico", "model_sha256": "0" * 64, "budget_bits": 8, "effective_bits": 8.0,
+                "solver": "ilp", "calibration": {}}
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +142,50 @@ def test_calibrate_bad_input_is_one_line_exit_2(image_set, tmp_path, capsys, ext
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("budget", [["--budget-bits", "nan"], ["--budget-bits", "-1"], ["--budget-mb", "inf"]])
+def test_calibrate_refuses_a_budget_that_is_no_positive_number(image_set, tmp_path, capsys, budget):
+    with pytest.raises(SystemExit) as usage_error:
+        main(["calibrate", "--model", "pico", "--images", str(image_set), *budget, "--out", str(tmp_path / "p.json")])
+    assert usage_error.value.code == 2 and "must be a positive number" in capsys.readouterr().err
+
+
+def test_calibrate_refuses_a_keep_pattern_that_is_no_regular_expression_before_calibrating(tmp_path, capsys):
+    code = main(["calibrate", "--model", "pico", "--images", str(tmp_path / "never-read"), "--budget-bits", "6",
+                 "--keep", "fp16", "(", "--out", str(tmp_path / "p.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not a regular expression" in err[0]
+
+
+def test_calibrate_never_replaces_a_file_that_is_not_its_own(image_set, tmp_path, capsys):
+    argv = ["calibrate", "--model", "pico", "--images", str(image_set), "--budget-bits", "6", "--out"]
+    notes = tmp_path / "notes.md"
+    notes.write_text("the user's notes")
+    assert main([*argv, str(tmp_path / "notes.json")]) == 2  # its report would be notes.md
+    assert "notes.md exists" in capsys.readouterr().err and notes.read_text() == "the user's notes"
+    assert main([*argv, str(notes)]) == 2  # the plan itself would replace the notes
+    assert "name the plan PLAN.json" in capsys.readouterr().err and notes.read_text() == "the user's notes"
+    assert main([*argv, str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    data = tmp_path / "data.json"
+    data.write_text('{"the user": "s data"}')
+    assert main([*argv, str(data)]) == 2
+    assert "is not a precision plan" in capsys.readouterr().err and data.read_text() == '{"the user": "s data"}'
+
+
+@pytest.mark.parametrize("data, message", [
+    ([], "schema None"),
+    ({"schema": SCHEMA}, "'model' missing"),
+    ({**_PLAN_FIELDS, "layers": []}, "'layers' missing or not an object"),
+    ({**_PLAN_FIELDS, "layers": {"a": {"kind": "linear", "format": "int8"}}}, "layer 'a': 'params' missing"),
+    ({**_PLAN_FIELDS, "layers": {"a": {"kind": "linear", "params": 4, "format": "int3"}}}, "unknown format 'int3'"),
+    ({**_PLAN_FIELDS, "layers": {"a": {"kind": "linear", "params": 4, "format": "int8"}}}, "(int8): 'act_amax'"),
+    ({**_PLAN_FIELDS, "layers": {"a": {"kind": "linear", "params": 4, "format": "int4"}}}, "(int4): 'block_size'"),
+])
+def test_a_malformed_plan_is_a_user_error(data, message):
+    with pytest.raises(UserInputError, match=re.escape(message)):
+        PrecisionPlan.from_json(data)
 
 
 def test_eval_with_a_missing_plan_is_one_line_exit_2(image_set, tmp_path, capsys):

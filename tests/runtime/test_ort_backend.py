@@ -219,6 +219,17 @@ def test_eval_on_an_export_gives_the_torch_scores(pico_onnx_fp32, video_set, ima
         assert abs(results["ort"][key] - results["torch"][key]) < 0.01, kind
 
 
+@pytest.mark.parametrize("extra", [["--model", "pico"], ["--checkpoint", "mine.pt"]])
+def test_weights_named_beside_an_export_are_refused_not_ignored(pico_onnx_fp32, image_set, tmp_path, capsys, extra):
+    from mixqsam2.cli.main import main
+
+    out = tmp_path / "r.json"
+    assert main(["eval", "images", "--onnx-dir", str(pico_onnx_fp32), *extra, "--data", str(image_set),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not go with an export or engine folder" in err[0] and not out.exists()
+
+
 def test_fast_kernels_compute_memory_attentions_products_in_int8_and_keep_the_masks(pico_onnx_fp32, video_set):
     """``fast`` rewrites memory attention's attention products (QK^T into the Softmax, and
     Softmax x V) as per-call uint8 products: the graph's output stays within 1 % and the

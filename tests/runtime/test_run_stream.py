@@ -14,6 +14,7 @@ from PIL import Image
 from mixqsam2.cli.run_stream import main
 from mixqsam2.data.formats import read_label_png, write_mask_png
 from mixqsam2.data.loaders import open_video_set
+from mixqsam2.fileio import LISTING
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +192,12 @@ def test_unwritable_out_is_refused(clip, tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "cannot create output location" in err[0]
 
 
+def test_a_negative_camera_index_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:  # OpenCV would crash on it
+        main(["--model", "pico", "--camera", "-1", "--box", "10,10,50,50", "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2 and "must be at least 0" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("capacity", ["0", "-2"])
 def test_capacity_below_one_is_a_usage_error(clip, tmp_path, capacity, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -202,7 +209,8 @@ def test_capacity_below_one_is_a_usage_error(clip, tmp_path, capacity, capsys):
 
 # ------------------------------------------------------------------ output folders
 def _tree(folder):
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    """Every path under ``folder`` but our listings of written files."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name != LISTING)
 
 
 def test_an_existing_folder_is_refused_and_kept(clip, tmp_path, capsys):
@@ -217,14 +225,13 @@ def test_an_existing_folder_is_refused_and_kept(clip, tmp_path, capsys):
 
 def test_overwrite_replaces_our_outputs_and_keeps_the_users_files(clip, tmp_path):
     out = tmp_path / "out"
-    (out / "masks").mkdir(parents=True)
-    (out / "masks" / "99999.png").write_text("a mask of an earlier run")
-    (out / "stats.json").write_text("{}")
+    argv = ["--model", "pico", "--frames", str(clip[0]), "--box", "40,30,200,180", "--out", str(out)]
+    assert main([*argv, "--max-frames", "4"]) == 0  # an earlier run: masks 00000-00003
     (out / "keep.txt").write_text("the user's")
-    argv = ["--model", "pico", "--frames", str(clip[0]), "--box", "40,30,200,180", "--max-frames", "3", "--out", str(out)]
-    assert main([*argv, "--overwrite"]) == 0
+    (out / "masks" / "mine.png").write_text("the user's, in our folder")
+    assert main([*argv, "--max-frames", "3", "--overwrite"]) == 0
     assert _tree(tmp_path) == ["out", "out/keep.txt", "out/masks", "out/masks/00000.png", "out/masks/00001.png",
-                               "out/masks/00002.png", "out/overlay.mp4", "out/stats.json"]
+                               "out/masks/00002.png", "out/masks/mine.png", "out/overlay.mp4", "out/stats.json"]
     assert (out / "keep.txt").read_text() == "the user's"
     assert json.loads((out / "stats.json").read_text())["ended"] == "max_frames"
 

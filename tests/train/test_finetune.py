@@ -50,6 +50,17 @@ def test_bad_finetune_input_is_one_line_and_exit_2(videos, tmp_path, capsys, arg
     assert not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "nan"], "must be a positive number"),
+    (["--lr", "-1"], "must be a positive number"),
+    (["--seed", "-1"], "must be at least 0"),
+])
+def test_bad_finetune_numbers_are_usage_errors(videos, tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as usage_error:
+        main(["finetune", "--model", "pico", "--videos", str(videos), "--out", str(tmp_path / "x.pt"), *args])
+    assert usage_error.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_clips_use_annotated_frames_and_are_a_function_of_seed_and_step(videos, tmp_path):
     sparse = tmp_path / "sparse"
     write_video_set(sparse, num=1, frames=12, seed=5)

@@ -125,6 +125,36 @@ def test_resume_without_a_saved_run_is_one_line_and_exit_2(tmp_path, capsys):
     assert len(err) == 1 and "no training state" in err[0]
 
 
+def test_an_existing_checkpoint_is_refused_unless_resumed_or_overwritten(tmp_path, capsys):
+    out = tmp_path / "mine.pt"
+    out.write_bytes(b"the user's weights")
+    argv = ["train-pico", "--out", str(out), "--steps", "1", "--image-batch", "1", "--video-batch", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "exists" in err[0] and "--overwrite" in err[0]
+    assert out.read_bytes() == b"the user's weights"
+    assert main([*argv, "--overwrite"]) == 0 and out.read_bytes() != b"the user's weights"
+
+
+@pytest.mark.parametrize("case, message", [("same", "the checkpoint the run starts from"), ("folder", "is a folder")])
+def test_an_out_that_is_the_init_checkpoint_or_a_folder_is_refused(tmp_path, capsys, case, message):
+    init = tmp_path / "init.pt"
+    init.write_bytes(b"the user's weights")
+    out = init if case == "same" else tmp_path
+    assert main(["train-pico", "--init", str(init), "--out", str(out), "--steps", "1", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert init.read_bytes() == b"the user's weights"
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x80\x02 not a torch file"])
+def test_a_damaged_run_state_is_one_line_and_exit_2(tmp_path, capsys, damage):
+    (tmp_path / "run.pt.state").write_bytes(damage)
+    assert main(["train-pico", "--out", str(tmp_path / "run.pt"), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot read the training state" in err[0]
+
+
 def test_the_training_camera_moves_zooms_and_keeps_labels_on_their_pixels():
     from mixqsam2.train.data import Camera
 

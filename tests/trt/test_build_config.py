@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mixqsam2.fileio import LISTING
 from mixqsam2.memory.synthesis import RULES
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "build_engine.py"
@@ -216,7 +217,7 @@ def test_users_files_in_the_output_folder_are_kept(pico_onnx_plan, tmp_path):
     assert "not empty" in _one_line_exit_2(build_engine("--onnx-dir", pico_onnx_plan, "--out", out, "--dry-run",
                                                         "--trt-version", "10.3"))
     dry_run(pico_onnx_plan, out, "10.3", "--overwrite")
-    assert sorted(p.name for p in out.iterdir()) == ["build_config.json", "notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [LISTING, "build_config.json", "notes.txt"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -38,10 +40,10 @@ def _synth(args) -> None:
 
 
 def _eval(args) -> None:
-    from mixqsam2.fileio import ensure_writable_parent, write_json_atomic
+    from mixqsam2.fileio import check_output_file, write_json_atomic
     from mixqsam2.runtime.backends import check_ort_kernels, resolve_backend
 
-    ensure_writable_parent(args.out)
+    check_output_file(args.out)
     if not Path(args.data).is_dir():
         raise UserInputError(f"data folder not found: {args.data}")
     if not (args.model or args.onnx_dir):
@@ -134,7 +136,8 @@ def _train_pico(args) -> None:
              "recolor": args.recolor, "small_objects": args.small_objects, "large_objects": args.large_objects,
              "absent_targets": args.absent_targets, "image_encoder_lr_scale": args.encoder_lr_scale}
     cfg = replace(TRAIN_PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None})
-    history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, workers=args.workers)
+    history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, workers=args.workers,
+                    overwrite=args.overwrite)
     _print_training_summary(history, cfg.steps, args.out)
 
 
@@ -174,24 +177,51 @@ def _finetune(args) -> None:
         trainable=MEMORY_MODULES, save_half=False,
     )
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, batches=clips,
-                    workers=args.workers)
+                    workers=args.workers, overwrite=args.overwrite)
     _print_training_summary(history, cfg.steps, args.out)
+
+
+def _check_plan_out(plan_path: Path) -> tuple[Path, Path]:
+    """PLAN.json's report and chart paths (PLAN.md, PLAN.png). Only an earlier plan and its
+    report are replaced: an existing PLAN.json must be a plan, and without one, a file
+    where the report goes is the user's and refused."""
+    from mixqsam2.fileio import check_output_file
+    from mixqsam2.quant.plan import PrecisionPlan
+
+    check_output_file(plan_path)
+    if plan_path.suffix != ".json":
+        raise UserInputError(f"--out {plan_path}: name the plan PLAN.json (PLAN.md and PLAN.png go beside it)")
+    report_files = plan_path.with_suffix(".md"), plan_path.with_suffix(".png")
+    if os.path.lexists(plan_path):
+        try:
+            PrecisionPlan.load(plan_path)
+        except UserInputError:
+            raise UserInputError(f"{plan_path} exists and is not a precision plan; choose another --out") from None
+        return report_files
+    for path in report_files:
+        if os.path.lexists(path):
+            raise UserInputError(f"{path} exists and is no report of a plan {plan_path.name}: the report would "
+                                 "replace it; choose another --out")
+    return report_files
 
 
 def _calibrate(args) -> None:
     from dataclasses import replace
 
-    from mixqsam2.fileio import ensure_writable_parent
     from mixqsam2.models import build_model
     from mixqsam2.quant.calibrate import budget_bits_for_megabytes, calibrate, format_counts, make_forward_loop
     from mixqsam2.quant.recipe import Recipe
     from mixqsam2.quant.report import write_report
 
-    ensure_writable_parent(args.out)
+    report_files = _check_plan_out(Path(args.out))
     check_device(args.device)
     for fmt, pattern in args.keep:
         if fmt != "fp16":
             raise UserInputError(f"--keep supports fp16 only, got {fmt}")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise UserInputError(f"--keep {fmt} {pattern!r}: not a regular expression ({exc})") from None
     recipe = Recipe.load(args.recipe) if args.recipe else Recipe()
     s = recipe.settings({**vars(args), "keep_fp16": tuple(pattern for _, pattern in args.keep)})
     _check_calibration_settings(s, recipe)
@@ -209,10 +239,9 @@ def _calibrate(args) -> None:
     plan = calibrate(model, make_forward_loop(images, videos, s["max_frames"]), config, s["model"], summary,
                      sensitivity_loop)
     plan.save(args.out)
-    stem = Path(args.out).with_suffix("")
-    write_report(plan, f"{stem}.md", f"{stem}.png")
+    write_report(plan, *report_files)
     print(f"{plan.effective_bits:.3f} effective bits (budget {plan.budget_bits:g}), {format_counts(plan)}, "
-          f"{plan.calibration['seconds']:.1f} s; wrote {args.out}, {stem}.md, {stem}.png")
+          f"{plan.calibration['seconds']:.1f} s; wrote {args.out}, {report_files[0]}, {report_files[1]}")
 
 
 def _calibration_data(recipe, settings: dict) -> tuple[list, list, dict]:
@@ -255,6 +284,8 @@ def _add_run_args(parser) -> None:
     parser.add_argument("--minutes", type=positive_float, default=None,
                         help="stop (resumable) after this much wall time")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in OUT.state")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run over an existing OUT and OUT.state (without it they are refused)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--overwrite", action="store_true",
                        help="write into a non-empty --out, replacing only the set's own files (other files stay)")
         p.add_argument("--num", type=positive_int, required=True)
-        p.add_argument("--seed", type=int, default=0,
+        p.add_argument("--seed", type=non_negative_int, default=0,
                        help="generated sets have their own seed space: no seed reproduces training data")
         p.add_argument("--generator", choices=("train", "heldout"), default="train",
                        help="train: the scenes pico trains on; heldout: an independent generator (other shapes, "
@@ -287,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "clips, bank policy in the loop; both on generator 3 seen through the training "
                             "camera; the options below override it")
     train.add_argument("--steps", type=positive_int, help="length of the schedule")
-    train.add_argument("--seed", type=int)
+    train.add_argument("--seed", type=non_negative_int)
     train.add_argument("--image-batch", type=positive_int)
     train.add_argument("--video-batch", type=positive_int)
     train.add_argument("--init", help="start from this checkpoint (sam2 format) instead of a seeded init")
@@ -320,11 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_memory_pool_arg(tune, default=1)
     tune.add_argument("--out", required=True, help="checkpoint to write (sam2 format, fp32); OUT.state holds the run")
     tune.add_argument("--steps", type=positive_int, default=1000)
-    tune.add_argument("--lr", type=float, default=1e-4)
+    tune.add_argument("--lr", type=positive_float, default=1e-4)
     tune.add_argument("--batch", type=positive_int, default=2, help="clips per step")
     tune.add_argument("--frames", type=positive_int, nargs=2, default=(8, 16), metavar=("MIN", "MAX"),
                       help="clip length range, in annotated frames")
-    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--seed", type=non_negative_int, default=0)
     _add_run_args(tune)
     tune.set_defaults(run=_finetune)
 
@@ -336,8 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--images", help="COCO-format folder (GT boxes prompt the model)")
     cal.add_argument("--videos", help="DAVIS/SA-V folder (first-frame masks; memory sees real memories)")
     budget = cal.add_mutually_exclusive_group()
-    budget.add_argument("--budget-bits", type=float, help="effective weight bits (parameter-weighted)")
-    budget.add_argument("--budget-mb", type=float, help="weight megabytes (MiB) of the quantized layers")
+    budget.add_argument("--budget-bits", type=positive_float, help="effective weight bits (parameter-weighted)")
+    budget.add_argument("--budget-mb", type=positive_float, help="weight megabytes (MiB) of the quantized layers")
     cal.add_argument("--solver", help=f"ilp (exact) or greedy (the paper's); default {default('solver')}")
     cal.add_argument("--formats", help=f"candidates (default {default('formats')}); research: e.g. w3a3,w4a4,w5a5")
     cal.add_argument("--block-size", type=positive_int,

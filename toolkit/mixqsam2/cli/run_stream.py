@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mixqsam2.cli.common import (add_box_zoom_arg, add_memory_args, add_ort_kernels_arg, add_track_zoom_arg, positive_int,
-                                 run_cli)
+from mixqsam2.cli.common import (add_box_zoom_arg, add_memory_args, add_ort_kernels_arg, add_track_zoom_arg,
+                                 non_negative_int, positive_int, run_cli)
 from mixqsam2.errors import UserInputError
 from mixqsam2.runtime.io import MAX_READ_FAILURES
 
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_argument_group("input").add_mutually_exclusive_group()
     source.add_argument("--video", help="video file (OpenCV)")
     source.add_argument("--frames", help="folder of frames (named in order)")
-    source.add_argument("--camera", type=int, help="camera index")
+    source.add_argument("--camera", type=non_negative_int, help="camera index")
     parser.add_argument("--max-frames", type=positive_int,
                         help="stop after tracking this many frames (otherwise at the end of the input, or on "
                              "Ctrl-C/SIGTERM: cameras run until stopped)")

@@ -483,11 +483,11 @@ def write_heldout_image_set(out: str | Path, num: int, seed: int, height: int = 
     >>> import tempfile, pathlib
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "images"
     >>> write_heldout_image_set(out, num=1, seed=0, height=60, width=80)
-    >>> sorted(p.name for p in out.iterdir())
-    ['annotations.json', 'images']
+    >>> sorted(p.name for p in out.iterdir())  # and the listing of what was written
+    ['.mixqsam2-outputs.json', 'annotations.json', 'images']
     """
     images, annotations = [], []
-    with atomic_output_dir(out, overwrite, owned=("images", "annotations.json")) as tmp:
+    with atomic_output_dir(out, overwrite, kind="image set") as tmp:
         (tmp / "images").mkdir()
         for index in tqdm(range(num), desc="held-out images", unit="img"):
             rgb, labels = heldout_image(seed, index, height, width)
@@ -511,7 +511,7 @@ def write_heldout_video_set(out: str | Path, num: int, frames: int, seed: int, h
     """DAVIS layout: ``out/JPEGImages/<vid>/00000.jpg`` + ``out/Annotations/<vid>/00000.png``
     (palette PNGs, ids 1..n), rendered one frame at a time. A non-empty ``out`` is refused
     unless ``overwrite``."""
-    with atomic_output_dir(out, overwrite, owned=("JPEGImages", "Annotations")) as tmp:
+    with atomic_output_dir(out, overwrite, kind="video set") as tmp:
         for index in tqdm(range(num), desc="held-out videos", unit="video"):
             scene = sample_heldout_scene(heldout_rng("videos", seed, index), height, width)
             name = f"vid{index:04d}"

@@ -75,7 +75,7 @@ class CocoImages:
             raise UserInputError(f"COCO annotation file not found: {annotation_file}")
         try:
             self.coco = _quiet(COCO, str(annotation_file))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AssertionError) as exc:  # pycocotools asserts the layout
             raise UserInputError(f"invalid COCO annotation file {annotation_file}: {exc}") from None
         self.image_ids = sorted(self.coco.getImgIds())
 
@@ -89,11 +89,19 @@ class CocoImages:
 
     def __iter__(self) -> Iterator[ImageSample]:
         for image_id in self.image_ids:
-            info = self.coco.imgs[image_id]
-            anns = [a for a in self.coco.imgToAnns[image_id] if not a.get("iscrowd", 0)]
-            masks = {a["id"]: self._mask(a, info) for a in anns}
-            boxes = {a["id"]: (a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]) for a in anns}
-            yield ImageSample(image_id, self.image_dir / info["file_name"], masks, boxes)
+            try:
+                sample = self._sample(image_id)
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                raise UserInputError(f"invalid COCO annotation for image {image_id} in {self.image_dir.parent}: "
+                                     f"{type(exc).__name__}: {exc}") from None
+            yield sample
+
+    def _sample(self, image_id: int) -> ImageSample:
+        info = self.coco.imgs[image_id]
+        anns = [a for a in self.coco.imgToAnns[image_id] if not a.get("iscrowd", 0)]
+        masks = {a["id"]: self._mask(a, info) for a in anns}
+        boxes = {a["id"]: (a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]) for a in anns}
+        return ImageSample(image_id, self.image_dir / info["file_name"], masks, boxes)
 
     def _mask(self, ann: dict, info: dict) -> np.ndarray:
         segmentation = ann["segmentation"]

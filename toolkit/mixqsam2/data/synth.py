@@ -308,9 +308,10 @@ def scene_rng(kind: str, seed: int, index: int) -> np.random.Generator:
 def write_image_set(out: str | Path, num: int, seed: int, height: int = 240, width: int = 320,
                     overwrite: bool = False) -> None:
     """COCO-format set: ``out/images/*.jpg`` + ``out/annotations.json`` (RLE masks, boxes).
-    A non-empty ``out`` is refused unless ``overwrite`` (then only those two are replaced)."""
+    A non-empty ``out`` is refused unless ``overwrite`` (then only our files in it are replaced:
+    :func:`~mixqsam2.fileio.atomic_output_dir`)."""
     images, annotations = [], []
-    with atomic_output_dir(out, overwrite, owned=("images", "annotations.json")) as tmp:
+    with atomic_output_dir(out, overwrite, kind="image set") as tmp:
         (tmp / "images").mkdir()
         for index in tqdm(range(num), desc="synth images", unit="img"):
             rng = scene_rng("images", seed, index)
@@ -337,8 +338,8 @@ def write_video_set(out: str | Path, num: int, frames: int, seed: int, height: i
                     overwrite: bool = False) -> None:
     """DAVIS layout: ``out/JPEGImages/<vid>/00000.jpg`` + ``out/Annotations/<vid>/00000.png``
     (palette PNGs, object ids 1..n). A non-empty ``out`` is refused unless ``overwrite`` (then
-    only those two folders are replaced)."""
-    with atomic_output_dir(out, overwrite, owned=("JPEGImages", "Annotations")) as tmp:
+    only our files in it are replaced: :func:`~mixqsam2.fileio.atomic_output_dir`)."""
+    with atomic_output_dir(out, overwrite, kind="video set") as tmp:
         for index in tqdm(range(num), desc="synth videos", unit="video"):
             rng = scene_rng("videos", seed, index)
             background, objects = sample_video_scene(rng, height, width)

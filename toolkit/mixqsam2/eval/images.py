@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mixqsam2.data.loaders import CocoImages
+from mixqsam2.errors import UserInputError
 from mixqsam2.eval.agreement import MaskCallback
 from mixqsam2.eval.metrics import mask_iou
 from mixqsam2.memory.prompts import Prompt, clip_box
@@ -55,7 +56,7 @@ def evaluate_images(model, images: CocoImages, on_mask: MaskCallback | None = No
         ious += scores
         per_image[str(sample.image_id)] = float(np.mean(scores))
     if not ious:
-        raise ValueError("the image set has no annotated instance")
+        raise UserInputError(f"the image set {images.image_dir.parent} has no annotated instance")
     return {"miou": float(np.mean(ious)), "box_fill_miou": float(np.mean(fill_ious)), "instances": len(ious),
             "per_image": per_image, "per_instance": per_instance}
 

@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mixqsam2.data.loaders import VideoSample
+from mixqsam2.errors import UserInputError
 from mixqsam2.eval.agreement import MaskCallback
 from mixqsam2.eval.metrics import boundary_f, mask_iou, video_jf
 from mixqsam2.memory.prompts import Prompt, prompt_then_track
@@ -48,7 +49,7 @@ def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: in
 def _require_videos(videos: list[VideoSample]) -> None:
     """J&F averages over objects: with no video there is nothing to average."""
     if not videos:
-        raise ValueError("no videos to evaluate")
+        raise UserInputError("no videos to evaluate")
 
 
 def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capacity: int | None = None,

@@ -85,8 +85,7 @@ def export_model(model, model_name: str, out_dir: str | Path, plan_path: str | P
     if missing:
         raise RuntimeError(f"{len(missing)} plan layers are in no exported graph, e.g. {missing[0]}")
 
-    owned = ("manifest.json", "constants.npz", *(f"{name}.onnx" for name in models))
-    with atomic_output_dir(out_dir, overwrite=overwrite, owned=owned) as tmp:
+    with atomic_output_dir(out_dir, overwrite=overwrite, kind="export") as tmp:
         entries = {}
         for name, onnx_model in models.items():
             file = f"{name}.onnx"
@@ -105,7 +104,7 @@ def export_model(model, model_name: str, out_dir: str | Path, plan_path: str | P
             "schema": SCHEMA, "opset": OPSET, "bank_capacity": capacity, "memory_pool": memory_pool,
             "model": {"name": model_name, "state_dict_sha256": model_sha, **graphs.config.to_json()},
             "plan": _plan_summary(plan, plan_path), "dynamic_dims": DYNAMIC_DIMS, "graphs": entries,
-            "constants": "constants.npz", "layers": layer_map,
+            "constants": "constants.npz", "constants_sha256": file_sha256(tmp / "constants.npz"), "layers": layer_map,
         }
         write_json_atomic(tmp / "manifest.json", manifest)
     return manifest

@@ -8,10 +8,10 @@ up (graph, ONNX node, op type, format: the plan's, or ``fp32`` without one) for 
 per-layer settings.
 
 :func:`read_manifest` checks a folder before anything runs: schema, every file present and
-unchanged (sha256). A folder that does not match its manifest is a user error. An engine
-folder (``deploy/build_engine.py``) carries the manifest without the ONNX files:
-``read_manifest(folder, with_graphs=False)``. :class:`ExportManifest` is the same manifest,
-typed and checked further, as TensorRT's build configuration reads it.
+unchanged (sha256 of each graph and of ``constants.npz``). A folder that does not match its
+manifest is a user error. An engine folder (``deploy/build_engine.py``) carries the manifest
+without the ONNX files: ``read_manifest(folder, with_graphs=False)``. :class:`ExportManifest`
+is the same manifest, typed and checked further, as TensorRT's build configuration reads it.
 
 >>> import json, tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -63,8 +63,13 @@ def host_side(folder: str | Path, manifest: dict) -> HostSide:
 
     from mixqsam2.models.graph_config import GraphConfig
 
-    return HostSide(GraphConfig.from_json(manifest["model"]), int(manifest["bank_capacity"]),
-                    np.load(Path(folder) / manifest["constants"])["no_mem_embed"], int(manifest.get("memory_pool", 1)))
+    constants = Path(folder) / manifest["constants"]
+    try:
+        no_mem_embed = np.load(constants)["no_mem_embed"]
+    except Exception as exc:  # numpy raises many types for a missing or damaged file
+        raise UserInputError(f"cannot read {constants}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    return HostSide(GraphConfig.from_json(manifest["model"]), int(manifest["bank_capacity"]), no_mem_embed,
+                    int(manifest.get("memory_pool", 1)))
 
 
 def tensor_info(value_info) -> dict:
@@ -85,12 +90,15 @@ def read_manifest(folder: str | Path, with_graphs: bool = True) -> dict:
     schema = manifest.get("schema") if isinstance(manifest, dict) else None
     if schema != SCHEMA:
         raise UserInputError(f"{path} is not a mixqsam2 export (schema {schema!r}, expected {SCHEMA!r})")
-    for graph in manifest["graphs"].values() if with_graphs else ():
-        file = folder / graph["file"]
+    files = {graph["file"]: graph["sha256"] for graph in manifest["graphs"].values()}
+    if "constants_sha256" in manifest:  # exports made before it was recorded: checked when read (host_side)
+        files[manifest["constants"]] = manifest["constants_sha256"]
+    for name, sha256 in files.items() if with_graphs else ():
+        file = folder / name
         if not file.is_file():
-            raise UserInputError(f"export folder {folder} does not match its manifest: {graph['file']} is missing")
-        if file_sha256(file) != graph["sha256"]:
-            raise UserInputError(f"export folder {folder} does not match its manifest: {graph['file']} has changed")
+            raise UserInputError(f"export folder {folder} does not match its manifest: {name} is missing")
+        if file_sha256(file) != sha256:
+            raise UserInputError(f"export folder {folder} does not match its manifest: {name} has changed")
     return manifest
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mixqsam2.errors import UserInputError
 from mixqsam2.fileio import read_json, write_json_atomic
+from mixqsam2.quant.formats import get_format
 
 SCHEMA = "mixqsam2.plan/1"
 
@@ -39,8 +40,6 @@ class PrecisionPlan:
 
     @property
     def deployable(self) -> bool:
-        from mixqsam2.quant.formats import get_format
-
         return all(get_format(layer["format"]).deployable for layer in self.layers.values())
 
     def to_json(self) -> dict:
@@ -48,10 +47,24 @@ class PrecisionPlan:
 
     @classmethod
     def from_json(cls, data: dict) -> PrecisionPlan:
-        if data.get("schema") != SCHEMA:
-            raise UserInputError(f"not a precision plan (schema {data.get('schema')!r}, expected {SCHEMA!r})")
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**fields)
+        """The plan in ``data``; anything that is not a well-formed plan is a user error.
+
+        >>> PrecisionPlan.from_json({"schema": SCHEMA, "model": "pico"})
+        Traceback (most recent call last):
+        ...
+        mixqsam2.errors.UserInputError: malformed precision plan: 'model_sha256' missing or not a string
+        """
+        schema = data.get("schema") if isinstance(data, dict) else None
+        if schema != SCHEMA:
+            raise UserInputError(f"not a precision plan (schema {schema!r}, expected {SCHEMA!r})")
+        _check_fields(data, PLAN_FIELDS, "")
+        for name, layer in data["layers"].items():
+            if not isinstance(layer, dict):
+                raise UserInputError(f"malformed precision plan: layer {name!r} is not an object")
+            _check_fields(layer, LAYER_FIELDS, f"layer {name!r}: ")
+            _check_fields(layer, FORMAT_FIELDS.get(layer["format"], {}), f"layer {name!r} ({layer['format']}): ")
+            get_format(layer["format"])
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def save(self, path: str | Path) -> None:
         write_json_atomic(path, self.to_json())
@@ -59,6 +72,19 @@ class PrecisionPlan:
     @classmethod
     def load(cls, path: str | Path) -> PrecisionPlan:
         return cls.from_json(read_json(path, f"plan not found: {path}"))
+
+
+PLAN_FIELDS = {"model": str, "model_sha256": str, "budget_bits": (int, float), "effective_bits": (int, float),
+               "solver": str, "calibration": dict, "layers": dict}
+LAYER_FIELDS = {"kind": str, "params": int, "format": str}  # what export, eval and TensorRT read of a layer
+FORMAT_FIELDS = {"int8": {"act_amax": (int, float)}, "int4": {"block_size": int}}  # what export reads of one
+
+
+def _check_fields(data: dict, expected: dict, where: str) -> None:
+    for key, kind in expected.items():
+        if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
+            what = {str: "a string", dict: "an object", int: "an integer"}.get(kind, "a number")
+            raise UserInputError(f"malformed precision plan: {where}{key!r} missing or not {what}")
 
 
 def state_dict_sha256(model) -> str:
@@ -76,7 +102,6 @@ def apply_plan(model, plan: PrecisionPlan, fp16_activations: bool = True):
     ``fp16_activations=False``: fp16-computing layers as ONNX Runtime's CPU provider runs them
     (see :mod:`mixqsam2.quant.fake`)."""
     from mixqsam2.quant.fake import quantize_layer
-    from mixqsam2.quant.formats import get_format
 
     modules = dict(model.named_modules())
     missing = [name for name in plan.layers if name not in modules]

@@ -49,6 +49,9 @@ def open_graphs(backend: str, model: str | None = None, checkpoint=None, onnx_di
     export folder (ort) or an engine folder (trt); ``ort_kernels`` (exact or fast) is for ort;
     ``memory_pool`` for the graphs built here (a folder's graphs have theirs)."""
     check_ort_kernels(backend, ort_kernels)
+    if (onnx_dir or engine_dir) and (model or checkpoint):
+        raise UserInputError(f"--{'model' if model else 'checkpoint'} does not go with an export or engine folder: "
+                             "the folder holds its model's weights")
     if backend == "trt":
         from mixqsam2.runtime.trt_backend import TrtGraphs
 

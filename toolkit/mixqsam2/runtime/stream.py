@@ -33,8 +33,6 @@ from mixqsam2.fileio import atomic_output_dir, write_json_atomic
 from mixqsam2.memory.prompts import Prompt
 from mixqsam2.runtime.io import MAX_READ_FAILURES, Frame, FrameSource, OverlayVideo, overlay
 
-OUTPUTS = ("masks", "overlay.mp4", "stats.json")  # what --overwrite replaces in an existing folder
-
 
 class StreamAborted(BaseException):
     """A second SIGINT/SIGTERM: the stream was abandoned and nothing was written."""
@@ -163,7 +161,7 @@ def run_stream(tracker, source: FrameSource, prompts: dict[int, Prompt], out_dir
     >>> stats["ended"]  # doctest: +SKIP
     'end_of_input'
     """
-    with StopOnSignal() as stop, atomic_output_dir(out_dir, overwrite, OUTPUTS) as folder:
+    with StopOnSignal() as stop, atomic_output_dir(out_dir, overwrite, kind="stream") as folder:
         tally = _Tally(source.frame_size)
         outputs = _Outputs(folder, prompts, source)
         start = time.perf_counter()

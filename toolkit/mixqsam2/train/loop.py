@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from mixqsam2.errors import UserInputError
-from mixqsam2.fileio import ensure_writable_parent, write_bytes_atomic
+from mixqsam2.fileio import check_output_file, write_bytes_atomic
 from mixqsam2.train.config import TrainConfig
 from mixqsam2.train.data import VideoFolderClips, image_batch, video_batch
 
@@ -280,29 +280,57 @@ def _resume(model, optimizer, cfg: TrainConfig, out: Path) -> tuple[list, float]
     path = _state_path(out)
     if not path.is_file():
         raise UserInputError(f"--resume: no training state at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    saved = saved_config(state["config"])
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved = saved_config(dict(state["config"]))
+        model_state, optimizer_state = state["model"], state["optimizer"]
+        history, seconds = list(state["history"]), float(state["seconds"])
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise UserInputError(f"--resume: cannot read the training state {path}: {type(exc).__name__}: {exc}"
+                             .splitlines()[0]) from None
     if saved != asdict(cfg):
         diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
         raise UserInputError(f"--resume: the run at {path} used other settings (saved, now): {diff}")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])  # after _optimizer: the same (trainable) groups
-    return state["history"], state["seconds"]
+    model.load_state_dict(model_state)
+    optimizer.load_state_dict(optimizer_state)  # after _optimizer: the same (trainable) groups
+    return history, seconds
+
+
+def check_checkpoint_out(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+    """Refuse an ``out`` that would replace the user's files unasked: a folder, the checkpoint
+    the run starts from, or (without ``resume`` or ``overwrite``) an existing checkpoint or run state.
+
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "mine.pt"; _ = out.write_bytes(b"weights")
+    >>> check_checkpoint_out(out, TrainConfig(), resume=False, overwrite=False)
+    Traceback (most recent call last):
+    ...
+    mixqsam2.errors.UserInputError: --out .../mine.pt exists (give --resume to continue its run or --overwrite to replace it)
+    """
+    check_output_file(out)
+    if cfg.init_checkpoint and Path(cfg.init_checkpoint).resolve() == out.resolve():
+        raise UserInputError(f"--out {out} is the checkpoint the run starts from; write to another file")
+    existing = [p for p in (out, _state_path(out)) if p.exists()]
+    if existing and not (resume or overwrite):
+        raise UserInputError(f"--out {existing[0]} exists (give --resume to continue its run or --overwrite to "
+                             "replace it)")
 
 
 def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resume: bool = False,
-          save_every: int = 50, device: str = "cpu", batches=None, workers: int = 0) -> list[dict]:
+          save_every: int = 50, device: str = "cpu", batches=None, workers: int = 0,
+          overwrite: bool = False) -> list[dict]:
     """Train (or resume) until ``cfg.steps`` or ``minutes`` of wall time; returns the history.
     Batches come from ``batches(cfg, step, image_size)`` (default: the scene generators, or
     :class:`VideoFolderClips` of ``cfg.videos`` when it is set), made by ``workers`` processes
-    ahead of the model when ``workers`` > 0."""
+    ahead of the model when ``workers`` > 0. An existing ``out`` is refused unless ``resume``
+    or ``overwrite`` (:func:`check_checkpoint_out`)."""
     import torch
     from tqdm import tqdm
 
     from mixqsam2.train.report import plot_curve
 
     out = Path(out)
-    ensure_writable_parent(out)
+    check_checkpoint_out(out, cfg, resume, overwrite)
     model = build_train_model(cfg).to(device)
     optimizer = _optimizer(model, cfg)
     loss_fn = _loss_fn()

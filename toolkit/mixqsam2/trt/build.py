@@ -77,8 +77,7 @@ def build_engines(plan: BuildPlan, manifest: ExportManifest, out_dir: str | Path
     cache_file = Path(timing_cache) if timing_cache else None
     cache = builder.create_builder_config().create_timing_cache(
         cache_file.read_bytes() if cache_file and cache_file.is_file() else b"")
-    owned = (INDEX, BUILD_CONFIG, *EXPORT_FILES, *(engine.engine for engine in plan.engines))
-    with atomic_output_dir(out_dir, overwrite=overwrite, owned=owned) as tmp:
+    with atomic_output_dir(out_dir, overwrite=overwrite, kind="engines") as tmp:
         for name in EXPORT_FILES:
             if (manifest.folder / name).is_file():
                 shutil.copyfile(manifest.folder / name, tmp / name)
