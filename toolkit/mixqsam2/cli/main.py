@@ -327,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "split in two, same masks), so a wider pico starts from a trained one")
     train.add_argument("--encoder-lr-scale", type=positive_float, help="the image encoder's learning rate as a "
                        "share of the others' (default 0.1: from scratch, a higher one let the image features "
-                       "outgrow the prompts; a widened trunk learns little at 0.1 in 1,200 steps)")
+                       "outgrow the prompts; continuing v2 for 1,200 steps, 0.3 moved the trunk 2.7x as far and "
+                       "scored best out of distribution, 0.5 worse: BENCHMARKS.md)")
     train.add_argument("--recolor", type=probability, help="share of images and clips seen in other colours "
                        "(hue, channel order, saturation, inversion, gamma)")
     train.add_argument("--small-objects", type=probability, help="share of images and clips whose objects are "
