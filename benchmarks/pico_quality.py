@@ -45,7 +45,8 @@ def parse_args(argv=None):
     parser.add_argument("--track-zoom", type=open_share, help="also track the videos with this zoom share (e.g. 0.3)")
     parser.add_argument("--video-seeds", type=int, nargs="+", default=[9003, 9004])
     parser.add_argument("--out", default="out/bench/pico_quality.json")
-    parser.add_argument("--figure", default="benchmarks/figures/pico_hardest_heldout.png")
+    parser.add_argument("--figure", default="out/bench/pico_hardest_heldout.png",
+                        help="the grid of hardest held-out videos (the committed one: benchmarks/figures/)")
     return parser.parse_args(argv)
 
 
