@@ -215,21 +215,31 @@ def _earlier_outputs(folder: Path) -> tuple[str | None, set[str]]:
     return kind, {f for f in safe if ".." not in Path(f).parts}
 
 
+def _filled_meanwhile(path: Path) -> UserInputError:
+    return UserInputError(f"output folder {path} was filled by another program while this one ran; "
+                          "nothing was written")
+
+
 def _rename_into_place(tmp: Path, path: Path) -> None:
     try:
         os.replace(tmp, path)  # rename over a missing or empty folder; refused over a non-empty one
     except OSError:
-        raise UserInputError(f"output folder {path} was filled by another program while this one ran; "
-                             "nothing was written") from None
+        raise _filled_meanwhile(path) from None
+
+
+def _through_a_link(path: Path, name: str) -> bool:
+    """Whether a folder on the way from ``path`` to ``name`` is a symbolic link."""
+    return any((path / folder).is_symlink() for folder in Path(name).parents[:-1])
 
 
 def _check_writable(path: Path, name: str, stale: set[str]) -> None:
     """``path / name`` can be written: each folder on its way is a real folder (or absent) and
     the name itself is no folder; a stale file of ours in the way is fine (it goes first)."""
+    if _through_a_link(path, name):
+        raise UserInputError(f"cannot write {path / name}: a symbolic link is in the way; nothing was written")
     for folder in reversed(Path(name).parents[:-1]):
         target = path / folder
-        a_file_not_ours = os.path.lexists(target) and not target.is_dir() and folder.as_posix() not in stale
-        if target.is_symlink() or a_file_not_ours:
+        if os.path.lexists(target) and not target.is_dir() and folder.as_posix() not in stale:
             raise UserInputError(f"cannot write {path / name}: {target} is in the way; nothing was written")
     if (path / name).is_dir() and not (path / name).is_symlink():
         raise UserInputError(f"cannot write {path / name}: a folder of that name is in the way; nothing was written")
@@ -242,8 +252,7 @@ def _move_into(tmp: Path, path: Path, overwrite: bool, kind: str) -> None:
     nothing of ours unlisted) and this run's files (plus, after another kind of run, that
     run's files) once they are in place."""
     if not overwrite and _entries(path, but=tmp):
-        raise UserInputError(f"output folder {path} was filled by another program while this one ran; "
-                             "nothing was written")
+        raise _filled_meanwhile(path)
     new = _written_files(tmp)
     earlier_kind, earlier = _earlier_outputs(path)
     stale = earlier - set(new) if earlier_kind == kind else set()
@@ -252,7 +261,7 @@ def _move_into(tmp: Path, path: Path, overwrite: bool, kind: str) -> None:
     _write_listing(path, kind, earlier | set(new))
     try:
         for name in sorted(stale):
-            if not (path / name).is_dir() and not any((path / p).is_symlink() for p in Path(name).parents[:-1]):
+            if not (path / name).is_dir() and not _through_a_link(path, name):
                 with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # gone already
                     os.unlink(path / name)
         _prune_empty_folders(path, stale)
