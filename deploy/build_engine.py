@@ -20,7 +20,9 @@ import sys
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from mixqsam2.cli.common import Parser
+
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--onnx-dir", required=True, help="export folder (manifest.json + ONNX graphs)")
     parser.add_argument("--out", required=True, help="engine folder: <graph>.engine, engines.json, build_config.json")
     parser.add_argument("--plan", help="the precision plan the export was made with (checked against it)")

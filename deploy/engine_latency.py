@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv=None) -> int:
-    from mixqsam2.cli.common import positive_int, run_cli
+    from mixqsam2.cli.common import Parser, positive_int, run_cli
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine-dir", action="append", required=True, help="engine folder (repeat to compare)")
     parser.add_argument("--warmup", type=positive_int, default=5)
     parser.add_argument("--iterations", type=positive_int, default=50)

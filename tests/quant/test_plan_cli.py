@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -141,6 +142,18 @@ def test_calibrate_bad_input_is_one_line_exit_2(image_set, tmp_path, capsys, ext
     code = main(["calibrate", "--model", "pico", "--images", str(image_set), "--max-images", "1", *extra, "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_calibrating_on_images_without_annotations_says_so(image_set, tmp_path, capsys):
+    unannotated = tmp_path / "unannotated"
+    shutil.copytree(image_set, unannotated)
+    coco = json.loads((unannotated / "annotations.json").read_text())
+    (unannotated / "annotations.json").write_text(json.dumps({**coco, "annotations": []}))
+    out = tmp_path / "plan.json"
+    code = main(["calibrate", "--model", "pico", "--images", str(unannotated), "--budget-bits", "6", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no annotated objects" in err[0], err
     assert not out.exists()
 
 

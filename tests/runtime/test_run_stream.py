@@ -192,6 +192,18 @@ def test_unwritable_out_is_refused(clip, tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "cannot create output location" in err[0]
 
 
+@pytest.mark.parametrize("source", [["--camera", "99"], ["--video", "garbage.mp4"], ["--frames"]])
+def test_a_source_that_does_not_open_or_a_usage_error_is_one_line_on_the_process_stderr(source, tmp_path):
+    """In a fresh process, so that neither OpenCV's WARN lines nor FFmpeg's log (written to the
+    file descriptor, past capsys) nor argparse's usage lines add to the one line."""
+    (tmp_path / "garbage.mp4").write_bytes(b"\x00" * 1000)
+    argv = [sys.executable, "-m", "mixqsam2.cli.run_stream", "--model", "pico", "--box", "10,10,50,50",
+            "--out", str(tmp_path / "out"), *source]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "run_stream --help" in proc.stderr if source == ["--frames"] else proc.stderr.startswith("error: cannot")
+
+
 def test_a_negative_camera_index_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:  # OpenCV would crash on it
         main(["--model", "pico", "--camera", "-1", "--box", "10,10,50,50", "--out", str(tmp_path / "o")])

@@ -1,7 +1,7 @@
 """What the entry points share: the bad-input contract and argument groups.
 
 Bad input (:class:`~mixqsam2.errors.UserInputError`) prints one line on stderr and exits
-with code 2; argparse's own usage errors exit 2 too.
+with code 2; so do usage errors (:class:`Parser`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,19 @@ import warnings
 from typing import Callable
 
 from mixqsam2.errors import UserInputError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the bad-input contract: a usage error is one line on stderr, exit 2
+    (argparse's own prints the usage first); sub-command parsers are of this class too.
+
+    >>> Parser(prog="tool").parse_args(["--nope"])
+    Traceback (most recent call last):
+    SystemExit: 2
+    """
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def run_cli(command: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 from mixqsam2.cli.export import add_export_parser
 from mixqsam2.cli.common import (add_box_zoom_arg, add_memory_args, add_memory_pool_arg, add_model_args,
                                  add_ort_kernels_arg, add_track_zoom_arg, check_device,
-                                 non_negative_int, positive_float, positive_int, probability, run_cli)
+                                 Parser, non_negative_int, positive_float, positive_int, probability, run_cli)
 from mixqsam2.errors import UserInputError
 from mixqsam2.quant.config import AMAX_METHODS, DEFAULTS as CALIBRATION_DEFAULTS, CalibrationConfig
 from mixqsam2.train.config import TRAIN_PRESETS
@@ -255,6 +255,9 @@ def _calibration_data(recipe, settings: dict) -> tuple[list, list, dict]:
         if not Path(folder).is_dir():
             raise UserInputError(f"data folder not found: {folder}")
     images = list(CocoImages.from_dir(folders["images"]))[: settings["max_images"]]
+    if not any(sample.boxes for sample in images):
+        raise UserInputError(f"no annotated objects in the calibration images {folders['images']} (the first "
+                             f"{len(images)}): their boxes prompt the model, so calibration needs annotations")
     videos = open_video_set(folders["videos"])[: settings["max_videos"]] if folders["videos"] else []
     summary = {"recipe": recipe.name, "images": len(images), "videos": len(videos), "max_frames": settings["max_frames"],
                "image_dir": folders["images"], "video_dir": folders["videos"]}
@@ -289,7 +292,7 @@ def _add_run_args(parser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mixqsam2", description=__doc__)
+    parser = Parser(prog="mixqsam2", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     verbs.add_parser("models", help="list known models as JSON").set_defaults(run=_models)

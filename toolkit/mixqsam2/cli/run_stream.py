@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mixqsam2.cli.common import (add_box_zoom_arg, add_memory_args, add_ort_kernels_arg, add_track_zoom_arg,
-                                 non_negative_int, positive_int, run_cli)
+                                 Parser, non_negative_int, positive_int, run_cli)
 from mixqsam2.errors import UserInputError
 from mixqsam2.runtime.io import MAX_READ_FAILURES
 
@@ -97,7 +97,7 @@ def _run(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run_stream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="run_stream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = parser.add_argument_group("model").add_mutually_exclusive_group(required=True)
     model.add_argument("--demo", action="store_true", help="bundled pico model on the bundled clip")
     model.add_argument("--model", help="pico or an official config name (torch backend, or ort: exported on the fly)")

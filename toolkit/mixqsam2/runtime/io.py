@@ -19,6 +19,7 @@ any output is created.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -29,6 +30,10 @@ import numpy as np
 from mixqsam2.data.formats import davis_palette
 from mixqsam2.data.loaders import list_frames, read_rgb
 from mixqsam2.errors import UserInputError
+
+# FFmpeg's own log off (AV_LOG_QUIET) unless the user set it: OpenCV reads it at its first
+# FFmpeg use in the process, and a source that fails is reported by us, once
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 MAX_READ_FAILURES = 30  # consecutive frames that cannot be read before a stream ends
 
@@ -98,6 +103,18 @@ def _capture_frames(capture, frame_count: int | None, live: bool) -> Iterator[Fr
         capture.release()
 
 
+def _opened_quietly(source: str | int) -> "cv2.VideoCapture":
+    """``cv2.VideoCapture(source)`` without OpenCV's WARN lines and FFmpeg's log on stderr
+    (see ``OPENCV_FFMPEG_LOGLEVEL`` above): a source that does not open, or a frame that
+    does not decode, is reported once, by the caller."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        return cv2.VideoCapture(source)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
 def open_source(frames=None, video=None, camera: int | None = None,
                 max_read_failures: int = MAX_READ_FAILURES) -> FrameSource:
     """Open exactly one of a frame folder, a video file (OpenCV) or a camera index."""
@@ -107,14 +124,14 @@ def open_source(frames=None, video=None, camera: int | None = None,
     if video is not None:
         if not Path(video).is_file():
             raise UserInputError(f"video not found: {video}")
-        capture = cv2.VideoCapture(str(video))
+        capture = _opened_quietly(str(video))
         if not capture.isOpened():
             raise UserInputError(f"cannot read video {video}")
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
         fps = capture.get(cv2.CAP_PROP_FPS) or 24.0
         return FrameSource(_capture_frames(capture, count, live=False), count, fps, f"video {video}",
                            max_read_failures)
-    capture = cv2.VideoCapture(int(camera))
+    capture = _opened_quietly(int(camera))
     if not capture.isOpened():
         raise UserInputError(f"cannot open camera {camera}")
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
