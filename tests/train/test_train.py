@@ -104,6 +104,12 @@ def test_image_steps_come_first_then_alternate_with_video():
     assert [step_kind(cfg, s) for s in range(10)] == ["image"] * 5 + ["video", "image", "video", "image", "video"]
 
 
+def test_video_every_sets_how_often_a_video_step_comes():
+    kinds = [step_kind(TrainConfig(steps=12, image_only_fraction=0.0, video_every=4), s) for s in range(12)]
+    assert kinds == (["image"] * 3 + ["video"]) * 3
+    assert step_kind(TrainConfig(video_every=1, image_only_fraction=0.0), 6) == "video"
+
+
 def test_learning_rate_warms_up_then_decays_to_five_percent():
     cfg = TrainConfig(steps=100, warmup_steps=10, lr=1e-3)
     assert learning_rate(cfg, 0) == pytest.approx(1e-4)

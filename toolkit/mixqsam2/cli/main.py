@@ -134,7 +134,8 @@ def _train_pico(args) -> None:
     given = {"seed": args.seed, "steps": args.steps, "image_batch": args.image_batch,
              "video_batch": args.video_batch, "init_checkpoint": args.init, "embed": args.embed,
              "recolor": args.recolor, "small_objects": args.small_objects, "large_objects": args.large_objects,
-             "absent_targets": args.absent_targets, "image_encoder_lr_scale": args.encoder_lr_scale}
+             "absent_targets": args.absent_targets, "image_encoder_lr_scale": args.encoder_lr_scale,
+             "video_every": args.video_every}
     cfg = replace(TRAIN_PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None})
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, workers=args.workers,
                     overwrite=args.overwrite)
@@ -332,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "share of the others' (default 0.1: from scratch, a higher one let the image features "
                        "outgrow the prompts; continuing v2 for 1,200 steps, 0.3 moved the trunk 2.7x as far and "
                        "scored best out of distribution, 0.5 worse: BENCHMARKS.md)")
+    train.add_argument("--video-every", type=positive_int, metavar="N",
+                       help="a video step every N-th step, image steps between (default 2: alternating; a "
+                            "video step costs ~4x an image step on CPU)")
     train.add_argument("--recolor", type=probability, help="share of images and clips seen in other colours "
                        "(hue, channel order, saturation, inversion, gamma)")
     train.add_argument("--small-objects", type=probability, help="share of images and clips whose objects are "

@@ -35,6 +35,10 @@ class TrainConfig:
     large_objects: float = 0.0  # share of the others with larger objects (up to about the frame's height)
     absent_targets: float = 0.0  # share of clips where a target vanishes for a stretch (train.data.hidden_stretch)
     video_frames: tuple[int, int] = (4, 8)  # clip length range of video steps
+    # after the image-only steps, every video_every-th step is a video step (2: alternating); a
+    # video step costs ~4x an image step on CPU, so a larger value trains the image path on
+    # more images per hour
+    video_every: int = 2
     # merge-aware training (mixqsam2.train.banked): each video step draws a bank policy and a
     # capacity; empty = sam2's own memory (the last num_maskmem - 1 frames)
     bank_policies: tuple[str, ...] = ()

@@ -49,11 +49,15 @@ PROMPT_SAMPLING = {
 
 
 def step_kind(cfg: TrainConfig, step: int) -> str:
-    """Image steps only for the first ``image_only_fraction`` of the schedule, then alternating
-    (video steps only when fine-tuning on the user's videos)."""
+    """Image steps only for the first ``image_only_fraction`` of the schedule, then a video
+    step every ``video_every``-th step (video steps only when fine-tuning on the user's videos).
+
+    >>> "".join(step_kind(TrainConfig(steps=8, image_only_fraction=0.0, video_every=3), s)[0] for s in range(8))
+    'iiviivii'
+    """
     if cfg.videos:
         return "video"
-    if step < cfg.image_only_fraction * cfg.steps or step % 2 == 0:
+    if step < cfg.image_only_fraction * cfg.steps or step % cfg.video_every != cfg.video_every - 1:
         return "image"
     return "video"
 
