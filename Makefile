@@ -8,13 +8,13 @@ STAMP := $(VENV)/.mixqsam2-installed
 
 setup: $(STAMP)
 
-# torch: the CPU wheel (an unpinned torch pulls a multi-GB CUDA build);
+# torch: the CPU wheel, from PyTorch's CPU index or a local wheel (PyPI's torch is a multi-GB CUDA build);
 # sam2: Meta's package, built without isolation and without its deps (it declares an
 # unpinned torch and torchvision, which we must not pull).
 $(STAMP): setup.py Makefile
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q --retries 1 --extra-index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 	$(PIP) install -q hydra-core iopath tqdm pillow numpy pyyaml
 	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-build-isolation --no-deps sam2==1.1.0
 	$(PIP) install -q -e '.[calib,train,dev]'

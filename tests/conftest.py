@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 import warnings
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    """run_stream's main ignores SIGINT/SIGTERM once its output is in place (it ends the
+    process); called in-process, it must not leave pytest deaf to Ctrl-C."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture(scope="session")

@@ -231,3 +231,22 @@ def test_an_empty_folder_filled_by_someone_else_meanwhile_is_not_touched(tmp_pat
             (tmp / "stats.json").write_text("ours")
             (out / "stats.json").write_text("theirs")
     assert _tree(tmp_path) == ["run", "run/stats.json"] and (out / "stats.json").read_text() == "theirs"
+
+
+@pytest.mark.parametrize("maker", ["mkdtemp", "mkstemp"])
+def test_a_place_that_refuses_our_temporary_file_is_one_user_error(tmp_path, monkeypatch, maker):
+    """A folder that passes the access check but refuses files (a pseudo file system such as
+    /proc, a read-only mount seen by root) is bad input, not a traceback."""
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(tempfile, maker, refuse)
+    with pytest.raises(UserInputError, match=f"cannot write in {tmp_path}: No such file"):
+        if maker == "mkdtemp":
+            with atomic_output_dir(tmp_path / "run"):
+                pass
+        else:
+            write_json_atomic(tmp_path / "plan.json", {})
+    assert list(tmp_path.iterdir()) == []

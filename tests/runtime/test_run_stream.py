@@ -360,6 +360,14 @@ def test_a_signal_ends_the_stream_after_the_current_frame_and_keeps_the_output(l
     assert _tree(tmp_path) == ["out", *(f"out/{p}" for p in _tree(out))]  # no temp folder
 
 
+def test_once_the_output_is_in_place_a_late_signal_cannot_end_the_process_with_130_or_143(clip, tmp_path):
+    """A second Ctrl-C/SIGTERM after the first stop finished the output (while the process
+    prints and tears down) would otherwise kill it with 143 or a KeyboardInterrupt."""
+    assert main(["--model", "pico", "--frames", str(clip[0]), "--box", "40,30,200,180", "--max-frames", "2",
+                 "--out", str(tmp_path / "out")]) == 0  # (conftest restores the handlers after each test)
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == [signal.SIG_IGN, signal.SIG_IGN]
+
+
 def test_a_second_signal_aborts_at_once_without_output(long_clip, tmp_path):
     out = tmp_path / "out"
     proc = _start_stream(long_clip, out)

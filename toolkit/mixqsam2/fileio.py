@@ -65,11 +65,20 @@ def make_parent(path: Path) -> None:
         raise UserInputError(f"cannot create output location {path}: {exc.strerror}") from None
 
 
+def _temporary(make, folder: Path, name: str):
+    """``make`` (``tempfile.mkdtemp`` or ``mkstemp``) of a hidden ``.NAME.*.tmp`` in ``folder``;
+    a folder that refuses it (read-only, a pseudo file system) is the user's input."""
+    try:
+        return make(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise UserInputError(f"cannot write in {folder}: {exc.strerror}") from None
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder + rename."""
     path = check_output_file(path)
     make_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary(tempfile.mkstemp, path.parent, path.name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the result gets the usual permissions
     try:
         with os.fdopen(fd, "wb") as f:
@@ -181,7 +190,7 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False, kind: st
     path = check_output_dir(path, overwrite)
     make_parent(path)
     existed = path.is_dir()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path if existed else path.parent))
+    tmp = Path(_temporary(tempfile.mkdtemp, path if existed else path.parent, path.name))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp

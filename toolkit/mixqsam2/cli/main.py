@@ -1,4 +1,4 @@
-"""``mixqsam2 <verb>``: models, synth, eval (see ``mixqsam2 --help``)."""
+"""``mixqsam2 <verb>``: models, synth, eval, calibrate, export, train-pico, finetune (see ``mixqsam2 --help``)."""
 
 from __future__ import annotations
 

@@ -84,6 +84,8 @@ def _run(args) -> int:
         prompt.validate(*source.frame_size)
     tracker = _tracker(args)
     stats = run_stream(tracker, source, prompts, args.out, args.max_frames, args.max_read_failures, args.overwrite)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the output is in place: a late signal must not turn a
+        signal.signal(signum, signal.SIG_IGN)       # complete run into exit 130/143 while the process ends
     print(
         f"{stats['frames']} frames at {stats['fps']:.1f} fps ({stats['ended'].replace('_', ' ')}; "
         f"{len(stats['skipped_frames'])} skipped), memory bank {stats['memory_bank_bytes'] / 1024:.0f} KiB "
@@ -127,15 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output folder (masks/, overlay.mp4, stats.json); "
                                                        "it appears once the stream has ended")
     parser.add_argument("--overwrite", action="store_true",
-                        help="write into an existing non-empty --out, replacing only masks/, overlay.mp4 and "
-                             "stats.json (other files stay)")
+                        help="write into an existing non-empty --out, replacing only the files an earlier run "
+                             "wrote there (its .mixqsam2-outputs.json); your files stay, also inside masks/")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 when the stream ended (end of input, --max-frames, or stopped by SIGINT/SIGTERM:
     a stop is how a camera stream ends, and its output is complete); 1 when frames could not
-    be read; 2 on bad input; 128 + signal number when a second signal aborted it (no output)."""
+    be read; 2 on bad input; 128 + signal number when a second signal aborted it (no output).
+    Once the output is in place, SIGINT/SIGTERM are ignored until the process ends (a process
+    entry point: it does not restore them)."""
     from mixqsam2.runtime.stream import StreamAborted
 
     args = build_parser().parse_args(argv)
