@@ -13,9 +13,11 @@ writes those two again from the JSON files.
     python benchmarks/gpu_train.py --out out/gpu_train --minutes 8 --workers 3 \
         --candidate w32-pico=32:toolkit/mixqsam2/models/weights/pico.pt --candidate w48=48
 
-The candidates' recipe is ``--preset`` (v2 by default) at ``--video-batch``/``--image-batch``;
-a candidate without initial weights starts with ``--fresh-image-only`` of image-only steps
-at ``--fresh-lr``, as pico v1 did.
+The candidates' recipe is ``--preset`` (v2 by default) at ``--video-batch``/``--image-batch``,
+with ``--set FIELD=VALUE`` overriding any numeric ``TrainConfig`` field for every candidate
+(e.g. the best CPU-measured options: ``--set recolor=0.7 --set small_objects=0.5 --set
+image_encoder_lr_scale=0.3``); a candidate without initial weights starts with
+``--fresh-image-only`` of image-only steps at ``--fresh-lr``, as pico v1 did.
 """
 
 from __future__ import annotations
@@ -46,7 +48,33 @@ def parse_args(argv=None):
     parser.add_argument("--fresh-lr", type=float, default=1e-3)
     parser.add_argument("--fresh-image-only", type=float, default=0.2)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a numeric TrainConfig field for every candidate, e.g. video_every=4")
     return parser.parse_args(argv)
+
+
+def config_overrides(pairs: list[str]) -> dict:
+    """``FIELD=VALUE`` pairs -> numeric ``TrainConfig`` fields, each value of its field's type.
+
+    >>> config_overrides(["recolor=0.7", "video_every=4"])
+    {'recolor': 0.7, 'video_every': 4}
+    """
+    from dataclasses import fields
+
+    from mixqsam2.train.config import TrainConfig
+
+    own_flags = ("embed", "video_batch", "image_batch", "steps")  # set by --candidate, the batch flags, --minutes
+    numeric = {f.name: type(f.default) for f in fields(TrainConfig)
+               if type(f.default) in (int, float) and f.name not in own_flags}
+    overrides = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            overrides[name] = numeric[name](value)
+        except (KeyError, ValueError):
+            raise ValueError(f"--set {pair!r}: give FIELD=VALUE, FIELD one of {', '.join(sorted(numeric))} "
+                             "and VALUE a number of its type") from None
+    return overrides
 
 
 def candidate_config(spec: str, args):
@@ -59,7 +87,7 @@ def candidate_config(spec: str, args):
         raise ValueError(f"--candidate {spec!r} (preset {args.preset!r}): give NAME=EMBED[:INIT], "
                          f"EMBED a positive trunk width, a preset of {sorted(TRAIN_PRESETS)}")
     cfg = replace(TRAIN_PRESETS[args.preset], embed=int(embed), init_checkpoint=init or None,
-                  video_batch=args.video_batch, image_batch=args.image_batch)
+                  video_batch=args.video_batch, image_batch=args.image_batch, **config_overrides(args.set))
     if not init:
         cfg = replace(cfg, lr=args.fresh_lr, image_only_fraction=args.fresh_image_only)
     return name, cfg
