@@ -50,12 +50,15 @@ def plot_curve(history: list[dict], path: str | Path, window: int = 50) -> None:
     write_figure_atomic(path, fig)
 
 
-def plot_runs(runs: dict[str, list[dict]], path: str | Path, window: int = 50) -> None:
+def plot_runs(runs: dict[str, list[dict]], path: str | Path, window: int = 50, hours: bool = False) -> None:
     """Write ``path`` (PNG): smoothed IoU against the step of several runs (``{name: history}``),
-    image steps left, video steps right.
+    image steps left, video steps right; with ``hours``, against the run's training hours so
+    far (the sum of its steps' ``wall``), to compare runs of other step costs at equal time.
 
     >>> import tempfile, pathlib
     >>> plot_runs({"a": [{"step": 0, "kind": "image", "iou": 0.5}]}, pathlib.Path(tempfile.mkdtemp()) / "runs.png")
+    >>> plot_runs({"a": [{"step": 0, "kind": "image", "iou": 0.5, "wall": 3.0}]},
+    ...           pathlib.Path(tempfile.mkdtemp()) / "runs.png", hours=True)
     """
     import matplotlib
 
@@ -67,8 +70,13 @@ def plot_runs(runs: dict[str, list[dict]], path: str | Path, window: int = 50) -
         for name, history in runs.items():
             rows = [r for r in history if r["kind"] == kind]
             if rows:
-                ax.plot(*_smoothed(rows, "iou", window // 2), label=name)
-        ax.set(xlabel="step", ylabel="IoU of final masks", ylim=(0, 1), title=f"running IoU, {kind} steps")
+                steps, iou = _smoothed(rows, "iou", window // 2)
+                if hours:
+                    elapsed = dict(zip((r["step"] for r in history), np.cumsum([r["wall"] for r in history]) / 3600))
+                    steps = [elapsed[step] for step in steps]
+                ax.plot(steps, iou, label=name)
+        ax.set(xlabel="training hours" if hours else "step", ylabel="IoU of final masks", ylim=(0, 1),
+               title=f"running IoU, {kind} steps")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
