@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): setup.py Makefile
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q --retries 1 --extra-index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+	$(PIP) install -q --retries 1 --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 	$(PIP) install -q hydra-core iopath tqdm pillow numpy pyyaml
 	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-build-isolation --no-deps sam2==1.1.0
 	$(PIP) install -q -e '.[calib,train,dev]'

@@ -87,10 +87,10 @@ def candidate_config(spec: str, args):
         raise ValueError(f"--candidate {spec!r} (preset {args.preset!r}): give NAME=EMBED[:INIT], "
                          f"EMBED a positive trunk width, a preset of {sorted(TRAIN_PRESETS)}")
     cfg = replace(TRAIN_PRESETS[args.preset], embed=int(embed), init_checkpoint=init or None,
-                  video_batch=args.video_batch, image_batch=args.image_batch, **config_overrides(args.set))
+                  video_batch=args.video_batch, image_batch=args.image_batch)
     if not init:
         cfg = replace(cfg, lr=args.fresh_lr, image_only_fraction=args.fresh_image_only)
-    return name, cfg
+    return name, replace(cfg, **config_overrides(args.set))  # --set last: it wins
 
 
 def run_candidate(name: str, cfg, args, started: float) -> None:

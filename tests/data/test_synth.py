@@ -104,9 +104,11 @@ def test_synth_refuses_a_non_empty_folder_and_overwrite_keeps_the_users_files(tm
     assert (out / "keep.txt").read_text() == "the user's"
 
 
-def test_a_negative_seed_is_a_usage_error(tmp_path, capsys):
+def test_a_negative_seed_is_a_usage_error_of_one_line(tmp_path, capsys):
     from mixqsam2.cli.main import main
 
     with pytest.raises(SystemExit) as exc:
         main(["synth", "images", "--out", str(tmp_path / "set"), "--num", "1", "--seed", "-5"])
-    assert exc.value.code == 2 and "must be at least 0" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "must be at least 0" in err[0], err
+    assert err[0].startswith("mixqsam2 synth images: error:") and err[0].endswith("(see mixqsam2 synth images --help)")

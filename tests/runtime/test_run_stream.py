@@ -368,6 +368,40 @@ def test_once_the_output_is_in_place_a_late_signal_cannot_end_the_process_with_1
     assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == [signal.SIG_IGN, signal.SIG_IGN]
 
 
+def test_a_signal_that_waited_for_the_output_to_be_moved_into_place_aborts_nothing(tmp_path, monkeypatch):
+    """A second Ctrl-C during the move is held back and delivered once the output is in
+    place: it must find the stop already knowing that, not raise "aborted: no output"."""
+    import os
+
+    from mixqsam2 import fileio
+    from mixqsam2.runtime.stream import StopOnSignal, StreamAborted
+
+    move = fileio._rename_into_place
+
+    def move_while_the_user_presses_ctrl_c(*args):
+        os.kill(os.getpid(), signal.SIGINT)  # held back while the results move
+        move(*args)
+
+    monkeypatch.setattr(fileio, "_rename_into_place", move_while_the_user_presses_ctrl_c)
+    stop = StopOnSignal(ignore_after=True)
+    with stop, fileio.atomic_output_dir(tmp_path / "out", on_commit=stop.output_written) as folder:
+        os.kill(os.getpid(), signal.SIGINT)  # the first: stop after this frame
+        (folder / "stats.json").write_text("{}")
+        with pytest.raises(StreamAborted):  # a second one before the move still aborts
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert (tmp_path / "out" / "stats.json").is_file()  # the one during the move raised nothing
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # (conftest restores the handlers)
+
+
+def test_without_ignore_after_the_previous_handlers_come_back(tmp_path):
+    from mixqsam2.runtime.stream import StopOnSignal
+
+    before = signal.getsignal(signal.SIGINT)
+    with StopOnSignal() as stop:
+        stop.output_written()
+    assert signal.getsignal(signal.SIGINT) == before
+
+
 def test_a_second_signal_aborts_at_once_without_output(long_clip, tmp_path):
     out = tmp_path / "out"
     proc = _start_stream(long_clip, out)

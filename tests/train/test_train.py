@@ -108,6 +108,8 @@ def test_video_every_sets_how_often_a_video_step_comes():
     kinds = [step_kind(TrainConfig(steps=12, image_only_fraction=0.0, video_every=4), s) for s in range(12)]
     assert kinds == (["image"] * 3 + ["video"]) * 3
     assert step_kind(TrainConfig(video_every=1, image_only_fraction=0.0), 6) == "video"
+    with pytest.raises(ValueError, match="video_every"):
+        TrainConfig(video_every=0)
 
 
 def test_learning_rate_warms_up_then_decays_to_five_percent():

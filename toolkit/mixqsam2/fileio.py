@@ -22,8 +22,9 @@ import re
 import shutil
 import signal
 import tempfile
+import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from mixqsam2.errors import UserInputError
 
@@ -71,7 +72,7 @@ def _temporary(make, folder: Path, name: str):
     try:
         return make(prefix=f".{name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
-        raise UserInputError(f"cannot write in {folder}: {exc.strerror}") from None
+        raise UserInputError(f"cannot write in {folder}: {exc.strerror or exc}") from None
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -164,7 +165,8 @@ def _entries(folder: Path, but: Path | None = None) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False, kind: str = "") -> Iterator[Path]:
+def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False, kind: str = "",
+                      on_commit: Callable[[], None] | None = None) -> Iterator[Path]:
     """Yield a temporary folder whose contents become ``path`` only if the block completes.
 
     A missing ``path`` is the temporary sibling folder renamed into place. An existing folder
@@ -175,7 +177,8 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False, kind: st
     :data:`LISTING`) that this run did not write go; every other file stays, also inside our
     own subfolders. Nothing is written through a symbolic link to a folder. If the block
     raises (or is interrupted), the temporary folder is removed and ``path`` is untouched.
-    SIGINT/SIGTERM wait while the results are moved into place.
+    SIGINT/SIGTERM wait while the results are moved into place; ``on_commit`` is called once
+    they are, before a signal that waited is delivered.
 
     >>> import tempfile, pathlib
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "run"
@@ -200,6 +203,8 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False, kind: st
             else:
                 _write_listing(tmp, kind, _written_files(tmp))
                 _rename_into_place(tmp, path)
+            if on_commit is not None:
+                on_commit()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -292,13 +297,23 @@ def _prune_empty_folders(path: Path, removed: set[str]) -> None:
 
 @contextlib.contextmanager
 def _signals_deferred():
-    """Hold SIGINT/SIGTERM back (delivered on exit) while results are moved into place."""
-    signals = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    """Hold SIGINT/SIGTERM back while results are moved into place: they are noted and raised
+    again on exit, for the handlers of before. (A signal mask would not do: with other threads
+    running, torch's for one, the kernel hands the signal to one of them and Python runs its
+    handler in the main thread at once.) Outside the main thread signals cannot reach Python
+    code there anyway."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+        for signum in held:
+            signal.raise_signal(signum)
 
 
 def _umask() -> int:

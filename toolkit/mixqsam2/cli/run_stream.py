@@ -83,9 +83,10 @@ def _run(args) -> int:
     for prompt in prompts.values():
         prompt.validate(*source.frame_size)
     tracker = _tracker(args)
-    stats = run_stream(tracker, source, prompts, args.out, args.max_frames, args.max_read_failures, args.overwrite)
-    for signum in (signal.SIGINT, signal.SIGTERM):  # the output is in place: a late signal must not turn a
-        signal.signal(signum, signal.SIG_IGN)       # complete run into exit 130/143 while the process ends
+    # ignore_signals_after: once the output is in place, a late signal must not turn a complete
+    # run into exit 130/143 while the process ends
+    stats = run_stream(tracker, source, prompts, args.out, args.max_frames, args.max_read_failures, args.overwrite,
+                       ignore_signals_after=True)
     print(
         f"{stats['frames']} frames at {stats['fps']:.1f} fps ({stats['ended'].replace('_', ' ')}; "
         f"{len(stats['skipped_frames'])} skipped), memory bank {stats['memory_bank_bytes'] / 1024:.0f} KiB "

@@ -44,7 +44,10 @@ class StreamAborted(BaseException):
 
 class StopOnSignal:
     """While active (main thread), the first SIGINT/SIGTERM asks for a stop after the current
-    frame (``received`` holds it); a second one raises :class:`StreamAborted` at once.
+    frame (``received`` holds it); a second one raises :class:`StreamAborted` at once, unless
+    the output is already in place (:meth:`output_written`): then signals are ignored, and
+    with ``ignore_after`` still ignored once the block has ended (for a command that ends
+    then; otherwise the previous handlers come back).
 
     >>> import os, signal
     >>> with StopOnSignal() as stop:
@@ -55,8 +58,10 @@ class StopOnSignal:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self):
+    def __init__(self, ignore_after: bool = False):
         self.received: int | None = None
+        self.written = False
+        self._ignore_after = ignore_after
         self._previous: dict = {}
 
     def __enter__(self) -> StopOnSignal:
@@ -66,9 +71,15 @@ class StopOnSignal:
 
     def __exit__(self, *exc) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_IGN if self.written and self._ignore_after else handler)
+
+    def output_written(self) -> None:
+        """The output is complete and in place: no signal can abort it any more."""
+        self.written = True
 
     def _handle(self, signum: int, frame) -> None:
+        if self.written:
+            return
         if self.received is not None:
             raise StreamAborted(signum)
         self.received = signum
@@ -148,12 +159,15 @@ def _track(tracker, source: FrameSource, prompts: dict[int, Prompt], outputs: _O
 
 def run_stream(tracker, source: FrameSource, prompts: dict[int, Prompt], out_dir: str | Path,
                max_frames: int | None = None, max_read_failures: int = MAX_READ_FAILURES,
-               overwrite: bool = False) -> dict:
+               overwrite: bool = False, ignore_signals_after: bool = False) -> dict:
     """Track ``prompts`` (applied to the first decodable frame) through ``source`` into
     ``out_dir``; returns the stats written to ``stats.json``. The source is closed when the
     stream ends (a camera is released). ``tracker`` is anything with
     ``step(rgb, prompts_or_None) -> result.masks``, ``stage_ms_per_frame()``,
     ``peak_memory_bytes``, ``policy.name``, ``capacity``, ``memory_pool``, ``box_zoom`` and ``track_zoom``.
+    A second SIGINT/SIGTERM aborts without output until the output is in place, and is
+    ignored from then on (with ``ignore_signals_after``, also after the call: ``run_stream``'s
+    command ends the process then).
 
     >>> from mixqsam2.memory.tracker import StreamingTracker  # doctest: +SKIP
     >>> stats = run_stream(StreamingTracker(model), open_source(frames="clip/"),  # doctest: +SKIP
@@ -161,7 +175,8 @@ def run_stream(tracker, source: FrameSource, prompts: dict[int, Prompt], out_dir
     >>> stats["ended"]  # doctest: +SKIP
     'end_of_input'
     """
-    with StopOnSignal() as stop, atomic_output_dir(out_dir, overwrite, kind="stream") as folder:
+    stop = StopOnSignal(ignore_after=ignore_signals_after)
+    with stop, atomic_output_dir(out_dir, overwrite, kind="stream", on_commit=stop.output_written) as folder:
         tally = _Tally(source.frame_size)
         outputs = _Outputs(folder, prompts, source)
         start = time.perf_counter()

@@ -49,6 +49,10 @@ class TrainConfig:
     trainable: tuple[str, ...] = ()  # parameter name prefixes to train (empty: all)
     save_half: bool = True  # fp16 checkpoint (pico ships so); fine-tunes keep fp32
 
+    def __post_init__(self):
+        if not (isinstance(self.video_every, int) and self.video_every >= 1):
+            raise ValueError(f"video_every must be a whole number >= 1, got {self.video_every!r}")
+
 
 # pico v2: longer clips seen through a moving camera, the bank policy in the loop
 PICO_V2 = TrainConfig(

@@ -72,6 +72,8 @@ def plot_runs(runs: dict[str, list[dict]], path: str | Path, window: int = 50, h
             if rows:
                 steps, iou = _smoothed(rows, "iou", window // 2)
                 if hours:
+                    if any("wall" not in r for r in history):
+                        raise ValueError(f"run {name!r} has no step times (recorded since 2026-11-26): plot it by step")
                     elapsed = dict(zip((r["step"] for r in history), np.cumsum([r["wall"] for r in history]) / 3600))
                     steps = [elapsed[step] for step in steps]
                 ax.plot(steps, iou, label=name)
