@@ -393,7 +393,7 @@ def test_a_signal_that_waited_for_the_output_to_be_moved_into_place_aborts_nothi
     assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # (conftest restores the handlers)
 
 
-def test_without_ignore_after_the_previous_handlers_come_back(tmp_path):
+def test_without_ignore_after_the_previous_handlers_come_back():
     from mixqsam2.runtime.stream import StopOnSignal
 
     before = signal.getsignal(signal.SIGINT)

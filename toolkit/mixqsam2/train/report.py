@@ -50,6 +50,15 @@ def plot_curve(history: list[dict], path: str | Path, window: int = 50) -> None:
     write_figure_atomic(path, fig)
 
 
+def _x_positions(name: str, history: list[dict], hours: bool) -> dict[int, float]:
+    """Where each step of a run goes on the x axis: the step, or the training hours so far."""
+    if not hours:
+        return {r["step"]: r["step"] for r in history}
+    if any("wall" not in r for r in history):
+        raise ValueError(f"run {name!r} has no step times (recorded since 2026-11-26): plot it by step")
+    return dict(zip((r["step"] for r in history), np.cumsum([r["wall"] for r in history]) / 3600))
+
+
 def plot_runs(runs: dict[str, list[dict]], path: str | Path, window: int = 50, hours: bool = False) -> None:
     """Write ``path`` (PNG): smoothed IoU against the step of several runs (``{name: history}``),
     image steps left, video steps right; with ``hours``, against the run's training hours so
@@ -59,24 +68,23 @@ def plot_runs(runs: dict[str, list[dict]], path: str | Path, window: int = 50, h
     >>> plot_runs({"a": [{"step": 0, "kind": "image", "iou": 0.5}]}, pathlib.Path(tempfile.mkdtemp()) / "runs.png")
     >>> plot_runs({"a": [{"step": 0, "kind": "image", "iou": 0.5, "wall": 3.0}]},
     ...           pathlib.Path(tempfile.mkdtemp()) / "runs.png", hours=True)
+    >>> plot_runs({"old": [{"step": 0, "kind": "image", "iou": 0.5}]}, "never-written.png", hours=True)
+    Traceback (most recent call last):
+    ValueError: run 'old' has no step times (recorded since 2026-11-26): plot it by step
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    x = {name: _x_positions(name, history, hours) for name, history in runs.items()}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, kind in zip(axes, ("image", "video")):
         for name, history in runs.items():
             rows = [r for r in history if r["kind"] == kind]
             if rows:
                 steps, iou = _smoothed(rows, "iou", window // 2)
-                if hours:
-                    if any("wall" not in r for r in history):
-                        raise ValueError(f"run {name!r} has no step times (recorded since 2026-11-26): plot it by step")
-                    elapsed = dict(zip((r["step"] for r in history), np.cumsum([r["wall"] for r in history]) / 3600))
-                    steps = [elapsed[step] for step in steps]
-                ax.plot(steps, iou, label=name)
+                ax.plot([x[name][step] for step in steps], iou, label=name)
         ax.set(xlabel="training hours" if hours else "step", ylabel="IoU of final masks", ylim=(0, 1),
                title=f"running IoU, {kind} steps")
         ax.grid(alpha=0.3)
