@@ -17,9 +17,13 @@ from the same run. A grid of the hardest held-out videos (GT red, prediction gre
 view (``StreamingTracker(box_zoom=S)``), paired against the plain prompts; ``--track-zoom S``
 also tracks the videos with small objects on a window that follows them
 (``StreamingTracker(track_zoom=S)``), paired against plain tracking.
+``--merge A.json B.json ...`` evaluates nothing: it pairs the checkpoints of earlier runs
+(scored on the same units with the same zoom settings) against the first one, so that
+checkpoints evaluated one per core, or in different sessions, compare as if in one run.
 
     python benchmarks/pico_quality.py --checkpoint shipped=toolkit/mixqsam2/models/weights/pico.pt \\
         --checkpoint mine=out/train/mine.pt --out out/bench/pico_quality.json
+    python benchmarks/pico_quality.py --merge out/bench/shipped.json out/bench/mine.json --out out/bench/both.json
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ SETS = ("train-gen", "heldout")
 
 
 def parse_args(argv=None):
-    from mixqsam2.cli.common import open_share
+    from mixqsam2.cli.common import Parser, open_share
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", action="append", metavar="NAME=PATH",
                         help="checkpoints to compare (default: shipped=the bundled pico)")
     parser.add_argument("--images", type=int, default=200, help="images per set")
@@ -47,7 +51,54 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="out/bench/pico_quality.json")
     parser.add_argument("--figure", default="out/bench/pico_hardest_heldout.png",
                         help="the grid of hardest held-out videos (the committed one: benchmarks/figures/)")
-    return parser.parse_args(argv)
+    parser.add_argument("--merge", nargs="+", metavar="RESULT.json",
+                        help="evaluate nothing: pair the checkpoints of these earlier runs against the first one")
+    args = parser.parse_args(argv)
+    if args.merge and args.checkpoint:
+        parser.error("--merge compares earlier results; it takes no --checkpoint")
+    return args
+
+
+def merged_runs(paths: list[str]) -> dict:
+    """The runs of ``paths`` as one: their checkpoints, in order, with the first run's
+    settings. Refused (one line) unless every run scored the same units (images, video
+    objects) with the same zoom settings, and no checkpoint name repeats.
+
+    >>> import json, tempfile
+    >>> run = {"checkpoints": {"a": "a.pt"}, "box_zoom": None, "track_zoom": None,
+    ...        "results": {"a": {s: {"per_image": {"0": 0.5}, "per_object": {"v#1": 0.4}} for s in SETS}}}
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.json").write_text(json.dumps(run))
+    >>> run["results"]["a"]["heldout"]["per_image"] = {"1": 0.5}
+    >>> _ = (folder / "b.json").write_text(json.dumps(run).replace('"a', '"b'))
+    >>> merged_runs([str(folder / "a.json"), str(folder / "b.json")])
+    Traceback (most recent call last):
+    mixqsam2.errors.UserInputError: .../b.json scored other heldout images than .../a.json; merge runs made on the same data
+    """
+    from mixqsam2.errors import UserInputError
+    from mixqsam2.fileio import read_json
+
+    runs = [read_json(path, f"no pico_quality result at {path}") for path in paths]
+    first, merged = runs[0], dict(runs[0], checkpoints={}, results={}, merged_from=paths)
+    for path, run in zip(paths, runs):
+        if (run.get("box_zoom"), run.get("track_zoom")) != (first.get("box_zoom"), first.get("track_zoom")):
+            raise UserInputError(f"{path} was scored with other zoom settings than {paths[0]}")
+        for name, sets in run["results"].items():
+            if name in merged["results"]:
+                raise UserInputError(f"checkpoint name {name!r} appears twice; rename one in its file")
+            _check_same_units(sets, first["results"][next(iter(first["results"]))], path, paths[0])
+            merged["results"][name], merged["checkpoints"][name] = sets, run["checkpoints"][name]
+    return merged
+
+
+def _check_same_units(sets: dict, reference: dict, path: str, reference_path: str) -> None:
+    from mixqsam2.errors import UserInputError
+
+    for set_name in SETS:
+        for key, units in (("per_image", "images"), ("per_object", "video objects")):
+            if set(sets[set_name][key]) != set(reference[set_name][key]):
+                raise UserInputError(f"{path} scored other {set_name} {units} than {reference_path}; "
+                                     "merge runs made on the same data")
 
 
 def data_sets(root: Path, args) -> dict:
@@ -284,12 +335,19 @@ def _outline(tile, mask, color) -> None:
 
 
 def main(argv=None) -> int:
+    from mixqsam2.cli.common import run_cli
+
+    return run_cli(quality_run, parse_args(argv))  # bad input: one line on stderr, exit 2
+
+
+def quality_run(args) -> int:
+    """Evaluate ``args.checkpoint`` (or merge ``args.merge``), write the JSON and print the tables."""
     import torch
 
-    from mixqsam2.fileio import write_json_atomic
     from mixqsam2.models import build_model, get_spec
 
-    args = parse_args(argv)
+    if args.merge:
+        return write_comparison(merged_runs(args.merge), args.out)
     checkpoints = dict(c.split("=", 1) for c in args.checkpoint or [f"shipped={get_spec('pico').checkpoint}"])
     sets = data_sets(Path(args.out).parent / "data", args)
     results = {}
@@ -297,18 +355,24 @@ def main(argv=None) -> int:
         model = build_model("pico", path)
         results[name] = {set_name: evaluate(model, *sets[set_name], box_zoom=args.box_zoom, track_zoom=args.track_zoom)
                          for set_name in SETS}
-    diffs = comparisons(results) if len(results) > 1 else {}
-    gains = zoom_gains(results)
     last = list(checkpoints)[-1]
     hardest_grid(build_model("pico", checkpoints[last]), sets["heldout"][1], results[last]["heldout"]["per_video"],
                  args.figure)
-    write_json_atomic(args.out, {
+    return write_comparison({
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, python {platform.python_version()}",
         "checkpoints": checkpoints, "frames": args.frames, "video_seeds": args.video_seeds,
-        "box_zoom": args.box_zoom, "track_zoom": args.track_zoom, "results": results, "comparisons": diffs, "zoom_gains": gains,
-        "figure": args.figure,
-    })
-    print(table(results, diffs, gains, args.box_zoom, args.track_zoom))
+        "box_zoom": args.box_zoom, "track_zoom": args.track_zoom, "results": results, "figure": args.figure,
+    }, args.out)
+
+
+def write_comparison(run: dict, out: str) -> int:
+    """Add the pairwise comparisons and zoom gains to ``run``, write it to ``out`` and print the tables."""
+    from mixqsam2.fileio import write_json_atomic
+
+    results = run["results"]
+    run = dict(run, comparisons=comparisons(results) if len(results) > 1 else {}, zoom_gains=zoom_gains(results))
+    write_json_atomic(out, run)
+    print(table(results, run["comparisons"], run["zoom_gains"], run["box_zoom"], run["track_zoom"]))
     return 0
 
 
