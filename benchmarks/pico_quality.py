@@ -18,7 +18,7 @@ view (``StreamingTracker(box_zoom=S)``), paired against the plain prompts; ``--t
 also tracks the videos with small objects on a window that follows them
 (``StreamingTracker(track_zoom=S)``), paired against plain tracking.
 ``--merge A.json B.json ...`` evaluates nothing: it pairs the checkpoints of earlier runs
-(scored on the same units with the same zoom settings) against the first one, so that
+(made with the same data settings, so on the same units) against the first one, so that
 checkpoints evaluated one per core, or in different sessions, compare as if in one run.
 
     python benchmarks/pico_quality.py --checkpoint shipped=toolkit/mixqsam2/models/weights/pico.pt \\
@@ -54,49 +54,87 @@ def parse_args(argv=None):
     parser.add_argument("--merge", nargs="+", metavar="RESULT.json",
                         help="evaluate nothing: pair the checkpoints of these earlier runs against the first one")
     args = parser.parse_args(argv)
-    if args.merge and args.checkpoint:
-        parser.error("--merge compares earlier results; it takes no --checkpoint")
+    given = [f"--{dest.replace('_', '-')}" for dest in EVALUATION_OPTIONS if getattr(args, dest) != parser.get_default(dest)]
+    if args.merge and given:
+        parser.error(f"--merge compares earlier results; it takes no {', '.join(given)}")
     return args
 
 
+EVALUATION_OPTIONS = ("checkpoint", "images", "videos", "frames", "box_zoom", "track_zoom", "video_seeds", "figure")
+SETTINGS = ("frames", "video_seeds", "box_zoom", "track_zoom")  # what runs to merge must share
+# what the tables and comparisons read from each set of a result
+SCORES = ("box_miou", "box_fill_miou", "per_image", "box_miou_by_area", "JF", "first_mask_JF", "objects", "lost",
+          "per_object", "ms_per_frame", "absent_share", "empty_when_absent")
+ZOOM_SCORES = {"box_zoom": ("box_miou_zoom", "per_image_zoom", "box_miou_zoom_by_area"),
+               "track_zoom": ("JF_track_zoom", "per_object_track_zoom", "lost_track_zoom", "ms_per_frame_track_zoom")}
+UNITS = {"per_image": "images", "per_image_zoom": "images (box zoom)", "per_object": "video objects",
+         "per_object_track_zoom": "video objects (track zoom)"}
+
+
 def merged_runs(paths: list[str]) -> dict:
-    """The runs of ``paths`` as one: their checkpoints, in order, with the first run's
-    settings. Refused (one line) unless every run scored the same units (images, video
-    objects) with the same zoom settings, and no checkpoint name repeats.
+    """The runs of ``paths`` as one: their checkpoints in order, the shared settings, and each
+    run's machine and figure. Refused (one line) unless every file is a pico_quality result,
+    the runs share :data:`SETTINGS` and scored the same units (images, video objects, zoomed
+    or not), and no checkpoint name repeats.
 
     >>> import json, tempfile
-    >>> run = {"checkpoints": {"a": "a.pt"}, "box_zoom": None, "track_zoom": None,
-    ...        "results": {"a": {s: {"per_image": {"0": 0.5}, "per_object": {"v#1": 0.4}} for s in SETS}}}
+    >>> scores = {**{key: 0.5 for key in SCORES}, "per_image": {"0": 0.5}, "per_object": {"v#1": 0.4}}
+    >>> run = {"checkpoints": {"v2": "v2.pt"}, "frames": 120, "video_seeds": [9003], "box_zoom": None,
+    ...        "track_zoom": None, "results": {"v2": {s: dict(scores) for s in SETS}}}
     >>> folder = Path(tempfile.mkdtemp())
     >>> _ = (folder / "a.json").write_text(json.dumps(run))
-    >>> run["results"]["a"]["heldout"]["per_image"] = {"1": 0.5}
-    >>> _ = (folder / "b.json").write_text(json.dumps(run).replace('"a', '"b'))
+    >>> run["results"]["v2"]["heldout"]["per_image"] = {"1": 0.5}
+    >>> _ = (folder / "b.json").write_text(json.dumps(run).replace('"v2', '"v3'))
     >>> merged_runs([str(folder / "a.json"), str(folder / "b.json")])
     Traceback (most recent call last):
     mixqsam2.errors.UserInputError: .../b.json scored other heldout images than .../a.json; merge runs made on the same data
     """
     from mixqsam2.errors import UserInputError
-    from mixqsam2.fileio import read_json
 
-    runs = [read_json(path, f"no pico_quality result at {path}") for path in paths]
-    first, merged = runs[0], dict(runs[0], checkpoints={}, results={}, merged_from=paths)
-    for path, run in zip(paths, runs):
-        if (run.get("box_zoom"), run.get("track_zoom")) != (first.get("box_zoom"), first.get("track_zoom")):
-            raise UserInputError(f"{path} was scored with other zoom settings than {paths[0]}")
+    runs = {path: _read_result(path) for path in paths}
+    first = runs[paths[0]]
+    reference = next(iter(first["results"].values()))
+    merged = {**{key: first[key] for key in SETTINGS}, "checkpoints": {}, "results": {},
+              "merged_from": {path: {key: run.get(key) for key in ("machine", "figure")} for path, run in runs.items()}}
+    for path, run in runs.items():
+        differing = [key for key in SETTINGS if run[key] != first[key]]
+        if differing:
+            raise UserInputError(f"{path} was run with other {', '.join(differing)} than {paths[0]}")
         for name, sets in run["results"].items():
             if name in merged["results"]:
                 raise UserInputError(f"checkpoint name {name!r} appears twice; rename one in its file")
-            _check_same_units(sets, first["results"][next(iter(first["results"]))], path, paths[0])
+            _check_same_units(sets, reference, path, paths[0])
             merged["results"][name], merged["checkpoints"][name] = sets, run["checkpoints"][name]
     return merged
 
 
+def _read_result(path: str) -> dict:
+    """The result in ``path``, checked to hold what the tables read; otherwise one line."""
+    from mixqsam2.errors import UserInputError
+    from mixqsam2.fileio import read_json
+
+    run = read_json(path, f"no pico_quality result at {path}")
+    results = run.get("results") if isinstance(run, dict) else None
+    if not (isinstance(results, dict) and results and isinstance(run.get("checkpoints"), dict)
+            and all(key in run for key in SETTINGS)):
+        raise UserInputError(f"{path} is not a pico_quality result (no checkpoints, results or settings)")
+    needed = SCORES + sum((keys for option, keys in ZOOM_SCORES.items() if run[option]), ())
+    for name, sets in results.items():
+        missing = [f"{set_name}/{key}" for set_name in SETS for key in needed
+                   if not (isinstance(sets, dict) and key in sets.get(set_name, {}))]
+        if missing or name not in run["checkpoints"]:
+            raise UserInputError(f"{path}: checkpoint {name!r} lacks {', '.join(missing) or 'its path'}; "
+                                 "is it a pico_quality result of this version?")
+    return run
+
+
 def _check_same_units(sets: dict, reference: dict, path: str, reference_path: str) -> None:
+    """Refuse ``sets`` unless each set scored the same units as ``reference``, zoomed or not."""
     from mixqsam2.errors import UserInputError
 
     for set_name in SETS:
-        for key, units in (("per_image", "images"), ("per_object", "video objects")):
-            if set(sets[set_name][key]) != set(reference[set_name][key]):
+        for key, units in UNITS.items():
+            if set(sets[set_name].get(key, ())) != set(reference[set_name].get(key, ())):
                 raise UserInputError(f"{path} scored other {set_name} {units} than {reference_path}; "
                                      "merge runs made on the same data")
 
@@ -342,12 +380,12 @@ def main(argv=None) -> int:
 
 def quality_run(args) -> int:
     """Evaluate ``args.checkpoint`` (or merge ``args.merge``), write the JSON and print the tables."""
+    if args.merge:
+        return write_comparison(merged_runs(args.merge), args.out)
     import torch
 
     from mixqsam2.models import build_model, get_spec
 
-    if args.merge:
-        return write_comparison(merged_runs(args.merge), args.out)
     checkpoints = dict(c.split("=", 1) for c in args.checkpoint or [f"shipped={get_spec('pico').checkpoint}"])
     sets = data_sets(Path(args.out).parent / "data", args)
     results = {}
@@ -371,8 +409,9 @@ def write_comparison(run: dict, out: str) -> int:
 
     results = run["results"]
     run = dict(run, comparisons=comparisons(results) if len(results) > 1 else {}, zoom_gains=zoom_gains(results))
+    tables = table(results, run["comparisons"], run["zoom_gains"], run["box_zoom"], run["track_zoom"])
     write_json_atomic(out, run)
-    print(table(results, run["comparisons"], run["zoom_gains"], run["box_zoom"], run["track_zoom"]))
+    print(tables)
     return 0
 
 

@@ -10,6 +10,7 @@ from mixqsam2.errors import UserInputError
 from mixqsam2.eval.paired import paired_difference
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pico_quality.py"
+SETS = ("train-gen", "heldout")
 
 
 @pytest.fixture(scope="module")
@@ -21,62 +22,107 @@ def pico_quality():
 
 
 def _scores(offset: float) -> dict:
-    """One set's scores as pico_quality.evaluate writes them (only what the tables read)."""
-    per_image = {str(i): 0.3 + 0.05 * i + offset for i in range(4)}
-    per_object = {f"seed9003/vid000{i}#1": 0.2 + 0.1 * i + offset for i in range(3)}
-    instance = {"instances": 4, "box_miou": 0.5, "fill": 0.4}
-    return {"box_miou": 0.5 + offset, "box_fill_miou": 0.4, "instances": 4, "per_image": per_image,
-            "box_miou_by_area": {"0-1000": instance}, "JF": 0.3 + offset, "first_mask_JF": 0.1, "objects": 3,
-            "lost": 3, "per_object": per_object, "ms_per_frame": 50.0, "absent_share": 0.2, "empty_when_absent": 0.1}
+    """One set's scores as pico_quality.evaluate writes them with box and track zoom."""
+    images = {str(i): 0.3 + 0.05 * i + offset for i in range(4)}
+    objects = {f"seed9003/vid000{i}#1": 0.2 + 0.1 * i + offset for i in range(3)}
+    by_area = {"0-1000": {"instances": 4, "box_miou": 0.5, "fill": 0.4}}
+    return {"box_miou": 0.5 + offset, "box_fill_miou": 0.4, "instances": 4, "per_image": images,
+            "box_miou_by_area": by_area, "JF": 0.3 + offset, "first_mask_JF": 0.1, "objects": 3, "lost": 3,
+            "per_object": objects, "ms_per_frame": 50.0, "absent_share": 0.2, "empty_when_absent": 0.1,
+            "box_miou_zoom": 0.6 + offset, "per_image_zoom": {k: v + 0.1 for k, v in images.items()},
+            "box_miou_zoom_by_area": by_area, "JF_track_zoom": 0.35 + offset,
+            "per_object_track_zoom": {k: v + 0.05 for k, v in objects.items()}, "lost_track_zoom": 3,
+            "ms_per_frame_track_zoom": 70.0}
 
 
-def _write_run(path: Path, name: str, offset: float) -> str:
-    run = {"checkpoints": {name: f"{name}.pt"}, "frames": 120, "video_seeds": [9003], "box_zoom": None,
-           "track_zoom": None, "results": {name: {"train-gen": _scores(offset), "heldout": _scores(offset)}}}
+def _run(name: str, offset: float) -> dict:
+    return {"machine": "x86_64, 1 threads", "checkpoints": {name: f"{name}.pt"}, "frames": 120, "video_seeds": [9003],
+            "box_zoom": 0.3, "track_zoom": 0.3, "figure": f"{name}.png",
+            "results": {name: {set_name: _scores(offset) for set_name in SETS}}}
+
+
+def _write(path: Path, run) -> str:
     path.write_text(json.dumps(run))
     return str(path)
 
 
 def test_merged_runs_pair_against_the_first(pico_quality, tmp_path, capsys):
-    base = _write_run(tmp_path / "base.json", "base", 0.0)
-    better = _write_run(tmp_path / "better.json", "better", 0.02)
+    runs = {"base": _run("base", 0.0), "better": _run("better", 0.02)}
+    paths = [_write(tmp_path / f"{name}.json", run) for name, run in runs.items()]
     out = tmp_path / "merged.json"
-    assert pico_quality.main(["--merge", base, better, "--out", str(out)]) == 0
+    assert pico_quality.main(["--merge", *paths, "--out", str(out)]) == 0
     merged = json.loads(out.read_text())
-    assert list(merged["results"]) == ["base", "better"]
     assert merged["checkpoints"] == {"base": "base.pt", "better": "better.pt"}
-    runs = {name: json.loads(Path(p).read_text())["results"][name] for name, p in (("base", base), ("better", better))}
-    for set_name in ("train-gen", "heldout"):
+    assert merged["merged_from"][paths[1]] == {"machine": "x86_64, 1 threads", "figure": "better.png"}
+    pairs = {"box_miou": "per_image", "JF": "per_object", "box_miou_zoom": "per_image_zoom",
+             "JF_track_zoom": "per_object_track_zoom"}
+    for set_name in SETS:
+        a, b = (runs[name]["results"][name][set_name] for name in ("better", "base"))
         diff = merged["comparisons"][f"better-base/{set_name}"]
-        a, b = runs["better"][set_name], runs["base"][set_name]
-        assert diff["box_miou"] == paired_difference(a["per_image"], b["per_image"])
-        assert diff["JF"] == paired_difference(a["per_object"], b["per_object"])
+        assert diff == {key: paired_difference(a[units], b[units]) for key, units in pairs.items()}
         assert diff["box_miou"]["mean"] == pytest.approx(0.02)
     assert "| better-base/heldout | +0.020" in capsys.readouterr().out
 
 
-def test_merge_refuses_other_units_names_and_zoom(pico_quality, tmp_path):
-    base = _write_run(tmp_path / "base.json", "base", 0.0)
-    again = _write_run(tmp_path / "again.json", "base", 0.01)
+@pytest.mark.parametrize("set_name", SETS)
+@pytest.mark.parametrize("units", ["per_image", "per_image_zoom", "per_object", "per_object_track_zoom"])
+def test_merge_refuses_runs_on_other_units(pico_quality, tmp_path, set_name, units):
+    other = _run("other", 0.0)
+    scored = other["results"]["other"][set_name][units]
+    scored.pop(next(iter(scored)))
+    paths = [_write(tmp_path / "base.json", _run("base", 0.0)), _write(tmp_path / "other.json", other)]
+    with pytest.raises(UserInputError, match=f"scored other {set_name} "):
+        pico_quality.merged_runs(paths)
+
+
+@pytest.mark.parametrize("setting, value", [("frames", 60), ("video_seeds", [9004]), ("box_zoom", 0.2),
+                                            ("track_zoom", 0.4)])
+def test_merge_refuses_runs_with_other_settings(pico_quality, tmp_path, setting, value):
+    other = dict(_run("other", 0.0), **{setting: value})
+    paths = [_write(tmp_path / "base.json", _run("base", 0.0)), _write(tmp_path / "other.json", other)]
+    with pytest.raises(UserInputError, match=f"other {setting} than"):
+        pico_quality.merged_runs(paths)
+
+
+def test_merge_refuses_a_repeated_name(pico_quality, tmp_path):
+    paths = [_write(tmp_path / f"{i}.json", _run("base", 0.01 * i)) for i in range(2)]
     with pytest.raises(UserInputError, match="appears twice"):
-        pico_quality.merged_runs([base, again])
-    other = json.loads(Path(base).read_text().replace('"base', '"other'))
-    other["results"]["other"]["heldout"]["per_object"].pop("seed9003/vid0002#1")
-    (tmp_path / "other.json").write_text(json.dumps(other))
-    with pytest.raises(UserInputError, match="other heldout video objects"):
-        pico_quality.merged_runs([base, str(tmp_path / "other.json")])
-    zoomed = json.loads(Path(base).read_text().replace('"base', '"zoomed'))
-    zoomed["box_zoom"] = 0.3
-    (tmp_path / "zoomed.json").write_text(json.dumps(zoomed))
-    with pytest.raises(UserInputError, match="other zoom settings"):
-        pico_quality.merged_runs([base, str(tmp_path / "zoomed.json")])
+        pico_quality.merged_runs(paths)
 
 
-def test_bad_merge_is_one_line_exit_2(pico_quality, tmp_path, capsys):
+def _without_heldout_lost(run):
+    del run["results"]["base"]["heldout"]["lost"]
+    return run
+
+
+@pytest.mark.parametrize("content, message", [
+    ([1, 2], "is not a pico_quality result"),
+    ({"a": 1}, "is not a pico_quality result"),
+    (dict(_run("base", 0.0), results={}), "is not a pico_quality result"),
+    (dict(_run("base", 0.0), checkpoints={}), "lacks its path"),
+    (_without_heldout_lost(_run("base", 0.0)), "lacks heldout/lost"),
+    (dict(_run("base", 0.0), results={"base": {"train-gen": _scores(0.0)}}), "lacks heldout/box_miou"),
+])
+def test_bad_merge_input_is_one_line_exit_2_and_writes_nothing(pico_quality, tmp_path, capsys, content, message):
+    bad = _write(tmp_path / "bad.json", content)
+    good = _write(tmp_path / "good.json", _run("good", 0.0))
     out = tmp_path / "merged.json"
-    assert pico_quality.main(["--merge", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+    for order in ([bad, good], [good, bad]):
+        assert pico_quality.main(["--merge", *order, "--out", str(out)]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], lines
+        assert not out.exists()
+
+
+def test_a_missing_result_file_is_one_line(pico_quality, tmp_path, capsys):
+    assert pico_quality.main(["--merge", str(tmp_path / "missing.json"), "--out", str(tmp_path / "m.json")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"error: no pico_quality result at {tmp_path / 'missing.json'}"]
-    assert not out.exists()
+
+
+@pytest.mark.parametrize("option", [["--checkpoint", "x=y.pt"], ["--box-zoom", "0.3"], ["--frames", "60"],
+                                    ["--figure", "f.png"], ["--images", "20"]])
+def test_merge_refuses_evaluation_options(pico_quality, option, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        pico_quality.parse_args(["--merge", "a.json", "--checkpoint", "x=y.pt"])
+        pico_quality.parse_args(["--merge", "a.json", *option])
     assert exit_info.value.code == 2
+    assert f"it takes no {option[0]}" in capsys.readouterr().err
