@@ -98,6 +98,8 @@ def merged_runs(paths: list[str]) -> dict:
               "merged_from": {path: {key: run.get(key) for key in ("machine", "figure")} for path, run in runs.items()}}
     for path, run in runs.items():
         differing = [key for key in SETTINGS if run[key] != first[key]]
+        if "data" in run and "data" in first and run["data"] != first["data"]:  # recorded since 2026-11-28
+            differing.append("data (generator versions)")
         if differing:
             raise UserInputError(f"{path} was run with other {', '.join(differing)} than {paths[0]}")
         for name, sets in run["results"].items():
@@ -400,6 +402,7 @@ def quality_run(args) -> int:
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, python {platform.python_version()}",
         "checkpoints": checkpoints, "frames": args.frames, "video_seeds": args.video_seeds,
         "box_zoom": args.box_zoom, "track_zoom": args.track_zoom, "results": results, "figure": args.figure,
+        "data": {name: [Path(images).name] + [Path(v).name for v in videos] for name, (images, videos) in sets.items()},
     }, args.out)
 
 

@@ -126,3 +126,14 @@ def test_merge_refuses_evaluation_options(pico_quality, option, capsys):
         pico_quality.parse_args(["--merge", "a.json", *option])
     assert exit_info.value.code == 2
     assert f"it takes no {option[0]}" in capsys.readouterr().err
+
+
+def test_merge_refuses_data_of_another_generator_version(pico_quality, tmp_path):
+    data = {"heldout": ["heldout-images-num200-seed9001-v2"], "train-gen": ["images-num200-seed9001-gen3"]}
+    base = dict(_run("base", 0.0), data=data)
+    other = dict(_run("other", 0.0), data={**data, "train-gen": ["images-num200-seed9001-gen4"]})
+    old = _run("old", 0.0)  # results written before the data folders were recorded
+    paths = [_write(tmp_path / f"{run['figure']}.json", run) for run in (base, other, old)]
+    with pytest.raises(UserInputError, match="other data"):
+        pico_quality.merged_runs(paths[:2])
+    assert list(pico_quality.merged_runs([paths[0], paths[2]])["results"]) == ["base", "old"]
