@@ -94,7 +94,7 @@ def merged_runs(paths: list[str]) -> dict:
     runs = {path: _read_result(path) for path in paths}
     first = runs[paths[0]]
     reference = next(iter(first["results"].values()))
-    merged = {**{key: first[key] for key in SETTINGS}, "checkpoints": {}, "results": {},
+    merged = {**{key: first[key] for key in SETTINGS + ("data",) if key in first}, "checkpoints": {}, "results": {},
               "merged_from": {path: {key: run.get(key) for key in ("machine", "figure")} for path, run in runs.items()}}
     for path, run in runs.items():
         differing = [key for key in SETTINGS if run[key] != first[key]]

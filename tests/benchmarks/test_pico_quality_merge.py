@@ -136,4 +136,5 @@ def test_merge_refuses_data_of_another_generator_version(pico_quality, tmp_path)
     paths = [_write(tmp_path / f"{run['figure']}.json", run) for run in (base, other, old)]
     with pytest.raises(UserInputError, match="other data"):
         pico_quality.merged_runs(paths[:2])
-    assert list(pico_quality.merged_runs([paths[0], paths[2]])["results"]) == ["base", "old"]
+    merged = pico_quality.merged_runs([paths[0], paths[2]])
+    assert list(merged["results"]) == ["base", "old"] and merged["data"] == data  # kept for a later merge
