@@ -334,3 +334,52 @@ def test_the_encoder_rate_option_reaches_the_image_encoders_parameter_group(tmp_
     state = torch.load(f"{out}.state", map_location="cpu", weights_only=False)
     assert state["config"]["image_encoder_lr_scale"] == 0.5
     assert {group["lr_scale"] for group in state["optimizer"]["param_groups"]} == {0.5, 1.0}
+
+
+def _signalling(signals_at: dict[int, int]):
+    """Batches of the scene generators that send this process ``signals_at[step]`` SIGTERMs
+    while the batch of ``step`` is made (as a user's Ctrl-C or a session's end would)."""
+    import os
+
+    from mixqsam2.train.loop import generated_batch
+
+    def batches(cfg, step, image_size):
+        for _ in range(signals_at.get(step, 0)):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return generated_batch(cfg, step, image_size)
+    return batches
+
+
+def test_a_signal_stops_the_run_after_its_step_with_the_state_saved(tmp_path, capsys):
+    straight = train(SMALL, tmp_path / "straight.pt")
+    handler = signal.getsignal(signal.SIGTERM)
+    stopped = train(SMALL, tmp_path / "split.pt", batches=_signalling({1: 1}))
+    assert len(stopped) == 2  # step 1, under way when the signal came, was finished
+    assert "stopped after step 2: the run's state is saved" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is handler  # the caller's handler is back
+    _assert_same_losses(train(SMALL, tmp_path / "split.pt", resume=True), straight)
+
+
+def test_a_second_signal_aborts_at_once_keeping_the_state_saved_last(tmp_path):
+    from mixqsam2.runtime.stream import StreamAborted
+
+    with pytest.raises(StreamAborted):
+        train(SMALL, tmp_path / "run.pt", save_every=1, batches=_signalling({2: 2}))
+    assert len(_saved_history(tmp_path / "run.pt")) == 2  # steps 0 and 1, saved before the abort
+
+
+def _saved_history(out) -> list:
+    import torch
+
+    return torch.load(f"{out}.state", map_location="cpu", weights_only=False)["history"]
+
+
+def test_train_pico_aborted_by_a_second_signal_says_so_in_one_line(monkeypatch, tmp_path, capsys):
+    from mixqsam2.runtime.stream import StreamAborted
+
+    def aborted(*args, **kwargs):
+        raise StreamAborted(signal.SIGTERM)
+    monkeypatch.setattr("mixqsam2.train.loop.train", aborted)
+    assert main(["train-pico", "--steps", "2", "--out", str(tmp_path / "p.pt")]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["aborted by a second SIGTERM: the run's state saved last stays (--resume continues from it)"]

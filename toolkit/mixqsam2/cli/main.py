@@ -430,8 +430,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 2 on bad input; 128 + the signal's number when a second SIGINT/SIGTERM aborted a
+    training run (the first one stops it after the current step, its state saved)."""
+    from mixqsam2.runtime.stream import StreamAborted
+
     args = build_parser().parse_args(argv)
-    return run_cli(args.run, args)
+    try:
+        return run_cli(args.run, args)
+    except StreamAborted as exc:
+        print(f"aborted by a second {exc}: the run's state saved last stays (--resume continues from it)",
+              file=sys.stderr)
+        return 128 + exc.signum
 
 
 if __name__ == "__main__":

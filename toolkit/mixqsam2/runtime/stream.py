@@ -35,7 +35,8 @@ from mixqsam2.runtime.io import MAX_READ_FAILURES, Frame, FrameSource, OverlayVi
 
 
 class StreamAborted(BaseException):
-    """A second SIGINT/SIGTERM: the stream was abandoned and nothing was written."""
+    """A second SIGINT/SIGTERM: the work was abandoned at once (a stream writes nothing; a
+    training run keeps the state it saved last)."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
@@ -44,7 +45,8 @@ class StreamAborted(BaseException):
 
 class StopOnSignal:
     """While active (main thread), the first SIGINT/SIGTERM asks for a stop after the current
-    frame (``received`` holds it); a second one raises :class:`StreamAborted` at once, unless
+    ``unit`` of work, a frame or a training step (``received`` holds it); a second one raises
+    :class:`StreamAborted` at once, unless
     the output is already in place (:meth:`output_written`): then signals are ignored, and
     with ``ignore_after`` still ignored once the block has ended (for a command that ends
     then; otherwise the previous handlers come back).
@@ -58,8 +60,9 @@ class StopOnSignal:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, ignore_after: bool = False):
+    def __init__(self, ignore_after: bool = False, unit: str = "frame"):
         self.received: int | None = None
+        self.unit = unit
         self.written = False
         self._ignore_after = ignore_after
         self._previous: dict = {}
@@ -83,7 +86,7 @@ class StopOnSignal:
         if self.received is not None:
             raise StreamAborted(signum)
         self.received = signum
-        _warn(f"{signal.Signals(signum).name}: stopping after this frame (send it again to abort without output)")
+        _warn(f"{signal.Signals(signum).name}: stopping after this {self.unit} (send it again to abort at once)")
 
 
 def _warn(message: str) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import math
+import sys
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -327,10 +328,14 @@ def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resum
     Batches come from ``batches(cfg, step, image_size)`` (default: the scene generators, or
     :class:`VideoFolderClips` of ``cfg.videos`` when it is set), made by ``workers`` processes
     ahead of the model when ``workers`` > 0. An existing ``out`` is refused unless ``resume``
-    or ``overwrite`` (:func:`check_checkpoint_out`)."""
+    or ``overwrite`` (:func:`check_checkpoint_out`). SIGINT/SIGTERM stop the run after the
+    current step with its state saved, as ``minutes`` does (``resume`` continues it); a second
+    one aborts at once (:class:`~mixqsam2.runtime.stream.StreamAborted`), keeping the state
+    saved last."""
     import torch
     from tqdm import tqdm
 
+    from mixqsam2.runtime.stream import StopOnSignal
     from mixqsam2.train.report import plot_curve
 
     out = Path(out)
@@ -345,19 +350,23 @@ def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resum
     start_step, started = len(history), time.monotonic()
     bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, desc=f"train {cfg.model}", unit="step")
     last = time.monotonic()
-    for step, batch in zip(bar, step_batches(batches, cfg, start_step, model.image_size, workers)):
-        history.append(train_step(model, loss_fn, optimizer, cfg, step, batch))
-        # wall time since the last step ended: waiting for the batch, and any checkpoint save, included
-        now = time.monotonic()
-        history[-1]["wall"], last = now - last, now
-        recent = history[-50:]
-        bar.set_postfix(loss=f"{np.mean([r['loss'] for r in recent]):.3f}",
-                        iou=f"{np.nanmean([r['iou'] for r in recent]):.3f}")
-        done = step + 1 == cfg.steps or time.monotonic() > deadline
-        if done or (step + 1) % save_every == 0:
-            with torch.no_grad():
-                _save(model, optimizer, cfg, history, seconds + time.monotonic() - started, out)
-        if done:
-            break
+    with StopOnSignal(unit="step") as stop:
+        for step, batch in zip(bar, step_batches(batches, cfg, start_step, model.image_size, workers)):
+            history.append(train_step(model, loss_fn, optimizer, cfg, step, batch))
+            # wall time since the last step ended: waiting for the batch, and any checkpoint save, included
+            now = time.monotonic()
+            history[-1]["wall"], last = now - last, now
+            recent = history[-50:]
+            bar.set_postfix(loss=f"{np.mean([r['loss'] for r in recent]):.3f}",
+                            iou=f"{np.nanmean([r['iou'] for r in recent]):.3f}")
+            done = step + 1 == cfg.steps or time.monotonic() > deadline or stop.received is not None
+            if done or (step + 1) % save_every == 0:
+                with torch.no_grad():
+                    _save(model, optimizer, cfg, history, seconds + time.monotonic() - started, out)
+            if done:
+                break
+    if stop.received is not None:
+        tqdm.write(f"stopped after step {len(history)}: the run's state is saved; add --resume to continue",
+                   file=sys.stderr)
     plot_curve(history, out.with_name(out.name + ".curve.png"))
     return history
