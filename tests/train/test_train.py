@@ -383,3 +383,23 @@ def test_train_pico_aborted_by_a_second_signal_says_so_in_one_line(monkeypatch, 
     assert main(["train-pico", "--steps", "2", "--out", str(tmp_path / "p.pt")]) == 128 + signal.SIGTERM
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["aborted by a second SIGTERM: the run's state saved last stays (--resume continues from it)"]
+
+
+def _signalled_worker(cfg, step, image_size):
+    """Scene batches; the worker process making step 1's sends itself SIGINT first, as a Ctrl-C
+    reaching the whole process group would."""
+    import os
+
+    from mixqsam2.train.loop import generated_batch
+
+    if step == 1:
+        os.kill(os.getpid(), signal.SIGINT)
+    return generated_batch(cfg, step, image_size)
+
+
+def test_a_worker_process_leaves_signals_to_the_run(tmp_path, capfd):
+    """The worker ignores the signal: no stop of its own (its copy of the run's handler would
+    warn from every worker, and a second Ctrl-C would kill it), the run goes on unchanged."""
+    straight = train(SMALL, tmp_path / "s.pt")
+    _assert_same_losses(train(SMALL, tmp_path / "w.pt", batches=_signalled_worker, workers=1), straight)
+    assert "SIGINT" not in capfd.readouterr().err

@@ -217,8 +217,20 @@ def step_batches(batches, cfg: TrainConfig, start: int, image_size: int, workers
         return (_checked(dataset[i]) for i in range(len(dataset)))
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is, prefetch_factor=2)
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is, prefetch_factor=2,
+                        worker_init_fn=_leave_signals_to_the_main_process)
     return (_checked(batch) for batch in loader)
+
+
+def _leave_signals_to_the_main_process(worker_id: int) -> None:
+    """A worker ignores SIGINT/SIGTERM, which a Ctrl-C sends to the whole process group: a
+    forked worker holds a copy of the run's stop handler, so it would warn on its own and die
+    of a second signal, failing the run's next batch, instead of leaving the stop to the main
+    process (the workers end with it)."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int, batch) -> dict:
