@@ -374,7 +374,7 @@ def test_a_signal_that_waited_for_the_output_to_be_moved_into_place_aborts_nothi
     import os
 
     from mixqsam2 import fileio
-    from mixqsam2.runtime.stream import StopOnSignal, StreamAborted
+    from mixqsam2.runtime.stopping import StopOnSignal, StreamAborted
 
     move = fileio._rename_into_place
 
@@ -394,7 +394,7 @@ def test_a_signal_that_waited_for_the_output_to_be_moved_into_place_aborts_nothi
 
 
 def test_without_ignore_after_the_previous_handlers_come_back():
-    from mixqsam2.runtime.stream import StopOnSignal
+    from mixqsam2.runtime.stopping import StopOnSignal
 
     before = signal.getsignal(signal.SIGINT)
     with StopOnSignal() as stop:

@@ -1,6 +1,7 @@
 """train-pico: reproducible losses, exact resume, the learning-rate schedule, its CLI."""
 
 import math
+import multiprocessing
 import signal
 
 import numpy as np
@@ -55,6 +56,21 @@ def test_a_batch_refused_in_a_worker_process_is_the_users_one_line_error(tmp_pat
     with pytest.raises(UserInputError) as refused:
         train(SMALL, tmp_path / "r.pt", batches=_no_clip, workers=1)
     assert str(refused.value) == "no object of 64+ pixels on the first frame of 1000 clips"
+    assert multiprocessing.active_children() == []  # though the error's traceback holds the loader
+
+
+def test_a_run_aborted_between_batches_ends_its_worker_processes(tmp_path, monkeypatch):
+    """The workers ignore SIGTERM, so one left running (its loader held by the abort's
+    traceback) would hang the interpreter's exit, which ends its children with SIGTERM."""
+    from mixqsam2.runtime.stopping import StreamAborted
+    from mixqsam2.train import loop
+
+    def aborted_by_a_second_signal(*args):
+        raise StreamAborted(signal.SIGTERM)
+    monkeypatch.setattr(loop, "train_step", aborted_by_a_second_signal)
+    with pytest.raises(StreamAborted) as aborted:
+        train(SMALL, tmp_path / "a.pt", workers=1)
+    assert aborted.traceback and multiprocessing.active_children() == []
 
 
 def test_an_init_checkpoint_of_another_width_is_refused(tmp_path):
@@ -361,7 +377,7 @@ def test_a_signal_stops_the_run_after_its_step_with_the_state_saved(tmp_path, ca
 
 
 def test_a_second_signal_aborts_at_once_keeping_the_state_saved_last(tmp_path):
-    from mixqsam2.runtime.stream import StreamAborted
+    from mixqsam2.runtime.stopping import StreamAborted
 
     with pytest.raises(StreamAborted):
         train(SMALL, tmp_path / "run.pt", save_every=1, batches=_signalling({2: 2}))
@@ -375,7 +391,7 @@ def _saved_history(out) -> list:
 
 
 def test_train_pico_aborted_by_a_second_signal_says_so_in_one_line(monkeypatch, tmp_path, capsys):
-    from mixqsam2.runtime.stream import StreamAborted
+    from mixqsam2.runtime.stopping import StreamAborted
 
     def aborted(*args, **kwargs):
         raise StreamAborted(signal.SIGTERM)

@@ -432,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Exit 2 on bad input; 128 + the signal's number when a second SIGINT/SIGTERM aborted a
     training run (the first one stops it after the current step, its state saved)."""
-    from mixqsam2.runtime.stream import StreamAborted
+    from mixqsam2.runtime.stopping import StreamAborted
 
     args = build_parser().parse_args(argv)
     try:

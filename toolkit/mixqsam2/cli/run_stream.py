@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     be read; 2 on bad input; 128 + signal number when a second signal aborted it (no output).
     Once the output is in place, SIGINT/SIGTERM are ignored until the process ends (a process
     entry point: it does not restore them)."""
-    from mixqsam2.runtime.stream import StreamAborted
+    from mixqsam2.runtime.stopping import StreamAborted
 
     args = build_parser().parse_args(argv)
     try:

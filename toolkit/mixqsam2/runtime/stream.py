@@ -9,17 +9,15 @@ decoded), ``resized_frames`` and ``ended``.
 
 A stream ends the same clean way however it ends (``ended`` says which):
 ``end_of_input``; ``max_frames`` tracked; ``signal``: SIGINT or SIGTERM, after the current
-frame (a second signal aborts at once: :class:`StreamAborted`, no output); ``read_failures``:
-``max_read_failures`` consecutive frames could not be decoded. A frame that cannot be
+frame (a second signal aborts at once: :class:`~mixqsam2.runtime.stopping.StreamAborted`,
+no output); ``read_failures``: ``max_read_failures`` consecutive frames could not be
+decoded. A frame that cannot be
 decoded is skipped with a warning; a frame whose size differs from the first frame's is
 resized to it with a warning (once per size), so masks and overlay keep one size.
 """
 
 from __future__ import annotations
 
-import signal
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,65 +30,8 @@ from mixqsam2.data.formats import write_mask_png
 from mixqsam2.fileio import atomic_output_dir, write_json_atomic
 from mixqsam2.memory.prompts import Prompt
 from mixqsam2.runtime.io import MAX_READ_FAILURES, Frame, FrameSource, OverlayVideo, overlay
-
-
-class StreamAborted(BaseException):
-    """A second SIGINT/SIGTERM: the work was abandoned at once (a stream writes nothing; a
-    training run keeps the state it saved last)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class StopOnSignal:
-    """While active (main thread), the first SIGINT/SIGTERM asks for a stop after the current
-    ``unit`` of work, a frame or a training step (``received`` holds it); a second one raises
-    :class:`StreamAborted` at once, unless
-    the output is already in place (:meth:`output_written`): then signals are ignored, and
-    with ``ignore_after`` still ignored once the block has ended (for a command that ends
-    then; otherwise the previous handlers come back).
-
-    >>> import os, signal
-    >>> with StopOnSignal() as stop:
-    ...     os.kill(os.getpid(), signal.SIGTERM)
-    ...     stop.received == signal.SIGTERM
-    True
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, ignore_after: bool = False, unit: str = "frame"):
-        self.received: int | None = None
-        self.unit = unit
-        self.written = False
-        self._ignore_after = ignore_after
-        self._previous: dict = {}
-
-    def __enter__(self) -> StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, signal.SIG_IGN if self.written and self._ignore_after else handler)
-
-    def output_written(self) -> None:
-        """The output is complete and in place: no signal can abort it any more."""
-        self.written = True
-
-    def _handle(self, signum: int, frame) -> None:
-        if self.written:
-            return
-        if self.received is not None:
-            raise StreamAborted(signum)
-        self.received = signum
-        _warn(f"{signal.Signals(signum).name}: stopping after this {self.unit} (send it again to abort at once)")
-
-
-def _warn(message: str) -> None:
-    tqdm.write(f"warning: {message}", file=sys.stderr)
+from mixqsam2.runtime.stopping import StopOnSignal
+from mixqsam2.runtime.stopping import warn as _warn
 
 
 @dataclass

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import io
 import math
+import signal
 import sys
 import time
+from contextlib import closing
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -206,7 +208,8 @@ def _checked(batch):
 def step_batches(batches, cfg: TrainConfig, start: int, image_size: int, workers: int = 0):
     """The batches of steps ``start`` to ``cfg.steps - 1`` in order; with ``workers`` > 0 made by
     that many processes ahead of the model (every batch is a function of seed and step, so the
-    run is the same either way).
+    run is the same either way). Close it when done with it (``contextlib.closing``): that
+    ends the workers, which would otherwise hang the interpreter's exit.
 
     >>> cfg = TrainConfig(steps=3, image_batch=1, video_batch=1)
     >>> [b.img_batch.shape[1] for b in step_batches(generated_batch, cfg, 1, 64)]
@@ -219,17 +222,28 @@ def step_batches(batches, cfg: TrainConfig, start: int, image_size: int, workers
 
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is, prefetch_factor=2,
                         worker_init_fn=_leave_signals_to_the_main_process)
-    return (_checked(batch) for batch in loader)
+    return _loaded(iter(loader))
+
+
+def _loaded(batches):
+    """The workers' batches, checked; the workers are shut down as soon as the batches end, fail
+    or are closed: they ignore SIGTERM, so the one left at interpreter exit would hang it (the
+    exit's SIGTERM to its children cannot end them)."""
+    try:
+        for batch in batches:
+            yield _checked(batch)
+    finally:
+        batches._shutdown_workers()  # what the iterator's __del__ does, but now, not at some later GC
 
 
 def _leave_signals_to_the_main_process(worker_id: int) -> None:
     """A worker ignores SIGINT/SIGTERM, which a Ctrl-C sends to the whole process group: a
     forked worker holds a copy of the run's stop handler, so it would warn on its own and die
     of a second signal, failing the run's next batch, instead of leaving the stop to the main
-    process (the workers end with it)."""
-    import signal
+    process, which shuts the workers down (:func:`_loaded`)."""
+    from mixqsam2.runtime.stopping import StopOnSignal
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in StopOnSignal.SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
 
 
@@ -342,12 +356,12 @@ def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resum
     ahead of the model when ``workers`` > 0. An existing ``out`` is refused unless ``resume``
     or ``overwrite`` (:func:`check_checkpoint_out`). SIGINT/SIGTERM stop the run after the
     current step with its state saved, as ``minutes`` does (``resume`` continues it); a second
-    one aborts at once (:class:`~mixqsam2.runtime.stream.StreamAborted`), keeping the state
+    one aborts at once (:class:`~mixqsam2.runtime.stopping.StreamAborted`), keeping the state
     saved last."""
     import torch
     from tqdm import tqdm
 
-    from mixqsam2.runtime.stream import StopOnSignal
+    from mixqsam2.runtime.stopping import StopOnSignal
     from mixqsam2.train.report import plot_curve
 
     out = Path(out)
@@ -362,8 +376,9 @@ def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resum
     start_step, started = len(history), time.monotonic()
     bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, desc=f"train {cfg.model}", unit="step")
     last = time.monotonic()
-    with StopOnSignal(unit="step") as stop:
-        for step, batch in zip(bar, step_batches(batches, cfg, start_step, model.image_size, workers)):
+    ordered = step_batches(batches, cfg, start_step, model.image_size, workers)
+    with StopOnSignal(unit="step") as stop, closing(ordered):  # closed: the workers end with the run
+        for step, batch in zip(bar, ordered):
             history.append(train_step(model, loss_fn, optimizer, cfg, step, batch))
             # wall time since the last step ended: waiting for the batch, and any checkpoint save, included
             now = time.monotonic()
