@@ -208,8 +208,8 @@ def _checked(batch):
 def step_batches(batches, cfg: TrainConfig, start: int, image_size: int, workers: int = 0):
     """The batches of steps ``start`` to ``cfg.steps - 1`` in order; with ``workers`` > 0 made by
     that many processes ahead of the model (every batch is a function of seed and step, so the
-    run is the same either way). Close it when done with it (``contextlib.closing``): that
-    ends the workers, which would otherwise hang the interpreter's exit.
+    run is the same either way). The workers start with the first batch asked for; close the
+    batches when done with them (``contextlib.closing``) to end the workers at once.
 
     >>> cfg = TrainConfig(steps=3, image_batch=1, video_batch=1)
     >>> [b.img_batch.shape[1] for b in step_batches(generated_batch, cfg, 1, 64)]
@@ -222,13 +222,14 @@ def step_batches(batches, cfg: TrainConfig, start: int, image_size: int, workers
 
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is, prefetch_factor=2,
                         worker_init_fn=_leave_signals_to_the_main_process)
-    return _loaded(iter(loader))
+    return _loaded(loader)
 
 
-def _loaded(batches):
+def _loaded(loader):
     """The workers' batches, checked; the workers are shut down as soon as the batches end, fail
-    or are closed: they ignore SIGTERM, so the one left at interpreter exit would hang it (the
-    exit's SIGTERM to its children cannot end them)."""
+    or are closed (each finishes the batch it is making). They ignore SIGTERM, so workers still
+    running at interpreter exit would hang it: the exit ends its children with SIGTERM."""
+    batches = iter(loader)  # forks the workers
     try:
         for batch in batches:
             yield _checked(batch)
@@ -356,8 +357,8 @@ def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resum
     ahead of the model when ``workers`` > 0. An existing ``out`` is refused unless ``resume``
     or ``overwrite`` (:func:`check_checkpoint_out`). SIGINT/SIGTERM stop the run after the
     current step with its state saved, as ``minutes`` does (``resume`` continues it); a second
-    one aborts at once (:class:`~mixqsam2.runtime.stopping.StreamAborted`), keeping the state
-    saved last."""
+    one aborts at once (:class:`~mixqsam2.runtime.stopping.StreamAborted`; with ``workers``,
+    once each has finished the batch it is making), keeping the state saved last."""
     import torch
     from tqdm import tqdm
 
