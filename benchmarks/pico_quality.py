@@ -10,7 +10,9 @@ Images: box mIoU with GT-box prompts, next to fill-the-box. Videos: J&F with a f
 mask prompt and FIFO at 6, next to repeating the first mask; "lost" counts objects under
 J&F 0.5; "absent" is the share of (frame, object) pairs after the prompt where the object is
 not in the ground truth, and "empty there" the share of those the tracker answers with an
-empty mask (what J counts as right). Checkpoints are compared pairwise per unit (image, video object) with bootstrap
+empty mask (what J counts as right); "IoU by frames since the prompt" is the mean IoU of the
+present targets 1, 2-5, ... frames after the prompt frame (which shows the prompt mask itself),
+to tell a model that segments badly from the first tracked frame from one that drifts. Checkpoints are compared pairwise per unit (image, video object) with bootstrap
 intervals (``mixqsam2.eval.paired``). CPU ms per frame of each checkpoint's tracker comes
 from the same run. A grid of the hardest held-out videos (GT red, prediction green) goes to
 ``--figure``. ``--box-zoom S`` also scores the boxes with small ones segmented on a zoomed
@@ -189,8 +191,8 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
     images = evaluate_images(model, image_set)
     zoomed = evaluate_images(model, image_set, box_zoom=box_zoom) if box_zoom else None
     videos = [v for d in video_dirs for v in _named(open_video_set(d), d)]
-    absence = AbsentFrames(videos)
-    tracked, baseline = evaluate_videos(model, videos, on_mask=absence), first_mask_baseline(videos)
+    after = AfterPrompt(videos)
+    tracked, baseline = evaluate_videos(model, videos, on_mask=after), first_mask_baseline(videos)
     objects = _per_object(tracked)
     followed = evaluate_videos(model, videos, track_zoom=track_zoom) if track_zoom else None
     followed_objects = _per_object(followed) if followed else {}
@@ -201,7 +203,8 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
         "lost": _lost(objects), "per_object": objects,
         "per_video": {name: v["JF"] for name, v in tracked["per_video"].items()},
         "ms_per_frame": sum(tracked["latency_ms"].values()),
-        "absent_share": absence.absent / max(1, absence.pairs), "empty_when_absent": absence.empty / max(1, absence.absent),
+        "absent_share": after.absent / max(1, after.pairs), "empty_when_absent": after.empty / max(1, after.absent),
+        "iou_by_frames_since_prompt": after.iou_by_frames(),
         **({"box_miou_zoom": zoomed["miou"], "per_image_zoom": zoomed["per_image"],
             "box_miou_zoom_by_area": by_area(zoomed["per_instance"])} if zoomed else {}),
         **({"JF_track_zoom": followed["JF"], "per_object_track_zoom": followed_objects,
@@ -210,22 +213,45 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
     }
 
 
-class AbsentFrames:
-    """An ``on_mask`` callback counting, after each video's prompt frame, the (frame, object)
-    pairs whose object is absent from the ground truth and how many of them got an empty mask."""
+FRAMES_SINCE_PROMPT = ((1, 1), (2, 5), (6, 20), (21, 50), (51, 10**9))  # bins of frames after the prompt
+
+
+def frames_bin(offset: int) -> str:
+    """The label of the :data:`FRAMES_SINCE_PROMPT` bin of ``offset`` frames after the prompt.
+
+    >>> frames_bin(1), frames_bin(7), frames_bin(119)
+    ('1', '6-20', '51+')
+    """
+    lo, hi = next((lo, hi) for lo, hi in FRAMES_SINCE_PROMPT if lo <= offset <= hi)
+    return str(lo) if lo == hi else f"{lo}+" if hi == 10**9 else f"{lo}-{hi}"
+
+
+def frame_bins() -> list[str]:
+    """The labels of :data:`FRAMES_SINCE_PROMPT`, in order."""
+    return [frames_bin(lo) for lo, _ in FRAMES_SINCE_PROMPT]
+
+
+class AfterPrompt:
+    """An ``on_mask`` callback over the (frame, object) pairs after each video's prompt frame
+    that have ground truth: how many there are, how many have their object absent, how many of
+    those got an empty mask, and the IoU of each present one by frames since the prompt."""
 
     def __init__(self, videos):
         self.videos = {video.name: video for video in videos}
+        self.index = {video.name: {name: i for i, name in enumerate(video.frame_names)} for video in videos}
         self.pairs = self.absent = self.empty = 0
+        self.ious: dict[str, list[float]] = {}
         self._truth = (None, None)  # (video, frame) -> annotation, the last one read
 
     def __call__(self, key, mask) -> None:
+        from mixqsam2.eval.metrics import mask_iou
+
         name, obj, frame = key
-        video = self.videos[name]
-        if frame == video.frame_names[0]:
+        offset = self.index[name][frame]
+        if offset == 0:
             return
         if self._truth[0] != (name, frame):
-            self._truth = ((name, frame), video.annotation(frame))
+            self._truth = ((name, frame), self.videos[name].annotation(frame))
         if self._truth[1] is None:  # not annotated: neither present nor absent
             return
         truth = self._truth[1].get(obj)
@@ -233,6 +259,14 @@ class AbsentFrames:
         if truth is None or not truth.any():
             self.absent += 1
             self.empty += int(not mask.any())
+        else:
+            self.ious.setdefault(frames_bin(offset), []).append(mask_iou(mask, truth))
+
+    def iou_by_frames(self) -> dict[str, float]:
+        """``{bin: mean IoU}`` over the bins that had a present target."""
+        import numpy as np
+
+        return {label: float(np.mean(self.ious[label])) for label in frame_bins() if label in self.ious}
 
 
 def _named(videos, folder: Path):
@@ -315,6 +349,14 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
         if "box_miou_zoom" in d or "JF_track_zoom" in d:
             box, track = (_interval(d[k]) if k in d else "" for k in ("box_miou_zoom", "JF_track_zoom"))
             lines.append(f"| {key}, zoomed (box / track zoom) | {box} | {track} |")
+    bins = frame_bins()
+    lines += ["", "| checkpoint | set | " + " | ".join(f"IoU {b} frames after the prompt" for b in bins) + " |",
+              "|---|---|" + "---|" * len(bins)]
+    for name, sets in results.items():
+        for set_name in SETS:
+            by_frames = sets[set_name].get("iou_by_frames_since_prompt", {})  # runs since 2026-12-06
+            lines.append(f"| {name} | {set_name} | " + " | ".join(
+                f"{by_frames[b]:.3f}" if b in by_frames else "-" for b in bins) + " |")
     if track_zoom:
         lines += ["", f"| checkpoint | set | video J&F, track zoom {track_zoom} | lost objects | ms/frame |", "|---|---|---|---|---|"]
         lines += [f"| {name} | {set_name} | {r['JF_track_zoom']:.3f} | {r['lost_track_zoom']}/{r['objects']} | "

@@ -11,7 +11,7 @@ from mixqsam2.cli.main import main
 from mixqsam2.errors import UserInputError
 from mixqsam2.train.config import TrainConfig
 from mixqsam2.train.data import image_batch, video_batch
-from mixqsam2.train.loop import learning_rate, step_kind, train
+from mixqsam2.train.loop import _missed_share, learning_rate, step_kind, train
 
 SMALL = TrainConfig(seed=3, steps=4, image_batch=1, video_batch=1, warmup_steps=2, image_only_fraction=0.25)
 
@@ -31,6 +31,24 @@ def test_same_seed_gives_the_same_losses_and_another_seed_does_not(tmp_path):
     _assert_same_losses(first, second)
     assert not np.allclose([r["loss"] for r in first], [r["loss"] for r in other], rtol=1e-2)
     assert all(math.isfinite(r["loss"]) for r in first)
+    assert all(0 <= r["missed"] <= 1 for r in first)  # every batch here has a target in every frame
+
+
+def test_missed_counts_present_targets_the_object_score_gated_off_and_nothing_else():
+    """sam2 shows an object only where its object score is > 0; a present target scored 0 or
+    less is missed; an absent target scored absent is not, nor one scored present."""
+    import torch
+
+    def frame(scores):
+        return {"multistep_object_score_logits": [torch.full((len(scores), 1), 9.0), torch.tensor(scores)[:, None]]}
+
+    masks = torch.zeros(2, 3, 4, 4, dtype=torch.bool)  # frames, objects, H, W
+    masks[0, :, 1, 1] = True  # frame 0: all three present
+    masks[1, 0, 2, 2] = True  # frame 1: only object 0 present
+    outputs = [frame([2.0, 0.0, -0.03]), frame([-1.0, -1.0, 3.0])]  # the last step's scores count
+    assert _missed_share(outputs, masks) == pytest.approx(3 / 4)
+    assert _missed_share([frame([5.0, 5.0, 5.0])] * 2, masks) == 0
+    assert math.isnan(_missed_share(outputs, torch.zeros_like(masks)))
 
 
 def test_a_resumed_run_continues_exactly_where_it_stopped(tmp_path):

@@ -143,9 +143,11 @@ def _train_pico(args) -> None:
 
 
 def _print_training_summary(history: list[dict], steps: int, out: str) -> None:
-    recent = history[-100:]
-    print(f"step {len(history)}/{steps}: loss {sum(r['loss'] for r in recent) / len(recent):.3f} "
-          f"(mean of the last {len(recent)} steps); wrote {out}")
+    from mixqsam2.train.loop import recent_summary
+
+    recent = recent_summary(history[-100:])
+    print(f"step {len(history)}/{steps}, last {min(100, len(history))} steps: median loss {recent['loss']}, "
+          f"IoU {recent['iou']}, present targets scored absent {recent['missed']}; wrote {out}")
 
 
 def _finetune(args) -> None:

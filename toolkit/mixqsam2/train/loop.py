@@ -25,8 +25,9 @@ import math
 import signal
 import sys
 import time
+import warnings
 from contextlib import closing
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +143,8 @@ def _optimizer(model, cfg: TrainConfig):
     )
 
 
-def _loss_fn():
+def loss_function():
+    """sam2's training loss with the sam2.1 recipe's weights (:data:`LOSS_WEIGHTS`)."""
     from training.loss_fns import MultiStepMultiMasksAndIous
 
     return MultiStepMultiMasksAndIous(
@@ -248,8 +250,24 @@ def _leave_signals_to_the_main_process(worker_id: int) -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
-def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int, batch) -> dict:
-    """One optimizer step of step ``step`` on its batch; returns its record for the history."""
+def _missed_share(outputs, masks) -> float:
+    """Share of the (frame, object) pairs whose object is in the ground truth but was scored
+    absent by the object-score head, NaN when no object is. sam2 fills such a frame's mask
+    with constant -1024 logits (``NO_OBJ_SCORE``): its focal loss is hundreds of times the usual
+    and carries no gradient, so these frames make the spikes of the loss curve."""
+    missed = present = 0
+    for frame_out, gt in zip(outputs, masks):
+        visible = gt.flatten(1).any(1)
+        scored_absent = frame_out["multistep_object_score_logits"][-1][:, 0] <= 0  # sam2's gate: score > 0
+        missed += int((visible & scored_absent).sum())
+        present += int(visible.sum())
+    return missed / present if present else float("nan")
+
+
+def step_forward(model, loss_fn, cfg: TrainConfig, step: int, batch) -> tuple[dict, dict]:
+    """Step ``step``'s forward pass on its batch as training runs it (the step's bank policy and
+    capacity, dropout and prompt draws): ``(losses, record)``, sam2's losses with their graph
+    and the step's record for the history, less what the optimizer adds."""
     import torch
 
     kind = step_kind(cfg, step)
@@ -263,20 +281,45 @@ def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int, batch) ->
         record.update(policy=policy, capacity=model.bank_capacity)
     torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout (sam2's memory attention; not the banked graph)
     model.rng = np.random.default_rng([cfg.seed, step, 2])  # SAM2Train's prompt sampler
-    for group in optimizer.param_groups:
-        group["lr"] = learning_rate(cfg, step) * group["lr_scale"]
     outputs = model(batch)
     losses = loss_fn(outputs, batch.masks)
-    loss = losses["core_loss"]
+    record.update(loss=float(losses["core_loss"].detach()), iou=_mean_iou(outputs, batch.masks),
+                  missed=_missed_share(outputs, batch.masks))
+    record.update({k: float(v.detach()) for k, v in losses.items() if k in LOSS_WEIGHTS})
+    return losses, record
+
+
+def train_step(model, loss_fn, optimizer, cfg: TrainConfig, step: int, batch) -> dict:
+    """One optimizer step of step ``step`` on its batch; returns its record for the history."""
+    import torch
+
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(cfg, step) * group["lr_scale"]
+    losses, record = step_forward(model, loss_fn, cfg, step, batch)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    losses["core_loss"].backward()
     finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)))
     if finite:  # a non-finite step is logged and skipped, never applied
         optimizer.step()
     record["skipped"] = not finite
-    record.update(loss=loss.item(), iou=_mean_iou(outputs, batch.masks))
-    record.update({k: float(v.detach()) for k, v in losses.items() if k in LOSS_WEIGHTS})
     return record
+
+
+def recent_summary(recent: list[dict]) -> dict[str, str]:
+    """What the progress bar and the end-of-run line show of the ``recent`` steps: the median
+    loss (a mean follows the few steps with a target scored absent, see :func:`_missed_share`),
+    the mean IoU and the share of present targets scored absent (runs from before 2026-12-06
+    did not record it).
+
+    >>> recent_summary([{"loss": 1.0, "iou": 0.5, "missed": 0.0}, {"loss": 900.0, "iou": 0.3, "missed": 0.5},
+    ...                 {"loss": 2.0, "iou": 0.4}])
+    {'loss': '2.000', 'iou': '0.400', 'missed': '0.250'}
+    """
+    with warnings.catch_warnings():  # all NaN (no target present, or not recorded) prints nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {"loss": f"{np.median([r['loss'] for r in recent]):.3f}",
+                "iou": f"{np.nanmean([r['iou'] for r in recent]):.3f}",
+                "missed": f"{np.nanmean([r.get('missed', np.nan) for r in recent]):.3f}"}
 
 
 def _state_path(out: Path) -> Path:
@@ -306,23 +349,38 @@ def saved_config(saved: dict) -> dict:
     return {f.name: saved.get(f.name, f.default) for f in fields(TrainConfig)}
 
 
-def _resume(model, optimizer, cfg: TrainConfig, out: Path) -> tuple[list, float]:
+def _read_state(out: Path, why: str) -> tuple[dict, dict, dict, list, float]:
+    """The training state saved beside ``out``: (settings, model state, optimizer state,
+    history, seconds); a missing or damaged one is the user's error, prefixed with ``why``."""
     import torch
 
     path = _state_path(out)
     if not path.is_file():
-        raise UserInputError(f"--resume: no training state at {path}")
+        raise UserInputError(f"{why}: no training state at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-        saved = saved_config(dict(state["config"]))
-        model_state, optimizer_state = state["model"], state["optimizer"]
-        history, seconds = list(state["history"]), float(state["seconds"])
+        return (saved_config(dict(state["config"])), state["model"], state["optimizer"], list(state["history"]),
+                float(state["seconds"]))
     except Exception as exc:  # torch raises many types for a damaged file
-        raise UserInputError(f"--resume: cannot read the training state {path}: {type(exc).__name__}: {exc}"
+        raise UserInputError(f"{why}: cannot read the training state {path}: {type(exc).__name__}: {exc}"
                              .splitlines()[0]) from None
+
+
+def saved_run(out: str | Path) -> tuple[TrainConfig, object, list[dict]]:
+    """The run whose state is saved beside ``out``: its settings, its train model with the
+    weights saved last, and its history (to replay its steps: :func:`step_forward`)."""
+    saved, model_state, _, history, _ = _read_state(Path(out), "replay")
+    cfg = TrainConfig(**saved)
+    model = build_train_model(replace(cfg, init_checkpoint=None))  # the saved weights replace the init
+    model.load_state_dict(model_state)
+    return cfg, model, history
+
+
+def _resume(model, optimizer, cfg: TrainConfig, out: Path) -> tuple[list, float]:
+    saved, model_state, optimizer_state, history, seconds = _read_state(out, "--resume")
     if saved != asdict(cfg):
         diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
-        raise UserInputError(f"--resume: the run at {path} used other settings (saved, now): {diff}")
+        raise UserInputError(f"--resume: the run at {_state_path(out)} used other settings (saved, now): {diff}")
     model.load_state_dict(model_state)
     optimizer.load_state_dict(optimizer_state)  # after _optimizer: the same (trainable) groups
     return history, seconds
@@ -369,7 +427,7 @@ def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resum
     check_checkpoint_out(out, cfg, resume, overwrite)
     model = build_train_model(cfg).to(device)
     optimizer = _optimizer(model, cfg)
-    loss_fn = _loss_fn()
+    loss_fn = loss_function()
     if batches is None:
         batches = VideoFolderClips(cfg.videos, cfg.video_frames) if cfg.videos else generated_batch
     history, seconds = _resume(model, optimizer, cfg, out) if resume else ([], 0.0)
@@ -385,8 +443,7 @@ def train(cfg: TrainConfig, out: str | Path, minutes: float | None = None, resum
             now = time.monotonic()
             history[-1]["wall"], last = now - last, now
             recent = history[-50:]
-            bar.set_postfix(loss=f"{np.mean([r['loss'] for r in recent]):.3f}",
-                            iou=f"{np.nanmean([r['iou'] for r in recent]):.3f}")
+            bar.set_postfix(**recent_summary(recent))
             done = step + 1 == cfg.steps or time.monotonic() > deadline or stop.received is not None
             if done or (step + 1) % save_every == 0:
                 with torch.no_grad():

@@ -1,5 +1,5 @@
-"""Training curves as PNGs: one run's loss and running IoU per step (image and video steps
-apart), or several runs' IoU side by side.
+"""Training curves as PNGs: one run's loss, running IoU and share of present targets scored
+absent per step (image and video steps apart), or several runs' IoU side by side.
 
 >>> history = [{"step": s, "kind": "image" if s % 2 == 0 else "video", "loss": 1.0, "iou": 0.5}
 ...            for s in range(10)]
@@ -21,31 +21,53 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(values, np.ones(window) / window, mode="valid")
 
 
-def _smoothed(rows: list[dict], key: str, window: int) -> tuple[list[int], np.ndarray]:
-    """(steps, running mean of ``key`` over ``window`` steps, NaN counted as 0) of ``rows``."""
-    values = _smooth(np.nan_to_num(np.array([r[key] for r in rows], float), nan=0.0), window)
+def _running_median(values: np.ndarray, window: int) -> np.ndarray:
+    window = max(1, min(window, len(values)))
+    return np.median(np.lib.stride_tricks.sliding_window_view(values, window), axis=1)
+
+
+def _smoothed(rows: list[dict], key: str, window: int, median: bool = False) -> tuple[list[int], np.ndarray]:
+    """(steps, running mean, or ``median``, of ``key`` over ``window`` steps, NaN counted as 0)
+    of the ``rows`` that recorded ``key``.
+
+    >>> _smoothed([{"step": s, "loss": v} for s, v in enumerate([1.0, 900.0, 2.0])], "loss", 3, median=True)
+    ([2], array([2.]))
+    """
+    rows = [r for r in rows if key in r]
+    if not rows:
+        return [], np.array([])
+    values = np.nan_to_num(np.array([r[key] for r in rows], float), nan=0.0)
+    values = _running_median(values, window) if median else _smooth(values, window)
     return [r["step"] for r in rows][len(rows) - len(values):], values
 
 
 def plot_curve(history: list[dict], path: str | Path, window: int = 50) -> None:
-    """Write ``path`` (PNG): smoothed loss (left) and IoU (right) against the step."""
+    """Write ``path`` (PNG) against the step: the loss's running median (left; its mean would
+    follow the steps whose frames with a target scored absent add sam2's constant -1024 mask
+    fill, a loss hundreds of times the usual without gradient), the running IoU (middle) and
+    the running share of present targets scored absent (right; runs since 2026-12-06)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_iou, ax_missed) = plt.subplots(1, 3, figsize=(15, 4))
     for kind, color in (("image", "tab:blue"), ("video", "tab:orange")):
         rows = [r for r in history if r["kind"] == kind]
-        if not rows:
-            continue
-        for ax, key in ((ax_loss, "loss"), (ax_iou, "iou")):
-            ax.plot(*_smoothed(rows, key, window // 2), color=color, label=f"{kind} steps")
-    ax_loss.set(xlabel="step", ylabel="loss (sam2 weights)", yscale="log", title="training loss")
+        for ax, key, median in ((ax_loss, "loss", True), (ax_iou, "iou", False), (ax_missed, "missed", False)):
+            steps, values = _smoothed(rows, key, window // 2, median)
+            if steps:
+                ax.plot(steps, values, color=color, label=f"{kind} steps")
+    ax_loss.set(xlabel="step", ylabel="loss (sam2 weights)", yscale="log", title="training loss, running median")
     ax_iou.set(xlabel="step", ylabel="IoU of final masks", ylim=(0, 1), title="running IoU (train batches)")
-    for ax in (ax_loss, ax_iou):
+    ax_missed.set(xlabel="step", ylabel="share of (frame, object) pairs", ylim=(0, 1),
+                  title="present targets scored absent")
+    if not ax_missed.lines:
+        ax_missed.text(0.5, 0.5, "not recorded by this run", ha="center", transform=ax_missed.transAxes)
+    for ax in (ax_loss, ax_iou, ax_missed):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     fig.tight_layout()
     write_figure_atomic(path, fig)
 
