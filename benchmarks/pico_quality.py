@@ -10,7 +10,9 @@ Images: box mIoU with GT-box prompts, next to fill-the-box. Videos: J&F with a f
 mask prompt and FIFO at 6, next to repeating the first mask; "lost" counts objects under
 J&F 0.5; "absent" is the share of (frame, object) pairs after the prompt where the object is
 not in the ground truth, and "empty there" the share of those the tracker answers with an
-empty mask (what J counts as right); "IoU by frames since the prompt" is the mean IoU of the
+empty mask (what J counts as right), "empty when present" the share of the pairs with the object
+present that got an empty mask (the tracker said it is gone: sam2 empties the mask of an object
+its object score calls absent); "IoU by frames since the prompt" is the mean IoU of the
 present targets 1, 2-5, ... frames after the prompt frame (which shows the prompt mask itself),
 to tell a model that segments badly from the first tracked frame from one that drifts. Checkpoints are compared pairwise per unit (image, video object) with bootstrap
 intervals (``mixqsam2.eval.paired``). CPU ms per frame of each checkpoint's tracker comes
@@ -204,6 +206,7 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
         "per_video": {name: v["JF"] for name, v in tracked["per_video"].items()},
         "ms_per_frame": sum(tracked["latency_ms"].values()),
         "absent_share": after.absent / max(1, after.pairs), "empty_when_absent": after.empty / max(1, after.absent),
+        "empty_when_present": after.empty_present / max(1, after.pairs - after.absent),
         "iou_by_frames_since_prompt": after.iou_by_frames(),
         **({"box_miou_zoom": zoomed["miou"], "per_image_zoom": zoomed["per_image"],
             "box_miou_zoom_by_area": by_area(zoomed["per_instance"])} if zoomed else {}),
@@ -234,12 +237,13 @@ def frame_bins() -> list[str]:
 class AfterPrompt:
     """An ``on_mask`` callback over the (frame, object) pairs after each video's prompt frame
     that have ground truth: how many there are, how many have their object absent, how many of
-    those got an empty mask, and the IoU of each present one by frames since the prompt."""
+    those got an empty mask, how many present ones got one, and the IoU of each present one by
+    frames since the prompt."""
 
     def __init__(self, videos):
         self.videos = {video.name: video for video in videos}
         self.index = {video.name: {name: i for i, name in enumerate(video.frame_names)} for video in videos}
-        self.pairs = self.absent = self.empty = 0
+        self.pairs = self.absent = self.empty = self.empty_present = 0
         self.ious: dict[str, list[float]] = {}
         self._truth = (None, None)  # (video, frame) -> annotation, the last one read
 
@@ -260,6 +264,7 @@ class AfterPrompt:
             self.absent += 1
             self.empty += int(not mask.any())
         else:
+            self.empty_present += int(not mask.any())
             self.ious.setdefault(frames_bin(offset), []).append(mask_iou(mask, truth))
 
     def iou_by_frames(self) -> dict[str, float]:
@@ -350,12 +355,13 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
             box, track = (_interval(d[k]) if k in d else "" for k in ("box_miou_zoom", "JF_track_zoom"))
             lines.append(f"| {key}, zoomed (box / track zoom) | {box} | {track} |")
     bins = frame_bins()
-    lines += ["", "| checkpoint | set | " + " | ".join(f"IoU {b} frames after the prompt" for b in bins) + " |",
-              "|---|---|" + "---|" * len(bins)]
+    lines += ["", "| checkpoint | set | empty when present | " + " | ".join(f"IoU {b} frames after the prompt" for b in bins)
+              + " |", "|---|---|---|" + "---|" * len(bins)]
     for name, sets in results.items():
         for set_name in SETS:
-            by_frames = sets[set_name].get("iou_by_frames_since_prompt", {})  # runs since 2026-12-06
-            lines.append(f"| {name} | {set_name} | " + " | ".join(
+            r = sets[set_name]  # runs before 2026-12-06 did not count these
+            by_frames, empty = r.get("iou_by_frames_since_prompt", {}), r.get("empty_when_present")
+            lines.append(f"| {name} | {set_name} | {'-' if empty is None else f'{empty:.1%}'} | " + " | ".join(
                 f"{by_frames[b]:.3f}" if b in by_frames else "-" for b in bins) + " |")
     if track_zoom:
         lines += ["", f"| checkpoint | set | video J&F, track zoom {track_zoom} | lost objects | ms/frame |", "|---|---|---|---|---|"]

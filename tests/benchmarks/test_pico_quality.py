@@ -34,7 +34,8 @@ def _scores(offset: float) -> dict:
             "box_miou_zoom": 0.6 + offset, "per_image_zoom": {k: v + 0.1 for k, v in images.items()},
             "box_miou_zoom_by_area": by_area, "JF_track_zoom": 0.35 + offset,
             "per_object_track_zoom": {k: v + 0.05 for k, v in objects.items()}, "lost_track_zoom": 3,
-            "ms_per_frame_track_zoom": 70.0, "iou_by_frames_since_prompt": {"1": 0.5 + offset, "2-5": 0.4}}
+            "ms_per_frame_track_zoom": 70.0, "iou_by_frames_since_prompt": {"1": 0.5 + offset, "2-5": 0.4},
+            "empty_when_present": 0.05}
 
 
 def _run(name: str, offset: float) -> dict:
@@ -65,28 +66,29 @@ def test_merged_runs_pair_against_the_first(pico_quality, tmp_path, capsys):
         assert diff["box_miou"]["mean"] == pytest.approx(0.02)
     printed = capsys.readouterr().out
     assert "| better-base/heldout | +0.020" in printed
-    assert "| better | heldout | 0.520 | 0.400 | - | - | - |" in printed
+    assert "| better | heldout | 5.0% | 0.520 | 0.400 | - | - | - |" in printed
 
 
 class _Video:
-    """Three frames, one object: present in frames 0 and 2, absent in 1; frame 3 unannotated."""
+    """One object: present in frames 0, 2 and 4, absent in 1; frame 3 unannotated."""
 
-    name, frame_names = "v", ["f0", "f1", "f2", "f3"]
+    name, frame_names = "v", ["f0", "f1", "f2", "f3", "f4"]
 
     def annotation(self, frame):
         square = np.zeros((4, 4), bool)
         square[:2, :2] = True
-        return {"f0": {1: square}, "f1": {1: np.zeros((4, 4), bool)}, "f2": {1: square}}.get(frame)
+        return {"f0": {1: square}, "f1": {1: np.zeros((4, 4), bool)}, "f2": {1: square}, "f4": {1: square}}.get(frame)
 
 
 def test_after_the_prompt_it_counts_absent_pairs_empty_answers_and_iou_by_frames_since(pico_quality):
+    """f2 is answered with half the object, f4 with nothing (IoU 0, empty when present)."""
     after = pico_quality.AfterPrompt([_Video()])
     half = np.zeros((4, 4), bool)
     half[:2, :1] = True
     for frame in _Video.frame_names:  # the prompt frame and the unannotated frame count nowhere
         after(("v", 1, frame), half if frame == "f2" else np.zeros((4, 4), bool))
-    assert (after.pairs, after.absent, after.empty) == (2, 1, 1)
-    assert after.iou_by_frames() == {"2-5": 0.5}
+    assert (after.pairs, after.absent, after.empty, after.empty_present) == (3, 1, 1, 1)
+    assert after.iou_by_frames() == {"2-5": 0.25}
 
 
 @pytest.mark.parametrize("set_name", SETS)
