@@ -15,36 +15,43 @@ from __future__ import annotations
 
 import argparse
 import sys
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
 
 def parse_args(argv=None):
-    from mixqsam2.cli.common import Parser
+    from mixqsam2.cli.common import Parser, distinct_names, named_file, positive_int
 
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", action="append", metavar="NAME=PATH", required=True)
-    parser.add_argument("--videos", type=int, default=6, help="held-out videos per seed")
-    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--checkpoint", type=named_file, action="append", metavar="NAME=PATH", required=True)
+    parser.add_argument("--videos", type=positive_int, default=6, help="held-out videos per seed")
+    parser.add_argument("--frames", type=positive_int, default=120)
     parser.add_argument("--video-seeds", type=int, nargs="+", default=[9003, 9004])
-    parser.add_argument("--data", default="out/bench/v3/data", help="where the held-out sets are made once and kept")
+    parser.add_argument("--data", help="where the held-out sets are made once and kept (default: data/ beside --out, "
+                                       "as pico_quality.py keeps them)")
     parser.add_argument("--out", required=True)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.checkpoint = distinct_names(parser, args.checkpoint, "--checkpoint")
+    return args
 
 
 def object_traces(model, video) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per prompted object, (object scores, target present) over the annotated frames after the prompt."""
-    from mixqsam2.memory.prompts import Prompt, prompt_then_track
-    from mixqsam2.memory.tracker import StreamingTracker
+    """Per prompted object, (object scores, target present) over the annotated frames after the
+    prompt, tracked as ``pico_quality`` tracks (``mixqsam2.eval.videos``: FIFO at the model's
+    default capacity, 6 for pico)."""
+    from mixqsam2.eval.videos import prompted_stream
+    from mixqsam2.memory.tracker import StreamingTracker, default_capacity
 
-    tracker = StreamingTracker(model, memory="fifo", capacity=6, num_frames=len(video.frame_paths))
-    prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
+    tracker = StreamingTracker(model, memory="fifo", capacity=default_capacity(model), num_frames=len(video.frame_paths))
+    prompts, results = prompted_stream(tracker, video)
     traces = {k: ([], []) for k in prompts}
-    results = prompt_then_track(tracker, video.frames(), prompts)
-    for index, (name, result) in enumerate(zip(video.frame_names, results)):
+    for name, result in islice(results, 1, None):  # after the prompt frame
         truth = video.annotation(name)
-        for obj, (scores, present) in traces.items() if index > 0 and truth is not None else ():
+        if truth is None:
+            continue
+        for obj, (scores, present) in traces.items():
             scores.append(result.object_scores[obj])
             present.append(obj in truth and bool(truth[obj].any()))
     return [(np.array(s, float), np.array(p, bool)) for s, p in traces.values()]
@@ -94,16 +101,16 @@ def scores_run(args) -> int:
     from mixqsam2.models import build_model
 
     check_output_file(args.out)
-    checkpoints = dict(c.split("=", 1) for c in args.checkpoint)
-    folders = [cached_heldout_set(Path(args.data), "videos", num=args.videos, frames=args.frames, seed=seed)
+    data = Path(args.data) if args.data else Path(args.out).parent / "data"
+    folders = [cached_heldout_set(data, "videos", num=args.videos, frames=args.frames, seed=seed)
                for seed in args.video_seeds]
+    videos = [v for folder in folders for v in open_video_set(folder)]
     results = {}
-    for name, path in checkpoints.items():
+    for name, path in args.checkpoint.items():
         model = build_model("pico", path)
-        videos = [v for folder in folders for v in open_video_set(folder)]
         traces = [t for video in tqdm(videos, desc=name, unit="video") for t in object_traces(model, video)]
         results[name] = summary(traces)
-    write_json_atomic(args.out, {"checkpoints": checkpoints, "data": [f.name for f in folders], "results": results})
+    write_json_atomic(args.out, {"checkpoints": args.checkpoint, "data": [f.name for f in folders], "results": results})
     print(table(results))
     return 0
 

@@ -41,10 +41,10 @@ SETS = ("train-gen", "heldout")
 
 
 def parse_args(argv=None):
-    from mixqsam2.cli.common import Parser, open_share
+    from mixqsam2.cli.common import Parser, distinct_names, named_file, open_share
 
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", action="append", metavar="NAME=PATH",
+    parser.add_argument("--checkpoint", type=named_file, action="append", metavar="NAME=PATH",
                         help="checkpoints to compare (default: shipped=the bundled pico)")
     parser.add_argument("--images", type=int, default=200, help="images per set")
     parser.add_argument("--videos", type=int, default=6, help="videos per set and video seed")
@@ -58,6 +58,7 @@ def parse_args(argv=None):
     parser.add_argument("--merge", nargs="+", metavar="RESULT.json",
                         help="evaluate nothing: pair the checkpoints of these earlier runs against the first one")
     args = parser.parse_args(argv)
+    args.checkpoint = args.checkpoint and distinct_names(parser, args.checkpoint, "--checkpoint")
     given = [f"--{dest.replace('_', '-')}" for dest in EVALUATION_OPTIONS if getattr(args, dest) != parser.get_default(dest)]
     if args.merge and given:
         parser.error(f"--merge compares earlier results; it takes no {', '.join(given)}")
@@ -436,7 +437,7 @@ def quality_run(args) -> int:
 
     from mixqsam2.models import build_model, get_spec
 
-    checkpoints = dict(c.split("=", 1) for c in args.checkpoint or [f"shipped={get_spec('pico').checkpoint}"])
+    checkpoints = args.checkpoint or {"shipped": str(get_spec("pico").checkpoint)}
     sets = data_sets(Path(args.out).parent / "data", args)
     results = {}
     for name, path in checkpoints.items():

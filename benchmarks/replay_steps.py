@@ -6,7 +6,9 @@ the recorded loss is printed beside it). Per step: the loss terms, the gradient 
 weighted focal mask loss and of the whole loss before clipping, and the share of present
 targets that the object-score head scored absent (sam2 fills their masks with -1024 logits,
 a constant: a large loss without gradient). Without ``--steps``: the ``--spikes`` video steps
-with the largest recorded focal mask loss, each with the next video step.
+with the largest recorded focal mask loss, each with the next video step. Replays run on the
+CPU: a run trained on a GPU draws other random numbers there, and its replayed losses differ
+from the recorded ones by more than the weights explain.
 
     python benchmarks/replay_steps.py out/train/run.pt --steps 2543,2547 --out out/bench/replay.json
 """
@@ -15,14 +17,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from mixqsam2.cli.common import Parser, positive_int
+
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="the run's checkpoint path (its training state is saved beside it)")
     parser.add_argument("--steps", type=step_numbers,
                         help="comma-separated step numbers (default: the largest spikes and their neighbours)")
-    parser.add_argument("--spikes", type=int, default=3, help="how many spikes to replay without --steps")
+    parser.add_argument("--spikes", type=positive_int, default=3, help="how many spikes to replay without --steps")
     parser.add_argument("--out", required=True, help="result JSON")
     return parser.parse_args(argv)
 
@@ -70,6 +75,8 @@ def replay(run: str, steps: list[int] | None, spikes: int) -> list[dict]:
         raise UserInputError(f"{run} trained on video folders; this replays generated batches only")
     recorded = {r["step"]: r for r in history}
     steps = steps or chosen_steps(history, spikes)
+    if not steps:
+        raise UserInputError(f"{run} recorded no video step; give --steps")
     unknown = [s for s in steps if s not in recorded]
     if unknown:
         raise UserInputError(f"{run} recorded no step {unknown[0]} (it has steps 0-{len(history) - 1})")
@@ -92,9 +99,12 @@ def table(rows: list[dict]) -> str:
 
 
 def replay_run(args) -> int:
+    from mixqsam2.errors import UserInputError
     from mixqsam2.fileio import check_output_file, write_json_atomic
 
-    check_output_file(args.out)
+    out = check_output_file(args.out).resolve()
+    if out in {Path(args.run).resolve(), Path(f"{args.run}.state").resolve()}:
+        raise UserInputError(f"--out {args.out} is the run's checkpoint or state; give another file")
     rows = replay(args.run, args.steps, args.spikes)
     write_json_atomic(args.out, {"run": args.run, "steps": rows})
     print(table(rows))

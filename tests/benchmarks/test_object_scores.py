@@ -1,21 +1,10 @@
 """benchmarks/object_scores.py: what the object score decides on held-out videos."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "object_scores.py"
-
-
-@pytest.fixture(scope="module")
-def object_scores():
-    spec = importlib.util.spec_from_file_location("object_scores", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_missed_targets_recoveries_and_the_longest_miss_are_counted(object_scores):
@@ -44,3 +33,18 @@ def test_a_run_on_held_out_videos_counts_every_annotated_pair_after_the_prompt(o
     assert result["present"] + result["absent"] == objects * sum(t is not None for t in truths)
     assert 0 <= result["missed"] <= result["present"]
     assert "| pico | " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("checkpoints, message", [
+    (["pico.pt"], "give NAME=PATH"),
+    (["a=no/such.pt"], "a: no file no/such.pt"),
+    ([f"a={__file__}", f"a={__file__}"], "a is given more than once"),
+])
+def test_bad_checkpoints_are_one_line_usage_errors_before_any_data_is_made(object_scores, tmp_path, capsys,
+                                                                        checkpoints, message):
+    args = [a for c in checkpoints for a in ("--checkpoint", c)] + ["--data", str(tmp_path), "--out", str(tmp_path / "s.json")]
+    with pytest.raises(SystemExit) as exited:
+        object_scores.main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and len(err) == 1 and message in err[0]
+    assert list(tmp_path.iterdir()) == []

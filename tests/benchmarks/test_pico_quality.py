@@ -1,7 +1,6 @@
 """benchmarks/pico_quality.py: --merge compares checkpoints scored in separate runs as in one;
 what it counts after each video's prompt frame."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,16 +10,7 @@ import pytest
 from mixqsam2.errors import UserInputError
 from mixqsam2.eval.paired import paired_difference
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pico_quality.py"
 SETS = ("train-gen", "heldout")
-
-
-@pytest.fixture(scope="module")
-def pico_quality():
-    spec = importlib.util.spec_from_file_location("pico_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _scores(offset: float) -> dict:
@@ -70,25 +60,25 @@ def test_merged_runs_pair_against_the_first(pico_quality, tmp_path, capsys):
 
 
 class _Video:
-    """One object: present in frames 0, 2 and 4, absent in 1; frame 3 unannotated."""
+    """One object: present in frames 0, 1 and 4, absent in 2; frame 3 unannotated."""
 
     name, frame_names = "v", ["f0", "f1", "f2", "f3", "f4"]
 
     def annotation(self, frame):
         square = np.zeros((4, 4), bool)
         square[:2, :2] = True
-        return {"f0": {1: square}, "f1": {1: np.zeros((4, 4), bool)}, "f2": {1: square}, "f4": {1: square}}.get(frame)
+        return {"f0": {1: square}, "f1": {1: square}, "f2": {1: np.zeros((4, 4), bool)}, "f4": {1: square}}.get(frame)
 
 
 def test_after_the_prompt_it_counts_absent_pairs_empty_answers_and_iou_by_frames_since(pico_quality):
-    """f2 is answered with half the object, f4 with nothing (IoU 0, empty when present)."""
+    """f1 (1 frame after the prompt) is answered with half the object, f4 (3 after) with nothing."""
     after = pico_quality.AfterPrompt([_Video()])
     half = np.zeros((4, 4), bool)
     half[:2, :1] = True
     for frame in _Video.frame_names:  # the prompt frame and the unannotated frame count nowhere
-        after(("v", 1, frame), half if frame == "f2" else np.zeros((4, 4), bool))
+        after(("v", 1, frame), half if frame == "f1" else np.zeros((4, 4), bool))
     assert (after.pairs, after.absent, after.empty, after.empty_present) == (3, 1, 1, 1)
-    assert after.iou_by_frames() == {"2-5": 0.25}
+    assert after.iou_by_frames() == {"1": 0.5, "2-5": 0.0}
 
 
 @pytest.mark.parametrize("set_name", SETS)
@@ -146,7 +136,7 @@ def test_a_missing_result_file_is_one_line(pico_quality, tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [f"error: no pico_quality result at {tmp_path / 'missing.json'}"]
 
 
-@pytest.mark.parametrize("option", [["--checkpoint", "x=y.pt"], ["--box-zoom", "0.3"], ["--frames", "60"],
+@pytest.mark.parametrize("option", [["--checkpoint", f"x={__file__}"], ["--box-zoom", "0.3"], ["--frames", "60"],
                                     ["--figure", "f.png"], ["--images", "20"]])
 def test_merge_refuses_evaluation_options(pico_quality, option, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -1,9 +1,7 @@
 """benchmarks/replay_steps.py: a run's steps remade exactly, and what they are made of."""
 
-import importlib.util
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -12,18 +10,11 @@ from mixqsam2.train.config import TrainConfig
 from mixqsam2.train.loop import train
 
 PICO_CHECKPOINT = get_spec("pico").checkpoint
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "replay_steps.py"
 # lr 0: the weights saved last are those every step ran with, so a replay must give its loss
 FROZEN = TrainConfig(seed=3, steps=4, image_batch=1, video_batch=1, warmup_steps=2, image_only_fraction=0.25, lr=0.0,
                      bank_policies=("fifo", "sis"), bank_capacities=(2, 3), init_checkpoint=str(PICO_CHECKPOINT))
-
-
-@pytest.fixture(scope="module")
-def replay_steps():
-    spec = importlib.util.spec_from_file_location("replay_steps", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# sam2's own memory (its memory attention has dropout, drawn per step)
+FROZEN_SAM2_MEMORY = replace(FROZEN, bank_policies=())
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +28,19 @@ def _replayed(replay_steps, run, steps: str, tmp_path) -> list[dict]:
     return json.loads((tmp_path / "r.json").read_text())["steps"]
 
 
-def test_a_replayed_step_is_the_step_the_run_made(replay_steps, frozen_run, tmp_path, capsys):
+@pytest.mark.parametrize("memory", ["banked", "sam2"])
+def test_a_replayed_step_is_the_step_the_run_made(replay_steps, frozen_run, tmp_path, capsys, memory):
     out, history = frozen_run
-    rows = _replayed(replay_steps, out, "1,2", tmp_path)
+    if memory == "sam2":
+        out = tmp_path / "sam2_memory.pt"
+        history = train(FROZEN_SAM2_MEMORY, out)
+    rows = _replayed(replay_steps, out, "1,2,3", tmp_path)
     for row in rows:
         recorded = history[row["step"]]
         assert row["loss"] == pytest.approx(recorded["loss"], rel=1e-5)
         assert (row["kind"], row.get("policy"), row["missed"]) == (recorded["kind"], recorded.get("policy"), recorded["missed"])
         assert row["missed"] < 1 and row["mask_loss_grad_norm"] > 0
-    assert [r["kind"] for r in rows] == ["video", "image"]
+    assert [r["kind"] for r in rows] == ["video", "image", "video"]
     assert "| 1 | video | " in capsys.readouterr().out
 
 
@@ -76,9 +71,18 @@ def test_a_step_the_run_never_made_is_one_line_and_exit_2(replay_steps, frozen_r
     assert not (tmp_path / "r.json").exists()
 
 
+def test_an_out_that_is_the_run_is_refused_and_the_run_kept(replay_steps, frozen_run, capsys):
+    out, _ = frozen_run
+    before = out.read_bytes()
+    assert replay_steps.main([str(out), "--steps", "1", "--out", str(out)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert out.read_bytes() == before
+
+
 def test_steps_that_are_not_numbers_are_a_usage_error(replay_steps, frozen_run, tmp_path, capsys):
     out, _ = frozen_run
     with pytest.raises(SystemExit) as exited:
         replay_steps.main([str(out), "--steps", "2543,x", "--out", str(tmp_path / "r.json")])
     assert exited.value.code == 2
-    assert "give step numbers separated by commas" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "give step numbers separated by commas" in err[0]

@@ -39,15 +39,17 @@ def test_missed_counts_present_targets_the_object_score_gated_off_and_nothing_el
     less is missed; an absent target scored absent is not, nor one scored present."""
     import torch
 
-    def frame(scores):
+    def frame(scores):  # a first prediction step, then a correction click's
         return {"multistep_object_score_logits": [torch.full((len(scores), 1), 9.0), torch.tensor(scores)[:, None]]}
 
     masks = torch.zeros(2, 3, 4, 4, dtype=torch.bool)  # frames, objects, H, W
     masks[0, :, 1, 1] = True  # frame 0: all three present
     masks[1, 0, 2, 2] = True  # frame 1: only object 0 present
-    outputs = [frame([2.0, 0.0, -0.03]), frame([-1.0, -1.0, 3.0])]  # the last step's scores count
+    outputs = [frame([2.0, 0.0, -0.03]), frame([-1.0, -1.0, 3.0])]
     assert _missed_share(outputs, masks) == pytest.approx(3 / 4)
     assert _missed_share([frame([5.0, 5.0, 5.0])] * 2, masks) == 0
+    corrected = {"multistep_object_score_logits": [torch.tensor([[-2.0], [1.0], [1.0]]), torch.full((3, 1), 4.0)]}
+    assert _missed_share([corrected, frame([5.0, 5.0, 5.0])], masks) == pytest.approx(1 / 4)  # any step counts
     assert math.isnan(_missed_share(outputs, torch.zeros_like(masks)))
 
 
@@ -359,12 +361,13 @@ def test_a_run_saved_before_a_setting_existed_still_resumes(tmp_path):
     assert len(train(SMALL, tmp_path / "old.pt", resume=True)) == SMALL.steps
 
 
-def test_the_encoder_rate_option_reaches_the_image_encoders_parameter_group(tmp_path):
+def test_the_encoder_rate_option_reaches_the_image_encoders_parameter_group(tmp_path, capsys):
     import torch
 
     out = tmp_path / "rate.pt"
     assert main(["train-pico", "--preset", "v1", "--steps", "1", "--image-batch", "1", "--video-batch", "1",
                  "--encoder-lr-scale", "0.5", "--out", str(out)]) == 0
+    assert "step 1/1, last 1 steps: median loss " in capsys.readouterr().out
     state = torch.load(f"{out}.state", map_location="cpu", weights_only=False)
     assert state["config"]["image_encoder_lr_scale"] == 0.5
     assert {group["lr_scale"] for group in state["optimizer"]["param_groups"]} == {0.5, 1.0}

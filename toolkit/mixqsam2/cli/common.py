@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 from typing import Callable
 
 from mixqsam2.errors import UserInputError
@@ -41,6 +42,32 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def named_file(text: str) -> tuple[str, str]:
+    """``NAME=PATH`` of an existing file, e.g. ``--checkpoint v2=pico.pt``.
+
+    >>> named_file(f"mine={__file__}")[0]
+    'mine'
+    >>> named_file("pico.pt")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: give NAME=PATH, got 'pico.pt'
+    """
+    name, equals, path = text.partition("=")
+    if not (equals and name and path):
+        raise argparse.ArgumentTypeError(f"give NAME=PATH, got {text!r}")
+    if not Path(path).is_file():
+        raise argparse.ArgumentTypeError(f"{name}: no file {path}")
+    return name, path
+
+
+def distinct_names(parser: argparse.ArgumentParser, named: list[tuple[str, str]], option: str) -> dict[str, str]:
+    """``{name: path}`` of the ``NAME=PATH`` values of ``option``; a name given twice is a usage error."""
+    names = [name for name, _ in named]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        parser.error(f"{option}: each needs its own NAME; {', '.join(repeated)} is given more than once")
+    return dict(named)
 
 
 def positive_float(text: str) -> float:

@@ -145,8 +145,9 @@ def _train_pico(args) -> None:
 def _print_training_summary(history: list[dict], steps: int, out: str) -> None:
     from mixqsam2.train.loop import recent_summary
 
-    recent = recent_summary(history[-100:])
-    print(f"step {len(history)}/{steps}, last {min(100, len(history))} steps: median loss {recent['loss']}, "
+    last = history[-100:]
+    recent = recent_summary(last)
+    print(f"step {len(history)}/{steps}, last {len(last)} steps: median loss {recent['loss']}, "
           f"IoU {recent['iou']}, present targets scored absent {recent['missed']}; wrote {out}")
 
 

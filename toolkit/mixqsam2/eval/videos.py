@@ -9,6 +9,9 @@ scores the trivial tracker that repeats the prompt mask, the floor a model has t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 import numpy as np
 from tqdm import tqdm
 
@@ -18,6 +21,9 @@ from mixqsam2.eval.agreement import MaskCallback
 from mixqsam2.eval.metrics import boundary_f, mask_iou, video_jf
 from mixqsam2.memory.prompts import Prompt, prompt_then_track
 
+if TYPE_CHECKING:  # the tracker loads cv2: imported where a video is tracked
+    from mixqsam2.memory.tracker import FrameResult
+
 
 def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: int | None = None,
                    on_mask: MaskCallback | None = None, track_zoom: float | None = None,
@@ -26,9 +32,9 @@ def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: in
 
     tracker = StreamingTracker(model, memory=memory, capacity=capacity, num_frames=len(video.frame_paths),
                                track_zoom=track_zoom, memory_pool=memory_pool)
-    prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
+    prompts, results = prompted_stream(tracker, video)
     scores: dict[int, list[tuple[float, float]]] = {k: [] for k in prompts}
-    for name, result in zip(video.frame_names, prompt_then_track(tracker, video.frames(), prompts)):
+    for name, result in results:
         for obj_id in prompts if on_mask else ():
             on_mask((video.name, obj_id, name), result.masks[obj_id])
         gt = video.annotation(name)
@@ -44,6 +50,13 @@ def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: in
         "memory_bank_bytes": tracker.peak_memory_bytes,
         "latency_ms": tracker.stage_ms_per_frame(),
     }
+
+
+def prompted_stream(tracker, video: VideoSample) -> tuple[dict[int, Prompt], Iterator[tuple[str, FrameResult]]]:
+    """The evaluation protocol's prompts (each object's first-frame ground-truth mask) and
+    ``(frame name, result)`` of every frame of ``video`` streamed through ``tracker`` with them."""
+    prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
+    return prompts, zip(video.frame_names, prompt_then_track(tracker, video.frames(), prompts))
 
 
 def _require_videos(videos: list[VideoSample]) -> None:

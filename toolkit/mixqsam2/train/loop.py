@@ -252,13 +252,17 @@ def _leave_signals_to_the_main_process(worker_id: int) -> None:
 
 def _missed_share(outputs, masks) -> float:
     """Share of the (frame, object) pairs whose object is in the ground truth but was scored
-    absent by the object-score head, NaN when no object is. sam2 fills such a frame's mask
-    with constant -1024 logits (``NO_OBJ_SCORE``): its focal loss is hundreds of times the usual
-    and carries no gradient, so these frames make the spikes of the loss curve."""
+    absent by the object-score head in any of the frame's prediction steps (the first and
+    sam2's correction clicks), NaN when no object is. sam2 fills such a step's mask with
+    constant -1024 logits (``NO_OBJ_SCORE``): its focal loss is hundreds of times the usual and
+    carries no gradient, so these frames make the spikes of the loss curve."""
+    import torch
+
     missed = present = 0
     for frame_out, gt in zip(outputs, masks):
         visible = gt.flatten(1).any(1)
-        scored_absent = frame_out["multistep_object_score_logits"][-1][:, 0] <= 0  # sam2's gate: score > 0
+        steps = torch.stack([s[:, 0] for s in frame_out["multistep_object_score_logits"]])
+        scored_absent = (steps <= 0).any(0)  # sam2's gate: shown where the score is > 0
         missed += int((visible & scored_absent).sum())
         present += int(visible.sum())
     return missed / present if present else float("nan")
@@ -317,7 +321,7 @@ def recent_summary(recent: list[dict]) -> dict[str, str]:
     """
     with warnings.catch_warnings():  # all NaN (no target present, or not recorded) prints nan
         warnings.simplefilter("ignore", RuntimeWarning)
-        return {"loss": f"{np.median([r['loss'] for r in recent]):.3f}",
+        return {"loss": f"{np.nanmedian([r['loss'] for r in recent]):.3f}",
                 "iou": f"{np.nanmean([r['iou'] for r in recent]):.3f}",
                 "missed": f"{np.nanmean([r.get('missed', np.nan) for r in recent]):.3f}"}
 
@@ -369,10 +373,15 @@ def _read_state(out: Path, why: str) -> tuple[dict, dict, dict, list, float]:
 def saved_run(out: str | Path) -> tuple[TrainConfig, object, list[dict]]:
     """The run whose state is saved beside ``out``: its settings, its train model with the
     weights saved last, and its history (to replay its steps: :func:`step_forward`)."""
-    saved, model_state, _, history, _ = _read_state(Path(out), "replay")
-    cfg = TrainConfig(**saved)
+    from mixqsam2.models import load_state_dict_checked
+
+    saved, model_state, _, history, _ = _read_state(Path(out), "cannot replay")
+    try:
+        cfg = TrainConfig(**saved)
+    except ValueError as exc:
+        raise UserInputError(f"cannot replay: the run at {_state_path(Path(out))} has bad settings: {exc}") from None
     model = build_train_model(replace(cfg, init_checkpoint=None))  # the saved weights replace the init
-    model.load_state_dict(model_state)
+    load_state_dict_checked(model, model_state, _state_path(Path(out)))
     return cfg, model, history
 
 

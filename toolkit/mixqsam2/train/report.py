@@ -27,16 +27,16 @@ def _running_median(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def _smoothed(rows: list[dict], key: str, window: int, median: bool = False) -> tuple[list[int], np.ndarray]:
-    """(steps, running mean, or ``median``, of ``key`` over ``window`` steps, NaN counted as 0)
-    of the ``rows`` that recorded ``key``.
+    """(steps, running mean, or ``median``, of ``key`` over ``window`` steps) of the ``rows``
+    that recorded ``key`` as a number (NaN: a step with nothing to measure, left out).
 
     >>> _smoothed([{"step": s, "loss": v} for s, v in enumerate([1.0, 900.0, 2.0])], "loss", 3, median=True)
     ([2], array([2.]))
     """
-    rows = [r for r in rows if key in r]
+    rows = [r for r in rows if not np.isnan(r.get(key, np.nan))]
     if not rows:
         return [], np.array([])
-    values = np.nan_to_num(np.array([r[key] for r in rows], float), nan=0.0)
+    values = np.array([r[key] for r in rows], float)
     values = _running_median(values, window) if median else _smooth(values, window)
     return [r["step"] for r in rows][len(rows) - len(values):], values
 
