@@ -1,4 +1,4 @@
-"""Shared fixtures: one pico model per session and small generated data sets."""
+"""Shared fixtures: one pico model per session, small generated data sets, the benchmark scripts."""
 
 from __future__ import annotations
 
@@ -88,3 +88,29 @@ def pico_onnx_plan(pico, pico_plan, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx") / "pico-plan"
     export_model(pico, "pico", out, plan_path=pico_plan, progress=False)
     return out
+
+
+def _benchmark_script(name: str):
+    """``benchmarks/<name>.py`` (the scripts are not a package) as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def pico_quality():
+    return _benchmark_script("pico_quality")
+
+
+@pytest.fixture(scope="session")
+def replay_steps():
+    return _benchmark_script("replay_steps")
+
+
+@pytest.fixture(scope="session")
+def object_scores():
+    return _benchmark_script("object_scores")
