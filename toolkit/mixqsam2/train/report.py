@@ -16,14 +16,11 @@ import numpy as np
 from mixqsam2.fileio import write_figure_atomic
 
 
-def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+def _running(values: np.ndarray, window: int, statistic) -> np.ndarray:
+    """``statistic`` (``np.mean``, ``np.median``) of each run of ``window`` consecutive
+    ``values`` (of all of them when there are fewer)."""
     window = max(1, min(window, len(values)))
-    return np.convolve(values, np.ones(window) / window, mode="valid")
-
-
-def _running_median(values: np.ndarray, window: int) -> np.ndarray:
-    window = max(1, min(window, len(values)))
-    return np.median(np.lib.stride_tricks.sliding_window_view(values, window), axis=1)
+    return statistic(np.lib.stride_tricks.sliding_window_view(values, window), axis=1)
 
 
 def _smoothed(rows: list[dict], key: str, window: int, median: bool = False) -> tuple[list[int], np.ndarray]:
@@ -37,7 +34,7 @@ def _smoothed(rows: list[dict], key: str, window: int, median: bool = False) -> 
     if not rows:
         return [], np.array([])
     values = np.array([r[key] for r in rows], float)
-    values = _running_median(values, window) if median else _smooth(values, window)
+    values = _running(values, window, np.median if median else np.mean)
     return [r["step"] for r in rows][len(rows) - len(values):], values
 
 
