@@ -6,7 +6,9 @@ Data (all seeds apart from training's and from each other):
 - ``heldout``: the independent generator (``mixqsam2.data.heldout``: other shapes, photos,
   motion and camera rules; never used to train), same seeds in its own seed space.
 
-Images: box mIoU with GT-box prompts, next to fill-the-box. Videos: J&F with a first-frame
+Images: box mIoU with GT-box prompts, next to fill-the-box and a classical, training-free
+answer (OpenCV's GrabCut from the box, scored once per set and paired per image against each
+checkpoint: the level a learned model should clear out of distribution). Videos: J&F with a first-frame
 mask prompt and FIFO at 6, next to repeating the first mask; "lost" counts objects under
 J&F 0.5; "absent" is the share of (frame, object) pairs after the prompt where the object is
 not in the ground truth, and "empty there" the share of those the tracker answers with an
@@ -80,7 +82,7 @@ def merged_runs(paths: list[str]) -> dict:
     """The runs of ``paths`` as one: their checkpoints in order, the shared settings, and each
     run's machine and figure. Refused (one line) unless every file is a pico_quality result,
     the runs share :data:`SETTINGS` and scored the same units (images, video objects, zoomed
-    or not), and no checkpoint name repeats.
+    or not), and no checkpoint name repeats. GrabCut's scores come from the first run that has them.
 
     >>> import json, tempfile
     >>> scores = {**{key: 0.5 for key in SCORES}, "per_image": {"0": 0.5}, "per_object": {"v#1": 0.4}}
@@ -112,6 +114,11 @@ def merged_runs(paths: list[str]) -> dict:
                 raise UserInputError(f"checkpoint name {name!r} appears twice; rename one in its file")
             _check_same_units(sets, reference, path, paths[0])
             merged["results"][name], merged["checkpoints"][name] = sets, run["checkpoints"][name]
+    baselines = next((run["baselines"] for run in runs.values() if "baselines" in run), None)  # since 2026-12-06
+    if baselines:
+        _check_same_units({s: {"per_image": baselines[s]["per_image"]} for s in SETS}, reference, "the GrabCut scores",
+                          paths[0], keys=("per_image",))
+        merged["baselines"] = baselines
     return merged
 
 
@@ -132,15 +139,20 @@ def _read_result(path: str) -> dict:
         if missing or name not in run["checkpoints"]:
             raise UserInputError(f"{path}: checkpoint {name!r} lacks {', '.join(missing) or 'its path'}; "
                                  "is it a pico_quality result of this version?")
+    baselines = run.get("baselines", {})  # GrabCut's scores: recorded since 2026-12-06
+    if not (isinstance(baselines, dict) and all(
+            isinstance(baselines.get(s), dict) and {"grabcut_miou", "per_image", "by_area"} <= set(baselines[s])
+            for s in SETS if baselines)):
+        raise UserInputError(f"{path}: its GrabCut scores (baselines) lack a set or a score")
     return run
 
 
-def _check_same_units(sets: dict, reference: dict, path: str, reference_path: str) -> None:
+def _check_same_units(sets: dict, reference: dict, path: str, reference_path: str, keys=tuple(UNITS)) -> None:
     """Refuse ``sets`` unless each set scored the same units as ``reference``, zoomed or not."""
     from mixqsam2.errors import UserInputError
 
     for set_name in SETS:
-        for key, units in UNITS.items():
+        for key, units in ((key, UNITS[key]) for key in keys):
             if set(sets[set_name].get(key, ())) != set(reference[set_name].get(key, ())):
                 raise UserInputError(f"{path} scored other {set_name} {units} than {reference_path}; "
                                      "merge runs made on the same data")
@@ -215,6 +227,16 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
             "lost_track_zoom": _lost(followed_objects),
             "ms_per_frame_track_zoom": sum(followed["latency_ms"].values())} if followed else {}),
     }
+
+
+def box_baselines(images_dir: Path) -> dict:
+    """GrabCut from each GT box of the set: ``{"grabcut_miou", "per_image", "by_area"}``
+    (checkpoint-independent, so scored once per set)."""
+    from mixqsam2.data.loaders import CocoImages
+    from mixqsam2.eval.images import grabcut_baseline
+
+    scores = grabcut_baseline(CocoImages.from_dir(images_dir))
+    return {"grabcut_miou": scores["miou"], "per_image": scores["per_image"], "by_area": by_area(scores["per_instance"])}
 
 
 FRAMES_SINCE_PROMPT = ((1, 1), (2, 5), (6, 20), (21, 50), (51, 10**9))  # bins of frames after the prompt
@@ -314,6 +336,17 @@ def comparisons(results: dict) -> dict:
     return out
 
 
+def against_grabcut(results: dict, baselines: dict) -> dict:
+    """Every checkpoint's box mIoU (plain and, where scored, with box zoom) minus GrabCut's,
+    paired per image, per set."""
+    from mixqsam2.eval.paired import paired_difference
+
+    return {f"{name}-GrabCut/{set_name}": {
+        key: paired_difference(r[units], baselines[set_name]["per_image"])
+        for key, units in (("box_miou", "per_image"), ("box_miou_zoom", "per_image_zoom")) if units in r}
+        for name, sets in results.items() for set_name, r in sets.items()}
+
+
 def zoom_gains(results: dict) -> dict:
     """Per checkpoint and set, what zooming gains where it was scored: box mIoU with zoomed
     small boxes minus plain (paired per image), J&F tracked with the following window minus
@@ -327,7 +360,8 @@ def zoom_gains(results: dict) -> dict:
     return {key: g for key, g in gains.items() if g}
 
 
-def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None, track_zoom: float | None = None) -> str:
+def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None, track_zoom: float | None = None,
+          baselines: dict | None = None, grabcut: dict | None = None) -> str:
     zoom = f" | box mIoU, zoom {box_zoom}" if box_zoom else ""
     lines = [f"| checkpoint | set | box mIoU{zoom} | fill-the-box | video J&F | first-mask J&F | lost objects | "
              "absent / empty there | ms/frame |", "|---|---|---|---|---|---|---|---|---|" + ("---|" if box_zoom else "")]
@@ -349,6 +383,11 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
                 lines.append(f"| {name}{label} | {set_name} | " + " | ".join(
                     f"{c['box_miou']:.3f} / {f['fill']:.3f} (n={c['instances']})" if c else "-"
                     for c, f in zip(cells, fills)) + " |")
+    for set_name in SETS if baselines else ():
+        cells = [baselines[set_name]["by_area"].get(b) for b in bins]
+        lines.append(f"| GrabCut ({baselines[set_name]['grabcut_miou']:.3f} over all) | {set_name} | " + " | ".join(
+            f"{c['box_miou']:.3f} / {c['fill']:.3f} (n={c['instances']})" if c else "-" for c in cells) + " |")
+    lines += _grabcut_table(grabcut, box_zoom) if grabcut else []
     lines += ["", "| comparison | box mIoU diff [95% CI] | J&F diff [95% CI] |", "|---|---|---|"]
     for key, d in diffs.items():
         lines.append(f"| {key} | {_interval(d['box_miou'])} | {_interval(d['JF'])} |")
@@ -375,6 +414,14 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
                   "|---|" + "---|" * len(columns)]
         lines += [f"| {key} | " + " | ".join(_interval(d[c]) for c in columns) + " |" for key, d in gains.items()]
     return "\n".join(lines) + "\n"
+
+
+def _grabcut_table(grabcut: dict, box_zoom: float | None) -> list[str]:
+    zoomed = any("box_miou_zoom" in d for d in grabcut.values())
+    lines = ["", "| checkpoint − GrabCut, paired per image | box mIoU diff [95% CI] |"
+             + (f" box mIoU, zoom {box_zoom}, diff [95% CI] |" if zoomed else ""), "|---|---|" + ("---|" if zoomed else "")]
+    return lines + [f"| {key} | {_interval(d['box_miou'])} |" + (f" {_interval(d['box_miou_zoom'])} |" if zoomed else "")
+                    for key, d in grabcut.items()]
 
 
 def _interval(d: dict) -> str:
@@ -439,6 +486,7 @@ def quality_run(args) -> int:
 
     checkpoints = args.checkpoint or {"shipped": str(get_spec("pico").checkpoint)}
     sets = data_sets(Path(args.out).parent / "data", args)
+    baselines = {set_name: box_baselines(images) for set_name, (images, _) in sets.items()}
     results = {}
     for name, path in checkpoints.items():
         model = build_model("pico", path)
@@ -450,18 +498,22 @@ def quality_run(args) -> int:
     return write_comparison({
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, python {platform.python_version()}",
         "checkpoints": checkpoints, "frames": args.frames, "video_seeds": args.video_seeds,
-        "box_zoom": args.box_zoom, "track_zoom": args.track_zoom, "results": results, "figure": args.figure,
+        "box_zoom": args.box_zoom, "track_zoom": args.track_zoom, "results": results, "baselines": baselines,
+        "figure": args.figure,
         "data": {name: [Path(images).name] + [Path(v).name for v in videos] for name, (images, videos) in sets.items()},
     }, args.out)
 
 
 def write_comparison(run: dict, out: str) -> int:
-    """Add the pairwise comparisons and zoom gains to ``run``, write it to ``out`` and print the tables."""
+    """Add the pairwise comparisons, the comparisons with GrabCut (where the run scored it) and the
+    zoom gains to ``run``, write it to ``out`` and print the tables."""
     from mixqsam2.fileio import write_json_atomic
 
-    results = run["results"]
-    run = dict(run, comparisons=comparisons(results) if len(results) > 1 else {}, zoom_gains=zoom_gains(results))
-    tables = table(results, run["comparisons"], run["zoom_gains"], run["box_zoom"], run["track_zoom"])
+    results, baselines = run["results"], run.get("baselines")
+    run = dict(run, comparisons=comparisons(results) if len(results) > 1 else {}, zoom_gains=zoom_gains(results),
+               against_grabcut=against_grabcut(results, baselines) if baselines else {})
+    tables = table(results, run["comparisons"], run["zoom_gains"], run["box_zoom"], run["track_zoom"], baselines,
+                   run["against_grabcut"])
     write_json_atomic(out, run)
     print(tables)
     return 0

@@ -155,3 +155,42 @@ def test_merge_refuses_data_of_another_generator_version(pico_quality, tmp_path)
         pico_quality.merged_runs(paths[:2])
     merged = pico_quality.merged_runs([paths[0], paths[2]])
     assert list(merged["results"]) == ["base", "old"] and merged["data"] == data  # kept for a later merge
+
+
+def _grabcut(offset: float = -0.1) -> dict:
+    """GrabCut's scores of a set as pico_quality.box_baselines writes them, ``offset`` from _scores(0)."""
+    images = {str(i): 0.3 + 0.05 * i + offset for i in range(4)}
+    return {"grabcut_miou": 0.4, "per_image": images,
+            "by_area": {"0-1000": {"instances": 4, "box_miou": 0.4, "fill": 0.4}}}
+
+
+def test_merged_runs_pair_every_checkpoint_against_grabcut(pico_quality, tmp_path, capsys):
+    base = dict(_run("base", 0.0), baselines={s: _grabcut() for s in SETS})
+    older = _run("older", 0.05)  # written before GrabCut was scored: the first run's scores serve
+    paths = [_write(tmp_path / "older.json", older), _write(tmp_path / "base.json", base)]
+    out = tmp_path / "merged.json"
+    assert pico_quality.main(["--merge", *paths, "--out", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert merged["baselines"] == base["baselines"]
+    for name, offset in (("older", 0.05), ("base", 0.0)):
+        diff = merged["against_grabcut"][f"{name}-GrabCut/heldout"]
+        assert diff["box_miou"]["mean"] == pytest.approx(0.1 + offset)
+        assert diff["box_miou_zoom"]["mean"] == pytest.approx(0.2 + offset)
+    printed = capsys.readouterr().out
+    assert "| GrabCut (0.400 over all) | heldout | 0.400 / 0.400 (n=4) |" in printed
+    assert "| older-GrabCut/heldout | +0.150" in printed
+
+
+def test_merge_refuses_grabcut_scores_of_other_images(pico_quality, tmp_path):
+    grabcut = _grabcut()
+    grabcut["per_image"].pop("0")
+    run = dict(_run("base", 0.0), baselines={"train-gen": _grabcut(), "heldout": grabcut})
+    with pytest.raises(UserInputError, match="the GrabCut scores scored other heldout images"):
+        pico_quality.merged_runs([_write(tmp_path / "base.json", run)])
+
+
+@pytest.mark.parametrize("baselines", [[], {"heldout": _grabcut()}, {s: {"per_image": {}} for s in SETS}])
+def test_merge_refuses_malformed_grabcut_scores(pico_quality, tmp_path, baselines):
+    run = dict(_run("base", 0.0), baselines=baselines)
+    with pytest.raises(UserInputError, match="GrabCut scores .* lack a set or a score"):
+        pico_quality.merged_runs([_write(tmp_path / "base.json", run)])
