@@ -7,10 +7,12 @@ Data (all seeds apart from training's and from each other):
   motion and camera rules; never used to train), same seeds in its own seed space.
 
 Images: box mIoU with GT-box prompts, next to fill-the-box and a classical, training-free
-answer (OpenCV's GrabCut from the box, scored once per set and paired per image against each
-checkpoint: the level a learned model should clear out of distribution). Videos: J&F with a first-frame
+answer (OpenCV's GrabCut from the box). Videos: J&F with a first-frame
 mask prompt and FIFO at 6, next to repeating the first mask; "lost" counts objects under
-J&F 0.5; "absent" is the share of (frame, object) pairs after the prompt where the object is
+J&F 0.5, and next to a classical tracker without learning (GrabCut on each frame from the last
+mask's box). The GrabCut answers are scored once per set (``--no-baselines`` skips them: ~15 min
+at the default sizes) and paired against each checkpoint per image and per object: the level a
+learned model should clear out of distribution. "absent" is the share of (frame, object) pairs after the prompt where the object is
 not in the ground truth, and "empty there" the share of those the tracker answers with an
 empty mask (what J counts as right), "empty when present" the share of the pairs with the object
 present that got an empty mask (the tracker said it is gone: sam2 empties the mask of an object
@@ -57,17 +59,21 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="out/bench/pico_quality.json")
     parser.add_argument("--figure", default="out/bench/pico_hardest_heldout.png",
                         help="the grid of hardest held-out videos (the committed one: benchmarks/figures/)")
+    parser.add_argument("--no-baselines", dest="baselines", action="store_false",
+                        help="skip the GrabCut answers (boxes and tracks); --merge takes them from another run")
     parser.add_argument("--merge", nargs="+", metavar="RESULT.json",
                         help="evaluate nothing: pair the checkpoints of these earlier runs against the first one")
     args = parser.parse_args(argv)
     args.checkpoint = args.checkpoint and distinct_names(parser, args.checkpoint, "--checkpoint")
-    given = [f"--{dest.replace('_', '-')}" for dest in EVALUATION_OPTIONS if getattr(args, dest) != parser.get_default(dest)]
+    options = {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
+    given = [options[dest] for dest in EVALUATION_OPTIONS if getattr(args, dest) != parser.get_default(dest)]
     if args.merge and given:
         parser.error(f"--merge compares earlier results; it takes no {', '.join(given)}")
     return args
 
 
-EVALUATION_OPTIONS = ("checkpoint", "images", "videos", "frames", "box_zoom", "track_zoom", "video_seeds", "figure")
+EVALUATION_OPTIONS = ("checkpoint", "images", "videos", "frames", "box_zoom", "track_zoom", "video_seeds", "figure",
+                      "baselines")
 SETTINGS = ("frames", "video_seeds", "box_zoom", "track_zoom")  # what runs to merge must share
 # what the tables and comparisons read from each set of a result
 SCORES = ("box_miou", "box_fill_miou", "per_image", "box_miou_by_area", "JF", "first_mask_JF", "objects", "lost",
@@ -116,8 +122,7 @@ def merged_runs(paths: list[str]) -> dict:
             merged["results"][name], merged["checkpoints"][name] = sets, run["checkpoints"][name]
     baselines = next((run["baselines"] for run in runs.values() if "baselines" in run), None)  # since 2026-12-06
     if baselines:
-        _check_same_units({s: {"per_image": baselines[s]["per_image"]} for s in SETS}, reference, "the GrabCut scores",
-                          paths[0], keys=("per_image",))
+        _check_same_units(baselines, reference, "the GrabCut scores", paths[0], keys=("per_image", "per_object"))
         merged["baselines"] = baselines
     return merged
 
@@ -141,8 +146,7 @@ def _read_result(path: str) -> dict:
                                  "is it a pico_quality result of this version?")
     baselines = run.get("baselines", {})  # GrabCut's scores: recorded since 2026-12-06
     if not (isinstance(baselines, dict) and all(
-            isinstance(baselines.get(s), dict) and {"grabcut_miou", "per_image", "by_area"} <= set(baselines[s])
-            for s in SETS if baselines)):
+            isinstance(baselines.get(s), dict) and set(BASELINE_SCORES) <= set(baselines[s]) for s in SETS if baselines)):
         raise UserInputError(f"{path}: its GrabCut scores (baselines) lack a set or a score")
     return run
 
@@ -229,14 +233,21 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
     }
 
 
-def box_baselines(images_dir: Path) -> dict:
-    """GrabCut from each GT box of the set: ``{"grabcut_miou", "per_image", "by_area"}``
-    (checkpoint-independent, so scored once per set)."""
-    from mixqsam2.data.loaders import CocoImages
-    from mixqsam2.eval.images import grabcut_baseline
+BASELINE_SCORES = ("grabcut_miou", "per_image", "by_area", "grabcut_track_JF", "per_object")
 
-    scores = grabcut_baseline(CocoImages.from_dir(images_dir))
-    return {"grabcut_miou": scores["miou"], "per_image": scores["per_image"], "by_area": by_area(scores["per_instance"])}
+
+def baselines(images_dir: Path, video_dirs: list[Path]) -> dict:
+    """The GrabCut answers of one set (checkpoint-independent, so scored once): from each GT box
+    (``grabcut_miou``, ``per_image``, ``by_area``) and tracked from each video's prompt mask
+    (``grabcut_track_JF``, ``per_object``), keyed as :func:`evaluate` keys a checkpoint's."""
+    from mixqsam2.data.loaders import CocoImages, open_video_set
+    from mixqsam2.eval.images import grabcut_baseline
+    from mixqsam2.eval.videos import grabcut_track_baseline
+
+    boxes = grabcut_baseline(CocoImages.from_dir(images_dir))
+    tracks = grabcut_track_baseline([v for d in video_dirs for v in _named(open_video_set(d), d)])
+    return {"grabcut_miou": boxes["miou"], "per_image": boxes["per_image"], "by_area": by_area(boxes["per_instance"]),
+            "grabcut_track_JF": tracks["JF"], "per_object": _per_object(tracks)}
 
 
 FRAMES_SINCE_PROMPT = ((1, 1), (2, 5), (6, 20), (21, 50), (51, 10**9))  # bins of frames after the prompt
@@ -336,14 +347,18 @@ def comparisons(results: dict) -> dict:
     return out
 
 
+GRABCUT_PAIRS = {"box_miou": ("per_image", "per_image"), "box_miou_zoom": ("per_image_zoom", "per_image"),
+                 "JF": ("per_object", "per_object"), "JF_track_zoom": ("per_object_track_zoom", "per_object")}
+
+
 def against_grabcut(results: dict, baselines: dict) -> dict:
-    """Every checkpoint's box mIoU (plain and, where scored, with box zoom) minus GrabCut's,
-    paired per image, per set."""
+    """Every checkpoint's box mIoU and J&F (plain and, where scored, zoomed) minus GrabCut's,
+    paired per image and per video object, per set."""
     from mixqsam2.eval.paired import paired_difference
 
     return {f"{name}-GrabCut/{set_name}": {
-        key: paired_difference(r[units], baselines[set_name]["per_image"])
-        for key, units in (("box_miou", "per_image"), ("box_miou_zoom", "per_image_zoom")) if units in r}
+        key: paired_difference(r[ours], baselines[set_name][theirs])
+        for key, (ours, theirs) in GRABCUT_PAIRS.items() if ours in r and theirs in baselines[set_name]}
         for name, sets in results.items() for set_name, r in sets.items()}
 
 
@@ -385,9 +400,9 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
                     for c, f in zip(cells, fills)) + " |")
     for set_name in SETS if baselines else ():
         cells = [baselines[set_name]["by_area"].get(b) for b in bins]
-        lines.append(f"| GrabCut ({baselines[set_name]['grabcut_miou']:.3f} over all) | {set_name} | " + " | ".join(
+        lines.append(f"| GrabCut | {set_name} | " + " | ".join(
             f"{c['box_miou']:.3f} / {c['fill']:.3f} (n={c['instances']})" if c else "-" for c in cells) + " |")
-    lines += _grabcut_table(grabcut, box_zoom) if grabcut else []
+    lines += _grabcut_table(baselines, grabcut, box_zoom, track_zoom) if baselines else []
     lines += ["", "| comparison | box mIoU diff [95% CI] | J&F diff [95% CI] |", "|---|---|---|"]
     for key, d in diffs.items():
         lines.append(f"| {key} | {_interval(d['box_miou'])} | {_interval(d['JF'])} |")
@@ -416,11 +431,16 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
     return "\n".join(lines) + "\n"
 
 
-def _grabcut_table(grabcut: dict, box_zoom: float | None) -> list[str]:
-    zoomed = any("box_miou_zoom" in d for d in grabcut.values())
-    lines = ["", "| checkpoint − GrabCut, paired per image | box mIoU diff [95% CI] |"
-             + (f" box mIoU, zoom {box_zoom}, diff [95% CI] |" if zoomed else ""), "|---|---|" + ("---|" if zoomed else "")]
-    return lines + [f"| {key} | {_interval(d['box_miou'])} |" + (f" {_interval(d['box_miou_zoom'])} |" if zoomed else "")
+def _grabcut_table(baselines: dict, grabcut: dict, box_zoom: float | None, track_zoom: float | None) -> list[str]:
+    tracks = {s: f"{b['grabcut_track_JF']:.3f}" if "grabcut_track_JF" in b else "-" for s, b in baselines.items()}
+    lines = ["", "| set | GrabCut from the box, mIoU | GrabCut tracks, J&F |", "|---|---|---|"]
+    lines += [f"| {s} | {b['grabcut_miou']:.3f} | {tracks[s]} |" for s, b in baselines.items()]
+    labels = {"box_miou": "box mIoU", "box_miou_zoom": f"box mIoU, zoom {box_zoom}", "JF": "J&F",
+              "JF_track_zoom": f"J&F, track zoom {track_zoom}"}
+    columns = [key for key in labels if any(key in d for d in grabcut.values())]
+    lines += ["", "| checkpoint − GrabCut, paired | " + " | ".join(f"{labels[c]} diff [95% CI]" for c in columns) + " |",
+              "|---|" + "---|" * len(columns)]
+    return lines + [f"| {key} | " + " | ".join(_interval(d[c]) if c in d else "-" for c in columns) + " |"
                     for key, d in grabcut.items()]
 
 
@@ -486,7 +506,7 @@ def quality_run(args) -> int:
 
     checkpoints = args.checkpoint or {"shipped": str(get_spec("pico").checkpoint)}
     sets = data_sets(Path(args.out).parent / "data", args)
-    baselines = {set_name: box_baselines(images) for set_name, (images, _) in sets.items()}
+    scored = {set_name: baselines(*sets[set_name]) for set_name in SETS} if args.baselines else None
     results = {}
     for name, path in checkpoints.items():
         model = build_model("pico", path)
@@ -498,8 +518,8 @@ def quality_run(args) -> int:
     return write_comparison({
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, python {platform.python_version()}",
         "checkpoints": checkpoints, "frames": args.frames, "video_seeds": args.video_seeds,
-        "box_zoom": args.box_zoom, "track_zoom": args.track_zoom, "results": results, "baselines": baselines,
-        "figure": args.figure,
+        "box_zoom": args.box_zoom, "track_zoom": args.track_zoom, "results": results,
+        **({"baselines": scored} if scored else {}), "figure": args.figure,
         "data": {name: [Path(images).name] + [Path(v).name for v in videos] for name, (images, videos) in sets.items()},
     }, args.out)
 

@@ -137,7 +137,7 @@ def test_a_missing_result_file_is_one_line(pico_quality, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("option", [["--checkpoint", f"x={__file__}"], ["--box-zoom", "0.3"], ["--frames", "60"],
-                                    ["--figure", "f.png"], ["--images", "20"]])
+                                    ["--figure", "f.png"], ["--images", "20"], ["--no-baselines"]])
 def test_merge_refuses_evaluation_options(pico_quality, option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         pico_quality.parse_args(["--merge", "a.json", *option])
@@ -158,10 +158,11 @@ def test_merge_refuses_data_of_another_generator_version(pico_quality, tmp_path)
 
 
 def _grabcut(offset: float = -0.1) -> dict:
-    """GrabCut's scores of a set as pico_quality.box_baselines writes them, ``offset`` from _scores(0)."""
+    """GrabCut's scores of a set as pico_quality.baselines writes them, ``offset`` from _scores(0)."""
     images = {str(i): 0.3 + 0.05 * i + offset for i in range(4)}
-    return {"grabcut_miou": 0.4, "per_image": images,
-            "by_area": {"0-1000": {"instances": 4, "box_miou": 0.4, "fill": 0.4}}}
+    objects = {f"seed9003/vid000{i}#1": 0.2 + 0.1 * i + offset for i in range(3)}
+    return {"grabcut_miou": 0.4, "per_image": images, "by_area": {"0-1000": {"instances": 4, "box_miou": 0.4, "fill": 0.4}},
+            "grabcut_track_JF": 0.2, "per_object": objects}
 
 
 def test_merged_runs_pair_every_checkpoint_against_grabcut(pico_quality, tmp_path, capsys):
@@ -176,16 +177,20 @@ def test_merged_runs_pair_every_checkpoint_against_grabcut(pico_quality, tmp_pat
         diff = merged["against_grabcut"][f"{name}-GrabCut/heldout"]
         assert diff["box_miou"]["mean"] == pytest.approx(0.1 + offset)
         assert diff["box_miou_zoom"]["mean"] == pytest.approx(0.2 + offset)
+        assert diff["JF"]["mean"] == pytest.approx(0.1 + offset)
+        assert diff["JF_track_zoom"]["mean"] == pytest.approx(0.15 + offset)
     printed = capsys.readouterr().out
-    assert "| GrabCut (0.400 over all) | heldout | 0.400 / 0.400 (n=4) |" in printed
+    assert "| GrabCut | heldout | 0.400 / 0.400 (n=4) |" in printed
+    assert "| heldout | 0.400 | 0.200 |" in printed
     assert "| older-GrabCut/heldout | +0.150" in printed
 
 
-def test_merge_refuses_grabcut_scores_of_other_images(pico_quality, tmp_path):
+@pytest.mark.parametrize("units, named", [("per_image", "images"), ("per_object", "video objects")])
+def test_merge_refuses_grabcut_scores_of_other_units(pico_quality, tmp_path, units, named):
     grabcut = _grabcut()
-    grabcut["per_image"].pop("0")
+    grabcut[units].pop(next(iter(grabcut[units])))
     run = dict(_run("base", 0.0), baselines={"train-gen": _grabcut(), "heldout": grabcut})
-    with pytest.raises(UserInputError, match="the GrabCut scores scored other heldout images"):
+    with pytest.raises(UserInputError, match=f"the GrabCut scores scored other heldout {named}"):
         pico_quality.merged_runs([_write(tmp_path / "base.json", run)])
 
 
