@@ -210,8 +210,8 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
     images = evaluate_images(model, image_set)
     zoomed = evaluate_images(model, image_set, box_zoom=box_zoom) if box_zoom else None
     videos = [v for d in video_dirs for v in _named(open_video_set(d), d)]
-    after = AfterPrompt(videos)
-    tracked, baseline = evaluate_videos(model, videos, on_mask=after), first_mask_baseline(videos)
+    after, repeated = AfterPrompt(videos), AfterPrompt(videos)
+    tracked, baseline = evaluate_videos(model, videos, on_mask=after), first_mask_baseline(videos, on_mask=repeated)
     objects = _per_object(tracked)
     followed = evaluate_videos(model, videos, track_zoom=track_zoom) if track_zoom else None
     followed_objects = _per_object(followed) if followed else {}
@@ -224,7 +224,7 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
         "ms_per_frame": sum(tracked["latency_ms"].values()),
         "absent_share": after.absent / max(1, after.pairs), "empty_when_absent": after.empty / max(1, after.absent),
         "empty_when_present": after.empty_present / max(1, after.pairs - after.absent),
-        "iou_by_frames_since_prompt": after.iou_by_frames(),
+        "iou_by_frames_since_prompt": after.iou_by_frames(), "first_mask_iou_by_frames": repeated.iou_by_frames(),
         **({"box_miou_zoom": zoomed["miou"], "per_image_zoom": zoomed["per_image"],
             "box_miou_zoom_by_area": by_area(zoomed["per_instance"])} if zoomed else {}),
         **({"JF_track_zoom": followed["JF"], "per_object_track_zoom": followed_objects,
@@ -418,6 +418,11 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
             by_frames, empty = r.get("iou_by_frames_since_prompt", {}), r.get("empty_when_present")
             lines.append(f"| {name} | {set_name} | {'-' if empty is None else f'{empty:.1%}'} | " + " | ".join(
                 f"{by_frames[b]:.3f}" if b in by_frames else "-" for b in bins) + " |")
+    first = next(iter(results.values()))  # the same for every checkpoint; recorded since 2026-12-06
+    for set_name in SETS if "first_mask_iou_by_frames" in first[SETS[0]] else ():
+        repeated = first[set_name]["first_mask_iou_by_frames"]
+        lines.append(f"| the prompt mask, repeated | {set_name} | - | " + " | ".join(
+            f"{repeated[b]:.3f}" if b in repeated else "-" for b in bins) + " |")
     if track_zoom:
         lines += ["", f"| checkpoint | set | video J&F, track zoom {track_zoom} | lost objects | ms/frame |", "|---|---|---|---|---|"]
         lines += [f"| {name} | {set_name} | {r['JF_track_zoom']:.3f} | {r['lost_track_zoom']}/{r['objects']} | "

@@ -25,7 +25,7 @@ def _scores(offset: float) -> dict:
             "box_miou_zoom_by_area": by_area, "JF_track_zoom": 0.35 + offset,
             "per_object_track_zoom": {k: v + 0.05 for k, v in objects.items()}, "lost_track_zoom": 3,
             "ms_per_frame_track_zoom": 70.0, "iou_by_frames_since_prompt": {"1": 0.5 + offset, "2-5": 0.4},
-            "empty_when_present": 0.05}
+            "empty_when_present": 0.05, "first_mask_iou_by_frames": {"1": 0.8, "2-5": 0.6}}
 
 
 def _run(name: str, offset: float) -> dict:
@@ -57,6 +57,7 @@ def test_merged_runs_pair_against_the_first(pico_quality, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| better-base/heldout | +0.020" in printed
     assert "| better | heldout | 5.0% | 0.520 | 0.400 | - | - | - |" in printed
+    assert "| the prompt mask, repeated | heldout | - | 0.800 | 0.600 | - | - | - |" in printed
 
 
 class _Video:

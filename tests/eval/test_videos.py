@@ -37,3 +37,11 @@ def test_grabcut_tracks_an_object_that_the_first_mask_loses(tmp_path):
     tracked, repeated = grabcut_track_baseline([video]), first_mask_baseline([video])
     assert tracked["objects"] == repeated["objects"] == 1
     assert tracked["J"] > 0.85 and repeated["J"] < 0.3
+
+
+def test_the_repeated_first_mask_is_shown_on_every_frame(tmp_path):
+    video = _moving_l_video(tmp_path, frames=4)
+    seen = {}
+    first_mask_baseline([video], on_mask=lambda key, mask: seen.__setitem__(key, mask))
+    assert sorted(seen) == [("moving", 1, f"{i:05d}") for i in range(4)]
+    assert all(np.array_equal(mask, video.annotation("00000")[1]) for mask in seen.values())

@@ -96,10 +96,11 @@ def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capa
     }
 
 
-def first_mask_baseline(videos: list[VideoSample]) -> dict:
+def first_mask_baseline(videos: list[VideoSample], on_mask: MaskCallback | None = None) -> dict:
     """J&F of answering every frame with the first frame's mask: ``{"J", "F", "JF",
-    "per_video": {name: {"per_object": ...}}}``, scored exactly as :func:`evaluate_videos`."""
-    return score_answers(videos, lambda video: ((name, video.prompt_masks()) for name in video.frame_names))
+    "per_video": {name: {"per_object": ...}}}``, scored exactly as :func:`evaluate_videos`
+    (``on_mask`` as there)."""
+    return score_answers(videos, lambda video: ((name, video.prompt_masks()) for name in video.frame_names), on_mask)
 
 
 def grabcut_track_baseline(videos: list[VideoSample], grow: float = 0.1, iterations: int = 5) -> dict:
@@ -135,15 +136,19 @@ def grown_box(mask: np.ndarray, grow: float) -> tuple[float, float, float, float
     return clip_box((float(x0 - dx), float(y0 - dy), float(x1 + dx), float(y1 + dy)), *mask.shape)
 
 
-def score_answers(videos: list[VideoSample], answers, desc: str | None = None) -> dict:
+def score_answers(videos: list[VideoSample], answers, on_mask: MaskCallback | None = None,
+                  desc: str | None = None) -> dict:
     """:func:`first_mask_baseline`'s scores for any tracker without a model: ``answers(video)``
-    yields ``(frame name, {object id: mask})`` for every frame, in order (the prompt frame first)."""
+    yields ``(frame name, {object id: mask})`` for every frame, in order (the prompt frame first);
+    ``on_mask((video name, object id, frame name), mask)`` sees every answer."""
     _require_videos(videos)
     per_video = {}
     for video in tqdm(videos, desc=desc, unit="video", disable=desc is None):
         first = video.prompt_masks()
         scores = {k: [] for k in first}
         for name, masks in answers(video):
+            for obj_id in scores if on_mask else ():
+                on_mask((video.name, obj_id, name), masks[obj_id])
             gt = video.annotation(name)
             for obj_id in scores if gt is not None else ():
                 truth = gt.get(obj_id, np.zeros_like(first[obj_id]))
