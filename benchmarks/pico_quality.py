@@ -120,10 +120,11 @@ def merged_runs(paths: list[str]) -> dict:
                 raise UserInputError(f"checkpoint name {name!r} appears twice; rename one in its file")
             _check_same_units(sets, reference, path, paths[0])
             merged["results"][name], merged["checkpoints"][name] = sets, run["checkpoints"][name]
-    baselines = next((run["baselines"] for run in runs.values() if "baselines" in run), None)  # since 2026-12-06
-    if baselines:
-        _check_same_units(baselines, reference, "the GrabCut scores", paths[0], keys=("per_image", "per_object"))
-        merged["baselines"] = baselines
+    source = next((path for path, run in runs.items() if run.get("baselines")), None)  # since 2026-12-06
+    if source:
+        merged["baselines"] = runs[source]["baselines"]
+        _check_same_units(merged["baselines"], reference, f"the GrabCut scores of {source}", paths[0],
+                          keys=("per_image", "per_object"))
     return merged
 
 
@@ -236,7 +237,7 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
 BASELINE_SCORES = ("grabcut_miou", "per_image", "by_area", "grabcut_track_JF", "per_object")
 
 
-def baselines(images_dir: Path, video_dirs: list[Path]) -> dict:
+def score_grabcut(images_dir: Path, video_dirs: list[Path]) -> dict:
     """The GrabCut answers of one set (checkpoint-independent, so scored once): from each GT box
     (``grabcut_miou``, ``per_image``, ``by_area``) and tracked from each video's prompt mask
     (``grabcut_track_JF``, ``per_object``), keyed as :func:`evaluate` keys a checkpoint's."""
@@ -376,7 +377,9 @@ def zoom_gains(results: dict) -> dict:
 
 
 def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None, track_zoom: float | None = None,
-          baselines: dict | None = None, grabcut: dict | None = None) -> str:
+          baselines: dict | None = None, against: dict | None = None) -> str:
+    """The tables of a run; ``baselines``: its GrabCut scores, ``against``: each checkpoint's
+    comparison with them (:func:`against_grabcut`), both or neither."""
     zoom = f" | box mIoU, zoom {box_zoom}" if box_zoom else ""
     lines = [f"| checkpoint | set | box mIoU{zoom} | fill-the-box | video J&F | first-mask J&F | lost objects | "
              "absent / empty there | ms/frame |", "|---|---|---|---|---|---|---|---|---|" + ("---|" if box_zoom else "")]
@@ -402,7 +405,7 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
         cells = [baselines[set_name]["by_area"].get(b) for b in bins]
         lines.append(f"| GrabCut | {set_name} | " + " | ".join(
             f"{c['box_miou']:.3f} / {c['fill']:.3f} (n={c['instances']})" if c else "-" for c in cells) + " |")
-    lines += _grabcut_table(baselines, grabcut, box_zoom, track_zoom) if baselines else []
+    lines += _grabcut_table(baselines, against, box_zoom, track_zoom) if baselines else []
     lines += ["", "| comparison | box mIoU diff [95% CI] | J&F diff [95% CI] |", "|---|---|---|"]
     for key, d in diffs.items():
         lines.append(f"| {key} | {_interval(d['box_miou'])} | {_interval(d['JF'])} |")
@@ -436,17 +439,16 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
     return "\n".join(lines) + "\n"
 
 
-def _grabcut_table(baselines: dict, grabcut: dict, box_zoom: float | None, track_zoom: float | None) -> list[str]:
-    tracks = {s: f"{b['grabcut_track_JF']:.3f}" if "grabcut_track_JF" in b else "-" for s, b in baselines.items()}
+def _grabcut_table(baselines: dict, against: dict, box_zoom: float | None, track_zoom: float | None) -> list[str]:
     lines = ["", "| set | GrabCut from the box, mIoU | GrabCut tracks, J&F |", "|---|---|---|"]
-    lines += [f"| {s} | {b['grabcut_miou']:.3f} | {tracks[s]} |" for s, b in baselines.items()]
+    lines += [f"| {s} | {b['grabcut_miou']:.3f} | {b['grabcut_track_JF']:.3f} |" for s, b in baselines.items()]
     labels = {"box_miou": "box mIoU", "box_miou_zoom": f"box mIoU, zoom {box_zoom}", "JF": "J&F",
               "JF_track_zoom": f"J&F, track zoom {track_zoom}"}
-    columns = [key for key in labels if any(key in d for d in grabcut.values())]
+    columns = [key for key in labels if any(key in d for d in against.values())]
     lines += ["", "| checkpoint − GrabCut, paired | " + " | ".join(f"{labels[c]} diff [95% CI]" for c in columns) + " |",
               "|---|" + "---|" * len(columns)]
     return lines + [f"| {key} | " + " | ".join(_interval(d[c]) if c in d else "-" for c in columns) + " |"
-                    for key, d in grabcut.items()]
+                    for key, d in against.items()]
 
 
 def _interval(d: dict) -> str:
@@ -511,20 +513,18 @@ def quality_run(args) -> int:
 
     checkpoints = args.checkpoint or {"shipped": str(get_spec("pico").checkpoint)}
     sets = data_sets(Path(args.out).parent / "data", args)
-    scored = {set_name: baselines(*sets[set_name]) for set_name in SETS} if args.baselines else None
-    results = {}
-    for name, path in checkpoints.items():
-        model = build_model("pico", path)
-        results[name] = {set_name: evaluate(model, *sets[set_name], box_zoom=args.box_zoom, track_zoom=args.track_zoom)
-                         for set_name in SETS}
+    models = {name: build_model("pico", path) for name, path in checkpoints.items()}  # bad files: before any work
+    grabcut = {set_name: score_grabcut(*sets[set_name]) for set_name in SETS} if args.baselines else None
+    results = {name: {set_name: evaluate(model, *sets[set_name], box_zoom=args.box_zoom, track_zoom=args.track_zoom)
+                      for set_name in SETS} for name, model in models.items()}
     last = list(checkpoints)[-1]
-    hardest_grid(build_model("pico", checkpoints[last]), sets["heldout"][1], results[last]["heldout"]["per_video"],
+    hardest_grid(models[last], sets["heldout"][1], results[last]["heldout"]["per_video"],
                  args.figure)
     return write_comparison({
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, python {platform.python_version()}",
         "checkpoints": checkpoints, "frames": args.frames, "video_seeds": args.video_seeds,
         "box_zoom": args.box_zoom, "track_zoom": args.track_zoom, "results": results,
-        **({"baselines": scored} if scored else {}), "figure": args.figure,
+        **({"baselines": grabcut} if grabcut else {}), "figure": args.figure,
         "data": {name: [Path(images).name] + [Path(v).name for v in videos] for name, (images, videos) in sets.items()},
     }, args.out)
 

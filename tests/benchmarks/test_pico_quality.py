@@ -191,7 +191,7 @@ def test_merge_refuses_grabcut_scores_of_other_units(pico_quality, tmp_path, uni
     grabcut = _grabcut()
     grabcut[units].pop(next(iter(grabcut[units])))
     run = dict(_run("base", 0.0), baselines={"train-gen": _grabcut(), "heldout": grabcut})
-    with pytest.raises(UserInputError, match=f"the GrabCut scores scored other heldout {named}"):
+    with pytest.raises(UserInputError, match=f"the GrabCut scores of .*base.json scored other heldout {named}"):
         pico_quality.merged_runs([_write(tmp_path / "base.json", run)])
 
 
@@ -200,3 +200,28 @@ def test_merge_refuses_malformed_grabcut_scores(pico_quality, tmp_path, baseline
     run = dict(_run("base", 0.0), baselines=baselines)
     with pytest.raises(UserInputError, match="GrabCut scores .* lack a set or a score"):
         pico_quality.merged_runs([_write(tmp_path / "base.json", run)])
+
+
+def test_grabcut_is_scored_on_the_units_a_checkpoint_is(pico_quality, tmp_path):
+    from argparse import Namespace
+
+    from mixqsam2.models import build_model
+
+    sets = pico_quality.data_sets(tmp_path, Namespace(images=2, videos=1, frames=5, video_seeds=[7]))
+    grabcut = pico_quality.score_grabcut(*sets["heldout"])
+    ours = pico_quality.evaluate(build_model("pico"), *sets["heldout"])
+    assert set(grabcut) == set(pico_quality.BASELINE_SCORES)
+    assert set(grabcut["per_image"]) == set(ours["per_image"]) and set(grabcut["per_object"]) == set(ours["per_object"])
+    assert 0 < grabcut["grabcut_miou"] <= 1 and 0 < grabcut["grabcut_track_JF"] <= 1
+
+
+def test_no_baselines_runs_without_grabcut(pico_quality, tmp_path, monkeypatch):
+    def refuse(*_):
+        raise AssertionError("GrabCut scored despite --no-baselines")
+
+    monkeypatch.setattr(pico_quality, "score_grabcut", refuse)
+    out = tmp_path / "run.json"
+    assert pico_quality.main(["--images", "2", "--videos", "1", "--frames", "5", "--video-seeds", "7",
+                              "--no-baselines", "--out", str(out), "--figure", str(tmp_path / "f.png")]) == 0
+    run = json.loads(out.read_text())
+    assert "baselines" not in run and run["against_grabcut"] == {} and list(run["results"]) == ["shipped"]

@@ -45,3 +45,12 @@ def test_the_repeated_first_mask_is_shown_on_every_frame(tmp_path):
     first_mask_baseline([video], on_mask=lambda key, mask: seen.__setitem__(key, mask))
     assert sorted(seen) == [("moving", 1, f"{i:05d}") for i in range(4)]
     assert all(np.array_equal(mask, video.annotation("00000")[1]) for mask in seen.values())
+
+
+def test_an_empty_grabcut_answer_keeps_the_last_mask(tmp_path, monkeypatch):
+    """GrabCut finding nothing on every frame: the tracker repeats the prompt mask."""
+    import mixqsam2.eval.images as images
+
+    monkeypatch.setattr(images, "grabcut_mask", lambda rgb, box, iterations: np.zeros(rgb.shape[:2], bool))
+    video = _moving_l_video(tmp_path, frames=4)
+    assert grabcut_track_baseline([video]) == first_mask_baseline([video])

@@ -49,6 +49,7 @@ def grabcut_mask(rgb: np.ndarray, box, iterations: int = 5) -> np.ndarray:
     """
     import cv2
 
+    box = clip_box(box, *rgb.shape[:2])
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return box_mask(box, rgb.shape[:2])

@@ -12,6 +12,7 @@ mask's box with GrabCut, the level a learned tracker should clear.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,18 +36,8 @@ def evaluate_video(model, video: VideoSample, memory: str = "fifo", capacity: in
     tracker = StreamingTracker(model, memory=memory, capacity=capacity, num_frames=len(video.frame_paths),
                                track_zoom=track_zoom, memory_pool=memory_pool)
     prompts, results = prompted_stream(tracker, video)
-    scores: dict[int, list[tuple[float, float]]] = {k: [] for k in prompts}
-    for name, result in results:
-        for obj_id in prompts if on_mask else ():
-            on_mask((video.name, obj_id, name), result.masks[obj_id])
-        gt = video.annotation(name)
-        if gt is None:
-            continue
-        for obj_id in prompts:
-            truth = gt.get(obj_id, np.zeros_like(result.masks[obj_id]))
-            scores[obj_id].append((mask_iou(result.masks[obj_id], truth), boundary_f(result.masks[obj_id], truth)))
     return {
-        **video_jf(scores),
+        **score_video(video, ((name, result.masks) for name, result in results), on_mask),
         "frames": len(video.frame_paths),
         "memory_pool": tracker.memory_pool,
         "memory_bank_bytes": tracker.peak_memory_bytes,
@@ -96,18 +87,36 @@ def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capa
     }
 
 
+def score_video(video: VideoSample, answers: Iterator[tuple[str, dict[int, np.ndarray]]],
+                on_mask: MaskCallback | None = None) -> dict:
+    """:func:`~mixqsam2.eval.metrics.video_jf` of ``answers``: ``(frame name, {object id: mask})``
+    for every frame of ``video`` in order, an answer for each prompted object; ``on_mask((video
+    name, object id, frame name), mask)`` sees every answer. Frames without ground truth are not
+    scored; an object missing from a frame's ground truth is absent there."""
+    scores: dict[int, list[tuple[float, float]]] = {}
+    for name, masks in answers:
+        for obj_id in masks if on_mask else ():
+            on_mask((video.name, obj_id, name), masks[obj_id])
+        gt = video.annotation(name)
+        for obj_id, mask in masks.items() if gt is not None else ():
+            truth = gt.get(obj_id, np.zeros_like(mask))
+            scores.setdefault(obj_id, []).append((mask_iou(mask, truth), boundary_f(mask, truth)))
+    return video_jf(scores)
+
+
 def first_mask_baseline(videos: list[VideoSample], on_mask: MaskCallback | None = None) -> dict:
     """J&F of answering every frame with the first frame's mask: ``{"J", "F", "JF",
     "per_video": {name: {"per_object": ...}}}``, scored exactly as :func:`evaluate_videos`
     (``on_mask`` as there)."""
-    return score_answers(videos, lambda video: ((name, video.prompt_masks()) for name in video.frame_names), on_mask)
+    return score_answers(videos, lambda video: zip(video.frame_names, repeat(video.prompt_masks())), on_mask)
 
 
 def grabcut_track_baseline(videos: list[VideoSample], grow: float = 0.1, iterations: int = 5) -> dict:
     """J&F of a classical tracker without learning: on each frame, OpenCV's GrabCut from the box
     around the object's last mask, grown by ``grow`` of its size (+2 px) on each side; an empty
-    answer keeps the last mask. Scored as :func:`first_mask_baseline` (about 0.1 s per object and
-    frame at 320x240 on one core)."""
+    answer keeps the last mask. It never answers "absent" (J counts an empty answer as right where
+    the object is gone). Scored as :func:`first_mask_baseline` (about 0.1 s per object and frame
+    at 320x240 on one core)."""
     return score_answers(videos, lambda video: _grabcut_answers(video, grow, iterations), desc="GrabCut tracks")
 
 
@@ -123,8 +132,8 @@ def _grabcut_answers(video: VideoSample, grow: float, iterations: int) -> Iterat
 
 
 def grown_box(mask: np.ndarray, grow: float) -> tuple[float, float, float, float]:
-    """The ``(x0, y0, x1, y1)`` box of ``mask`` grown by ``grow`` of its size + 2 px on each
-    side, clipped to the frame.
+    """The ``(x0, y0, x1, y1)`` box of ``mask`` (at least one pixel set) grown by ``grow`` of its
+    size + 2 px on each side, clipped to the frame.
 
     >>> mask = np.zeros((20, 30), bool); mask[5:10, 10:20] = True
     >>> grown_box(mask, 0.1)
@@ -142,18 +151,8 @@ def score_answers(videos: list[VideoSample], answers, on_mask: MaskCallback | No
     yields ``(frame name, {object id: mask})`` for every frame, in order (the prompt frame first);
     ``on_mask((video name, object id, frame name), mask)`` sees every answer."""
     _require_videos(videos)
-    per_video = {}
-    for video in tqdm(videos, desc=desc, unit="video", disable=desc is None):
-        first = video.prompt_masks()
-        scores = {k: [] for k in first}
-        for name, masks in answers(video):
-            for obj_id in scores if on_mask else ():
-                on_mask((video.name, obj_id, name), masks[obj_id])
-            gt = video.annotation(name)
-            for obj_id in scores if gt is not None else ():
-                truth = gt.get(obj_id, np.zeros_like(first[obj_id]))
-                scores[obj_id].append((mask_iou(masks[obj_id], truth), boundary_f(masks[obj_id], truth)))
-        per_video[video.name] = video_jf(scores)
+    per_video = {video.name: score_video(video, answers(video), on_mask)
+                 for video in tqdm(videos, desc=desc, unit="video", disable=desc is None)}
     objects = [s for v in per_video.values() for s in v["per_object"].values()]
     j, f = float(np.mean([s["J"] for s in objects])), float(np.mean([s["F"] for s in objects]))
     return {"J": j, "F": f, "JF": (j + f) / 2, "objects": len(objects), "per_video": per_video}
