@@ -39,7 +39,8 @@ def box_mask(box, shape) -> np.ndarray:
 def grabcut_mask(rgb: np.ndarray, box, iterations: int = 5) -> np.ndarray:
     """OpenCV's GrabCut started from an ``(x0, y0, x1, y1)`` box: the box's pixels it keeps as
     foreground after fitting colour models inside and outside the box. A box too small to fit
-    them (or a GrabCut failure) answers with the box itself.
+    them (or a GrabCut failure) answers with the box itself. OpenCV's random generator (GrabCut's
+    k-means start) is seeded first, so an answer does not depend on what ran before it.
 
     >>> rgb = np.zeros((40, 40, 3), np.uint8); rgb[10:30, 12:28] = (200, 40, 40)
     >>> rgb[5:35, 5:10] = (200, 40, 40)   # the same colour outside the box stays background
@@ -55,6 +56,7 @@ def grabcut_mask(rgb: np.ndarray, box, iterations: int = 5) -> np.ndarray:
         return box_mask(box, rgb.shape[:2])
     labels = np.zeros(rgb.shape[:2], np.uint8)
     models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)
     try:
         cv2.grabCut(np.ascontiguousarray(rgb[..., ::-1]), labels, (x0, y0, x1 - x0, y1 - y0), *models, iterations,
                     cv2.GC_INIT_WITH_RECT)
