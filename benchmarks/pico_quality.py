@@ -12,8 +12,8 @@ mask prompt and FIFO at 6, next to repeating the first mask; "lost" counts objec
 J&F 0.5, and next to a classical tracker without learning (GrabCut on each frame from the last
 mask's box). The GrabCut answers are scored once per set (``--no-baselines`` skips them: ~15 min
 at the default sizes) and paired against each checkpoint per image and per object: the level a
-learned model should clear out of distribution. "absent" is the share of (frame, object) pairs after the prompt where the object is
-not in the ground truth, and "empty there" the share of those the tracker answers with an
+learned model should clear out of distribution. "absent" is the share of (frame, object) pairs
+after the prompt where the object is not in the ground truth, and "empty there" the share of those the tracker answers with an
 empty mask (what J counts as right), "empty when present" the share of the pairs with the object
 present that got an empty mask (the tracker said it is gone: sam2 empties the mask of an object
 its object score calls absent); "IoU by frames since the prompt" is the mean IoU of the
@@ -146,8 +146,8 @@ def _read_result(path: str) -> dict:
             raise UserInputError(f"{path}: checkpoint {name!r} lacks {', '.join(missing) or 'its path'}; "
                                  "is it a pico_quality result of this version?")
     baselines = run.get("baselines", {})  # GrabCut's scores: recorded since 2026-12-06
-    if not (isinstance(baselines, dict) and all(
-            isinstance(baselines.get(s), dict) and set(BASELINE_SCORES) <= set(baselines[s]) for s in SETS if baselines)):
+    if not isinstance(baselines, dict) or (baselines and not all(
+            isinstance(baselines.get(s), dict) and set(BASELINE_SCORES) <= set(baselines[s]) for s in SETS)):
         raise UserInputError(f"{path}: its GrabCut scores (baselines) lack a set or a score")
     return run
 
@@ -398,13 +398,10 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
             for suffix, label in (("", ""), ("_zoom", f", zoom {box_zoom}")) if box_zoom else (("", ""),):
                 cells = [sets[set_name][f"box_miou{suffix}_by_area"].get(b) for b in bins]
                 fills = [sets[set_name]["box_miou_by_area"].get(b) for b in bins]
-                lines.append(f"| {name}{label} | {set_name} | " + " | ".join(
-                    f"{c['box_miou']:.3f} / {f['fill']:.3f} (n={c['instances']})" if c else "-"
-                    for c, f in zip(cells, fills)) + " |")
-    for set_name in SETS if baselines else ():
+                lines.append(_area_row(f"{name}{label}", set_name, cells, fills))
+    for set_name in SETS if baselines else ():  # GrabCut's bins carry their own fill-the-box
         cells = [baselines[set_name]["by_area"].get(b) for b in bins]
-        lines.append(f"| GrabCut | {set_name} | " + " | ".join(
-            f"{c['box_miou']:.3f} / {c['fill']:.3f} (n={c['instances']})" if c else "-" for c in cells) + " |")
+        lines.append(_area_row("GrabCut", set_name, cells, cells))
     lines += _grabcut_table(baselines, against, box_zoom, track_zoom) if baselines else []
     lines += ["", "| comparison | box mIoU diff [95% CI] | J&F diff [95% CI] |", "|---|---|---|"]
     for key, d in diffs.items():
@@ -437,6 +434,12 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
                   "|---|" + "---|" * len(columns)]
         lines += [f"| {key} | " + " | ".join(_interval(d[c]) for c in columns) + " |" for key, d in gains.items()]
     return "\n".join(lines) + "\n"
+
+
+def _area_row(label: str, set_name: str, cells: list, fills: list) -> str:
+    """One row of the by-area table: box mIoU / fill-the-box (instances) per bin, "-" where empty."""
+    return f"| {label} | {set_name} | " + " | ".join(
+        f"{c['box_miou']:.3f} / {f['fill']:.3f} (n={c['instances']})" if c else "-" for c, f in zip(cells, fills)) + " |"
 
 
 def _grabcut_table(baselines: dict, against: dict, box_zoom: float | None, track_zoom: float | None) -> list[str]:
@@ -518,8 +521,7 @@ def quality_run(args) -> int:
     results = {name: {set_name: evaluate(model, *sets[set_name], box_zoom=args.box_zoom, track_zoom=args.track_zoom)
                       for set_name in SETS} for name, model in models.items()}
     last = list(checkpoints)[-1]
-    hardest_grid(models[last], sets["heldout"][1], results[last]["heldout"]["per_video"],
-                 args.figure)
+    hardest_grid(models[last], sets["heldout"][1], results[last]["heldout"]["per_video"], args.figure)
     return write_comparison({
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, python {platform.python_version()}",
         "checkpoints": checkpoints, "frames": args.frames, "video_seeds": args.video_seeds,

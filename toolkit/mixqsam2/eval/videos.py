@@ -73,14 +73,11 @@ def evaluate_videos(model, videos: list[VideoSample], memory: str = "fifo", capa
     per_video = {}
     for video in tqdm(videos, desc="eval videos", unit="video"):
         per_video[video.name] = evaluate_video(model, video, memory, capacity, on_mask, track_zoom, memory_pool)
-    objects = [s for v in per_video.values() for s in v["per_object"].values()]
-    j = float(np.mean([s["J"] for s in objects]))
-    f = float(np.mean([s["F"] for s in objects]))
     frames = sum(v["frames"] for v in per_video.values())
     stages = {stage for v in per_video.values() for stage in v["latency_ms"]}
     latency = {s: sum(v["latency_ms"].get(s, 0.0) * v["frames"] for v in per_video.values()) / frames for s in stages}
     return {
-        "J": j, "F": f, "JF": (j + f) / 2, "objects": len(objects), "memory": memory, "capacity": capacity,
+        **_over_objects(per_video), "memory": memory, "capacity": capacity,
         "memory_pool": next(iter(per_video.values()))["memory_pool"],  # as the tracker read the bank
         "memory_bank_bytes": max(v["memory_bank_bytes"] for v in per_video.values()),
         "latency_ms": latency, "per_video": per_video,
@@ -153,6 +150,11 @@ def score_answers(videos: list[VideoSample], answers, on_mask: MaskCallback | No
     _require_videos(videos)
     per_video = {video.name: score_video(video, answers(video), on_mask)
                  for video in tqdm(videos, desc=desc, unit="video", disable=desc is None)}
+    return {**_over_objects(per_video), "per_video": per_video}
+
+
+def _over_objects(per_video: dict) -> dict:
+    """``{"J", "F", "JF", "objects"}`` averaged over every object of every video (as DAVIS does)."""
     objects = [s for v in per_video.values() for s in v["per_object"].values()]
     j, f = float(np.mean([s["J"] for s in objects])), float(np.mean([s["F"] for s in objects]))
-    return {"J": j, "F": f, "JF": (j + f) / 2, "objects": len(objects), "per_video": per_video}
+    return {"J": j, "F": f, "JF": (j + f) / 2, "objects": len(objects)}
