@@ -4,6 +4,7 @@ import math
 import multiprocessing
 import signal
 
+import cv2
 import numpy as np
 import pytest
 
@@ -323,6 +324,39 @@ def test_absent_targets_hide_a_target_for_a_stretch_after_the_prompt_and_draw_no
         assert not hidden[0].any() and (hidden | plain == hidden).all()
         added += int(hidden.sum() - plain.sum())
     assert added >= 2 * 4
+
+
+def test_clutter_changes_the_picture_behind_the_targets_not_their_masks():
+    """Clutter objects are unannotated and behind: the same scene with and without them has the
+    same label map (image and video), and the picture outside the targets has more edges."""
+    from mixqsam2.data.synth import render, sample_image_scene, sample_video_scene
+
+    def outside_edges(rgb, labels):
+        return float((cv2.Canny(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 80, 160)[labels == 0] > 0).mean())
+
+    plain_edges, cluttered_edges = [], []
+    for seed in range(6):
+        for sample in (sample_image_scene, sample_video_scene):
+            plain = render(*sample(np.random.default_rng(seed), 240, 320), 0.0)
+            cluttered = render(*sample(np.random.default_rng(seed), 240, 320, clutter_count=12), 0.0)
+            np.testing.assert_array_equal(plain[1], cluttered[1])
+            plain_edges.append(outside_edges(*plain))
+            cluttered_edges.append(outside_edges(*cluttered))
+    assert np.mean(cluttered_edges) > 1.2 * np.mean(plain_edges)
+
+
+def test_clutter_share_draws_4_to_16_objects_and_nothing_when_off():
+    from mixqsam2.train.data import CLUTTER_COUNTS, clutter_count, training_image
+
+    rng = np.random.default_rng(3)
+    state = rng.bit_generator.state["state"]["state"]
+    assert clutter_count(rng, 0.0) == 0 and rng.bit_generator.state["state"]["state"] == state
+    counts = [clutter_count(np.random.default_rng(seed), 1.0) for seed in range(200)]
+    assert min(counts) == CLUTTER_COUNTS[0] and max(counts) == CLUTTER_COUNTS[1]
+    assert 0.3 < np.mean([clutter_count(np.random.default_rng(seed), 0.5) > 0 for seed in range(200)]) < 0.7
+    for step in range(3):  # a training image keeps targets to prompt
+        _, labels, ids = training_image(5, step, 0, clutter=1.0)
+        assert ids and all((labels == i).sum() >= 64 for i in ids)
 
 
 def test_object_scale_draws_as_before_large_objects_existed():

@@ -134,7 +134,8 @@ def _train_pico(args) -> None:
     given = {"seed": args.seed, "steps": args.steps, "image_batch": args.image_batch,
              "video_batch": args.video_batch, "init_checkpoint": args.init, "embed": args.embed,
              "recolor": args.recolor, "small_objects": args.small_objects, "large_objects": args.large_objects,
-             "absent_targets": args.absent_targets, "image_encoder_lr_scale": args.encoder_lr_scale,
+             "absent_targets": args.absent_targets, "clutter": args.clutter,
+             "image_encoder_lr_scale": args.encoder_lr_scale,
              "video_every": args.video_every}
     cfg = replace(TRAIN_PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None})
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, workers=args.workers,
@@ -347,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "objects are drawn larger (up to 2.2x: about as tall as the frame)")
     train.add_argument("--absent-targets", type=probability, help="share of clips in which a target vanishes for "
                        "a stretch of frames (as if fully occluded) and comes back")
+    train.add_argument("--clutter", type=probability, help="share of images and clips whose background is "
+                       "full of other, unannotated objects (4-16 of any shape and size, behind the targets)")
     _add_run_args(train)
     train.set_defaults(run=_train_pico)
 

@@ -7,9 +7,10 @@ quarter of them are camouflaged (textured from the background's own photo). Vide
 makes tracking hard:
 objects that move, scale and rotate, unannotated occluders passing in front, look-alike
 distractors (the same shape and texture as a target, not annotated), and targets that
-leave the frame and come back. Everything is a pure function of the seed, and the seeds of
-generated sets live in their own seed space, apart from training's (:func:`scene_rng`): no
-generated set reproduces a training scene, whatever its seed.
+leave the frame and come back. On request (:func:`clutter`), unannotated objects of any
+family and size fill the background behind a scene's own. Everything is a pure function of
+the seed, and the seeds of generated sets live in their own seed space, apart from
+training's (:func:`scene_rng`): no generated set reproduces a training scene, whatever its seed.
 
 >>> import tempfile, pathlib
 >>> out = pathlib.Path(tempfile.mkdtemp()) / "videos"
@@ -38,6 +39,7 @@ _COLOR_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemist
 _GRAY_PHOTOS = ("camera", "brick", "grass", "gravel", "moon", "clock", "coins", "cell", "page", "text")
 PATCH = 96  # canonical object patch size (pixels) before scaling
 CAMOUFLAGE = 0.25  # the share of objects textured from the background's own photo
+CLUTTER_SCALES = (0.33, 1.5)  # sizes of clutter objects, times the usual 0.15-0.45 of the short side
 # The seed spaces of generated sets. Training (mixqsam2.train.data) seeds NumPy with plain
 # lists [seed, step, ...]; NumPy pads a list to 4 words, so [0, k] and [0, k, 0, 0] are one
 # seed and a set seeded with [seed, index] repeated training batches. A spawn key puts each
@@ -259,17 +261,38 @@ def _visible_fraction(labels: np.ndarray, label: int) -> float:
     return float((labels == label).mean())
 
 
-def sample_image_scene(rng, height: int, width: int, object_scale: float = 1.0) -> tuple[np.ndarray, list[SceneObject]]:
+def clutter(rng, height: int, width: int, count: int, photo: int) -> list[SceneObject]:
+    """``count`` unannotated, still objects of any shape family and size (``CLUTTER_SCALES``
+    times the usual: 0.05-0.68 of the frame's short side, log-uniform), a quarter of them
+    camouflaged in ``photo``. Drawn behind a scene's objects, they fill its background with
+    object edges and textures, as a real background is full of other things.
+
+    >>> [o.label for o in clutter(np.random.default_rng(0), 240, 320, count=3, photo=0)]
+    [0, 0, 0]
+    """
+    low, high = np.log(CLUTTER_SCALES)
+    return [_make_object(rng, height, width, label=0, moving=False, background_photo=photo,
+                         scale=float(np.exp(rng.uniform(low, high)))) for _ in range(count)]
+
+
+def sample_image_scene(rng, height: int, width: int, object_scale: float = 1.0,
+                       clutter_count: int = 0) -> tuple[np.ndarray, list[SceneObject]]:
+    """A background and 1-4 objects (sizes times ``object_scale``) in front of ``clutter_count``
+    unannotated ones (:func:`clutter`; drawn last, so a count of 0 gives the scenes from before it)."""
     photo = int(rng.integers(len(_photos())))
     objects = [_make_object(rng, height, width, label=i + 1, moving=False, background_photo=photo, scale=object_scale)
                for i in range(int(rng.integers(1, 5)))]
-    return _photo_crop(rng, height, width, tint=False, photo=photo), objects
+    background = _photo_crop(rng, height, width, tint=False, photo=photo)
+    return background, clutter(rng, height, width, clutter_count, photo) + objects
 
 
-def sample_video_scene(rng, height: int, width: int, min_visible: float = 0.01, object_scale: float = 1.0):
+def sample_video_scene(rng, height: int, width: int, min_visible: float = 0.01, object_scale: float = 1.0,
+                       clutter_count: int = 0):
     """A background and objects (targets, a look-alike, an occluder; sizes times
     ``object_scale``) whose targets all cover ``min_visible`` of frame 0 (times
-    ``object_scale`` squared); scenes are redrawn until they do."""
+    ``object_scale`` squared); scenes are redrawn until they do. ``clutter_count`` still,
+    unannotated objects go behind them (:func:`clutter`; drawn last, after the check they do
+    not change)."""
     min_visible = min_visible * object_scale**2
     while True:
         num_targets = int(rng.integers(1, 4))
@@ -291,7 +314,7 @@ def sample_video_scene(rng, height: int, width: int, min_visible: float = 0.01, 
         background = _photo_crop(rng, height, width, tint=False, photo=photo)
         _, labels = render(background, objects, 0.0)
         if all(_visible_fraction(labels, o.label) >= min_visible for o in targets):
-            return background, objects
+            return background, clutter(rng, height, width, clutter_count, photo) + objects
 
 
 def scene_rng(kind: str, seed: int, index: int) -> np.random.Generator:

@@ -10,7 +10,8 @@ With ``recolor`` > 0 that share of images and clips is also seen in other colour
 (:class:`Recolor`); with ``small`` > 0 that share has its objects drawn smaller, with
 ``large`` > 0 a share of the others larger (:func:`object_scale`); with ``absent`` > 0 that
 share of clips has a target vanish for a stretch of frames, as if fully occluded
-(:func:`hidden_stretch`).
+(:func:`hidden_stretch`); with ``clutter`` > 0 that share of images and clips has a background
+full of other, unannotated objects (:func:`clutter_count`).
 
 >>> batch = image_batch(seed=0, step=0, num_images=2, image_size=64)
 >>> batch.img_batch.shape[:2], batch.masks.shape[0]
@@ -159,6 +160,24 @@ def object_scale(rng: np.random.Generator, small: float, large: float = 0.0) -> 
     return 1.0
 
 
+CLUTTER_COUNTS = (4, 16)  # unannotated objects behind a cluttered scene's own
+
+
+def clutter_count(rng: np.random.Generator, share: float) -> int:
+    """How many unannotated objects clutter a scene's background
+    (:func:`~mixqsam2.data.synth.clutter`): with probability ``share`` 4-16, else 0. No draw
+    for a share of 0, so runs without it see the data they always saw.
+
+    >>> clutter_count(np.random.default_rng(0), 0.0)
+    0
+    >>> CLUTTER_COUNTS[0] <= clutter_count(np.random.default_rng(0), 1.0) <= CLUTTER_COUNTS[1]
+    True
+    """
+    if not share or rng.random() >= share:
+        return 0
+    return int(rng.integers(CLUTTER_COUNTS[0], CLUTTER_COUNTS[1] + 1))
+
+
 def _square_masks(labels: np.ndarray, ids: list[int], image_size: int) -> np.ndarray:
     resized = cv2.resize(labels, (image_size, image_size), interpolation=cv2.INTER_NEAREST)
     return np.stack([resized == i for i in ids]) if ids else np.zeros((0, image_size, image_size), bool)
@@ -193,12 +212,13 @@ def _collate(videos: list[tuple[np.ndarray, np.ndarray]]):
 
 
 def training_image(seed: int, step: int, index: int, recolor: float = 0.0, small: float = 0.0,
-                   large: float = 0.0) -> tuple[np.ndarray, np.ndarray, list[int]]:
+                   large: float = 0.0, clutter: float = 0.0) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Image ``index`` of training step ``step``: (rgb, label map, target ids), at the
     generators' frame size. Scenes without a big enough object are redrawn."""
     rng = np.random.default_rng([seed, step, 0, index])
     while True:
-        background, objects = sample_image_scene(rng, FRAME_HEIGHT, FRAME_WIDTH, object_scale(rng, small, large))
+        scale = object_scale(rng, small, large)
+        background, objects = sample_image_scene(rng, FRAME_HEIGHT, FRAME_WIDTH, scale, clutter_count(rng, clutter))
         camera = Camera.sample(rng, moving=False, recolor=recolor)
         rgb, labels = camera.view(*render(background, objects, 0.0), 0.0, rng)
         ids = _prompt_targets(labels)
@@ -207,11 +227,11 @@ def training_image(seed: int, step: int, index: int, recolor: float = 0.0, small
 
 
 def image_batch(seed: int, step: int, num_images: int, image_size: int, recolor: float = 0.0, small: float = 0.0,
-                large: float = 0.0):
+                large: float = 0.0, clutter: float = 0.0):
     """A batch of ``num_images`` single-frame scenes with every visible object as a target."""
     videos = []
     for index in range(num_images):
-        rgb, labels, ids = training_image(seed, step, index, recolor, small, large)
+        rgb, labels, ids = training_image(seed, step, index, recolor, small, large, clutter)
         frames = preprocess_frame(rgb, image_size)[None]
         videos.append((frames, _square_masks(labels, ids, image_size)[None]))
     return _collate(videos)
@@ -238,13 +258,15 @@ def hidden_stretch(rng: np.random.Generator, targets: list[int], num_frames: int
 
 
 def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_frames: int = 4, max_frames: int = 8,
-                recolor: float = 0.0, small: float = 0.0, large: float = 0.0, absent: float = 0.0):
+                recolor: float = 0.0, small: float = 0.0, large: float = 0.0, absent: float = 0.0,
+                clutter: float = 0.0):
     """A batch of ``num_videos`` clips (one length per batch) from moving scenes.
 
     The clip starts at a random time of the scene and advances 1-4 time units per frame
     (sometimes up to 8: fast motion); targets are the annotated objects visible on its first
     frame, as the camera sees it. With ``absent``, that share of clips has a target hidden for
-    a stretch (:func:`hidden_stretch`; those frames are drawn again without it).
+    a stretch (:func:`hidden_stretch`; those frames are drawn again without it); with
+    ``clutter``, that share has a cluttered background (:func:`clutter_count`).
     """
     rng = np.random.default_rng([seed, step, 1])
     num_frames = int(rng.integers(min_frames, max_frames + 1))
@@ -252,8 +274,9 @@ def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_fram
     for index in range(num_videos):
         rng = np.random.default_rng([seed, step, 1, index])
         while True:
-            background, objects = sample_video_scene(rng, FRAME_HEIGHT, FRAME_WIDTH,
-                                                     object_scale=object_scale(rng, small, large))
+            scale = object_scale(rng, small, large)
+            background, objects = sample_video_scene(rng, FRAME_HEIGHT, FRAME_WIDTH, object_scale=scale,
+                                                     clutter_count=clutter_count(rng, clutter))
             start, stride = float(rng.uniform(0, 200)), float(rng.uniform(1, 4) * (2 if rng.random() < 0.15 else 1))
             camera = Camera.sample(rng, moving=True, recolor=recolor)
 

@@ -169,9 +169,10 @@ def generated_batch(cfg: TrainConfig, step: int, image_size: int):
     """The batch of ``step`` from the scene generators (image or video, see :func:`step_kind`)."""
     if step_kind(cfg, step) == "image":
         return image_batch(cfg.seed, step, cfg.image_batch, image_size, cfg.recolor, cfg.small_objects,
-                           cfg.large_objects)
+                           cfg.large_objects, cfg.clutter)
     return video_batch(cfg.seed, step, cfg.video_batch, image_size, *cfg.video_frames, recolor=cfg.recolor,
-                       small=cfg.small_objects, large=cfg.large_objects, absent=cfg.absent_targets)
+                       small=cfg.small_objects, large=cfg.large_objects, absent=cfg.absent_targets,
+                       clutter=cfg.clutter)
 
 
 class _StepBatches:
