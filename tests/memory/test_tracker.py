@@ -15,6 +15,7 @@ from mixqsam2.models import PICO_CONFIG
 def _sam2_masks(video, checkpoint):
     """Masks from sam2's predictor: same config and weights, first-frame mask prompts."""
     predictor = build_sam2_video_predictor("/" + str(PICO_CONFIG), str(checkpoint), device="cpu")
+    predictor.sam_mask_decoder.dynamic_multimask_via_stability = False  # as build_model("pico") keeps it
     state = predictor.init_state(str(video.frame_paths[0].parent))
     for obj_id, mask in video.prompt_masks().items():
         predictor.add_new_mask(state, 0, obj_id, mask)

@@ -66,3 +66,26 @@ def test_official_config_builds_with_sams_builder():
     with pytest.warns(UserWarning, match="RANDOM weights"):
         model = build_model("sam2.1_hiera_t")
     assert model.image_size == 1024 and model.num_maskmem == 7
+    assert model.sam_mask_decoder.dynamic_multimask_via_stability  # sam2's inference setting, kept
+
+
+def test_pico_answers_boxes_with_its_single_mask_token(pico, image_set, pico_onnx_fp32):
+    """sam2's builders swap an unstable single mask for the best multimask one; pico is built
+    without the swap (its single mask scores better, BENCHMARKS.md), in the torch graphs and
+    in an export, and the swap would change some of its answers to the test set's boxes."""
+    from mixqsam2.data.loaders import CocoImages
+    from mixqsam2.memory.prompts import Prompt
+    from mixqsam2.memory.tracker import StreamingTracker
+
+    assert StreamingTracker(pico).config.dynamic_multimask_via_stability is False
+    manifest = json.loads((pico_onnx_fp32 / "manifest.json").read_text())
+    assert manifest["model"]["dynamic_multimask_via_stability"] is False
+    swapping = build_model("pico")
+    swapping.sam_mask_decoder.dynamic_multimask_via_stability = True
+    changed = 0
+    for sample in CocoImages.from_dir(image_set):
+        prompts = {k: Prompt(box=box) for k, box in sample.boxes.items()}
+        kept = StreamingTracker(pico).segment_image(sample.rgb(), prompts)
+        swapped = StreamingTracker(swapping).segment_image(sample.rgb(), prompts)
+        changed += sum(not (kept[k] == swapped[k]).all() for k in prompts)
+    assert changed > 0
