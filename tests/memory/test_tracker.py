@@ -9,13 +9,14 @@ from mixqsam2.data.loaders import open_video_set
 from mixqsam2.eval.metrics import mask_iou
 from mixqsam2.memory.prompts import Prompt
 from mixqsam2.memory.tracker import StreamingTracker
-from mixqsam2.models import PICO_CONFIG
+from mixqsam2.models import PICO_CONFIG, build_model
 
 
-def _sam2_masks(video, checkpoint):
-    """Masks from sam2's predictor: same config and weights, first-frame mask prompts."""
+def _sam2_masks(video, checkpoint, fallback: bool):
+    """Masks from sam2's predictor: same config and weights, first-frame mask prompts, the
+    decoder's dynamic multimask ``fallback`` on (sam2's builder) or off (``build_model("pico")``)."""
     predictor = build_sam2_video_predictor("/" + str(PICO_CONFIG), str(checkpoint), device="cpu")
-    predictor.sam_mask_decoder.dynamic_multimask_via_stability = False  # as build_model("pico") keeps it
+    predictor.sam_mask_decoder.dynamic_multimask_via_stability = fallback
     state = predictor.init_state(str(video.frame_paths[0].parent))
     for obj_id, mask in video.prompt_masks().items():
         predictor.add_new_mask(state, 0, obj_id, mask)
@@ -26,16 +27,23 @@ def _sam2_masks(video, checkpoint):
     return out
 
 
-def test_masks_match_sam2_video_predictor_on_every_frame(pico, pico_checkpoint, video_set):
+@pytest.mark.parametrize("fallback", [False, True], ids=["single-mask", "sam2-fallback"])
+def test_masks_match_sam2_video_predictor_on_every_frame(pico, pico_checkpoint, video_set, fallback):
     """sam2 here has no CUDA extension, so it skips its hole filling: the tracker does too. IoU >= 0.99 on every frame and object, and at most 1e-4 of the foreground pixels
     differ over the whole set. With the shipped weights the match is exact (IoU 1.0, no
     pixel differs); a tracker that keeps 5 memories instead of 6 drops to IoU 0.85 on some
     frame and differs on 6.6e-3 of the pixels. (With random weights the pixel bound was the
-    sharp one: 5 memories still gave IoU 0.998 but 1.2e-3 of the pixels differed.)"""
+    sharp one: 5 memories still gave IoU 0.998 but 1.2e-3 of the pixels differed.) Both with
+    pico's decoder setting and with sam2's dynamic multimask fallback, which the official
+    models keep (:func:`~mixqsam2.models.keep_single_mask`)."""
+    model = pico
+    if fallback:
+        model = build_model("pico", pico_checkpoint)
+        model.sam_mask_decoder.dynamic_multimask_via_stability = True
     differing = union = 0
     for video in open_video_set(video_set):
-        expected = _sam2_masks(video, pico_checkpoint)
-        tracker = StreamingTracker(pico, memory="fifo", num_frames=len(video.frame_paths), fill_holes=False)
+        expected = _sam2_masks(video, pico_checkpoint, fallback)
+        tracker = StreamingTracker(model, memory="fifo", num_frames=len(video.frame_paths), fill_holes=False)
         prompts = {k: Prompt(mask=m) for k, m in video.prompt_masks().items()}
         for index, rgb in enumerate(video.frames()):
             result = tracker.step(rgb, prompts if index == 0 else None)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mixqsam2.errors import UserInputError
-from mixqsam2.models import build_model, get_spec, model_info, read_checkpoint, save_checkpoint
+from mixqsam2.models import build_model, build_pico_variant, get_spec, model_info, read_checkpoint, save_checkpoint
 
 
 def test_models_cli_lists_every_model_with_config_and_size():
@@ -78,6 +78,7 @@ def test_pico_answers_boxes_with_its_single_mask_token(pico, image_set, pico_onn
     from mixqsam2.memory.tracker import StreamingTracker
 
     assert StreamingTracker(pico).config.dynamic_multimask_via_stability is False
+    assert build_pico_variant(48).sam_mask_decoder.dynamic_multimask_via_stability is False
     manifest = json.loads((pico_onnx_fp32 / "manifest.json").read_text())
     assert manifest["model"]["dynamic_multimask_via_stability"] is False
     swapping = build_model("pico")

@@ -199,6 +199,24 @@ def test_eval_on_ort_exports_the_asked_bank_and_records_the_graphs_pooling(pico_
     assert [p.name.split("-", 2)[2] for p in (tmp_path / "cache" / "onnx").iterdir()] == ["k3-pool2"]
 
 
+def test_a_cached_export_with_other_host_side_settings_is_made_again(tmp_path, monkeypatch):
+    """The cache is keyed by the weights; an export of the same weights made with other
+    host-side settings (here: sam2's multimask fallback, as pico was exported before it kept
+    its single mask) is exported again, a current one is reused."""
+    from mixqsam2.runtime.backends import cached_export
+
+    monkeypatch.setenv("MIXQSAM2_CACHE", str(tmp_path / "cache"))
+    folder = cached_export("pico", capacity=2)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["model"]["dynamic_multimask_via_stability"] is False
+    manifest["model"]["dynamic_multimask_via_stability"] = True
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert cached_export("pico", capacity=2) == folder
+    made = (folder / "manifest.json").stat().st_mtime_ns
+    assert json.loads((folder / "manifest.json").read_text())["model"]["dynamic_multimask_via_stability"] is False
+    assert cached_export("pico", capacity=2) == folder and (folder / "manifest.json").stat().st_mtime_ns == made
+
+
 def test_an_export_for_another_capacity_is_refused(pico_onnx_fp32):
     from mixqsam2.errors import UserInputError
 

@@ -1,5 +1,6 @@
 """train-pico: reproducible losses, exact resume, the learning-rate schedule, its CLI."""
 
+import hashlib
 import math
 import multiprocessing
 import signal
@@ -11,7 +12,7 @@ import pytest
 from mixqsam2.cli.main import main
 from mixqsam2.errors import UserInputError
 from mixqsam2.train.config import TrainConfig
-from mixqsam2.train.data import image_batch, video_batch
+from mixqsam2.train.data import image_batch, training_image, video_batch
 from mixqsam2.train.loop import _missed_share, learning_rate, step_kind, train
 
 SMALL = TrainConfig(seed=3, steps=4, image_batch=1, video_batch=1, warmup_steps=2, image_only_fraction=0.25)
@@ -327,36 +328,67 @@ def test_absent_targets_hide_a_target_for_a_stretch_after_the_prompt_and_draw_no
 
 
 def test_clutter_changes_the_picture_behind_the_targets_not_their_masks():
-    """Clutter objects are unannotated and behind: the same scene with and without them has the
-    same label map (image and video), and the picture outside the targets has more edges."""
+    """Clutter is painted on the background: the same scene with and without it has the same
+    objects and label map (image and video), and the picture outside the targets has more edges."""
     from mixqsam2.data.synth import render, sample_image_scene, sample_video_scene
-
-    def outside_edges(rgb, labels):
-        return float((cv2.Canny(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 80, 160)[labels == 0] > 0).mean())
 
     plain_edges, cluttered_edges = [], []
     for seed in range(6):
         for sample in (sample_image_scene, sample_video_scene):
-            plain = render(*sample(np.random.default_rng(seed), 240, 320), 0.0)
-            cluttered = render(*sample(np.random.default_rng(seed), 240, 320, clutter_count=12), 0.0)
+            plain_background, plain_objects = sample(np.random.default_rng(seed), 240, 320)
+            background, objects = sample(np.random.default_rng(seed), 240, 320, num_clutter=12)
+            assert [(o.label, o.center) for o in objects] == [(o.label, o.center) for o in plain_objects]
+            plain, cluttered = render(plain_background, plain_objects, 0.0), render(background, objects, 0.0)
             np.testing.assert_array_equal(plain[1], cluttered[1])
-            plain_edges.append(outside_edges(*plain))
-            cluttered_edges.append(outside_edges(*cluttered))
+            plain_edges.append(_edges_outside_targets(*plain))
+            cluttered_edges.append(_edges_outside_targets(*cluttered))
     assert np.mean(cluttered_edges) > 1.2 * np.mean(plain_edges)
 
 
-def test_clutter_share_draws_4_to_16_objects_and_nothing_when_off():
-    from mixqsam2.train.data import CLUTTER_COUNTS, clutter_count, training_image
+def _edges_outside_targets(rgb, labels) -> float:
+    return float((cv2.Canny(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 80, 160)[labels == 0] > 0).mean())
+
+
+def test_clutter_share_reaches_image_and_video_steps_and_draws_nothing_when_off(monkeypatch):
+    """``--clutter``: a share of 1 clutters every scene of an image step and a video step with
+    4-16 objects, 0 draws nothing; the training images show it (more edges off the targets)."""
+    from mixqsam2.data import synth
+    from mixqsam2.train.data import CLUTTER_COUNTS, clutter_count
+    from mixqsam2.train.loop import generated_batch
 
     rng = np.random.default_rng(3)
     state = rng.bit_generator.state["state"]["state"]
     assert clutter_count(rng, 0.0) == 0 and rng.bit_generator.state["state"]["state"] == state
     counts = [clutter_count(np.random.default_rng(seed), 1.0) for seed in range(200)]
     assert min(counts) == CLUTTER_COUNTS[0] and max(counts) == CLUTTER_COUNTS[1]
-    assert 0.3 < np.mean([clutter_count(np.random.default_rng(seed), 0.5) > 0 for seed in range(200)]) < 0.7
-    for step in range(3):  # a training image keeps targets to prompt
-        _, labels, ids = training_image(5, step, 0, clutter=1.0)
-        assert ids and all((labels == i).sum() >= 64 for i in ids)
+
+    painted = []
+    real = synth.cluttered
+    monkeypatch.setattr(synth, "cluttered", lambda rng, background, count, photo: (
+        painted.append(count), real(rng, background, count, photo))[1])
+    for share in (0.0, 1.0):
+        painted.clear()
+        cfg = TrainConfig(**{**SMALL.__dict__, "image_only_fraction": 0.0, "video_every": 2, "clutter": share})
+        generated_batch(cfg, 0, 64), generated_batch(cfg, 1, 64)  # an image step, a video step
+        assert len(painted) == cfg.image_batch + cfg.video_batch
+        assert all(CLUTTER_COUNTS[0] <= n <= CLUTTER_COUNTS[1] for n in painted) if share else set(painted) == {0}
+    monkeypatch.undo()
+    edges = {share: np.mean([_edges_outside_targets(*training_image(5, step, 0, clutter=share)[:2])
+                             for step in range(8)]) for share in (0.0, 1.0)}
+    assert edges[1.0] > 1.2 * edges[0.0]
+
+
+def test_training_data_without_the_new_options_is_what_it_was():
+    """Label maps and targets of seed 0 with the options of earlier runs (recolor, small, large,
+    absent), as the code before ``--clutter`` drew them: old runs resume on the same data."""
+    h = hashlib.sha256()
+    for step in range(3):
+        _, labels, ids = training_image(0, step, 0, recolor=0.7, small=0.5, large=0.3)
+        h.update(labels.tobytes())
+        h.update(bytes(ids))
+    masks = video_batch(0, 1, 2, 64, 6, 6, recolor=0.7, small=0.5, absent=0.7).masks.numpy()
+    h.update(np.packbits(masks).tobytes())
+    assert h.hexdigest() == "12ea9645d96e65b11cbe19f8870847e921541e30f50fbc38611e8d5ce63a7300"
 
 
 def test_object_scale_draws_as_before_large_objects_existed():

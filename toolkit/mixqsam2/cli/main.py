@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--absent-targets", type=probability, help="share of clips in which a target vanishes for "
                        "a stretch of frames (as if fully occluded) and comes back")
     train.add_argument("--clutter", type=probability, help="share of images and clips whose background is "
-                       "full of other, unannotated objects (4-16 of any shape and size, behind the targets)")
+                       "full of other, unannotated objects (4-16 of any shape and size)")
     _add_run_args(train)
     train.set_defaults(run=_train_pico)
 

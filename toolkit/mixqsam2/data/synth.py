@@ -7,8 +7,8 @@ quarter of them are camouflaged (textured from the background's own photo). Vide
 makes tracking hard:
 objects that move, scale and rotate, unannotated occluders passing in front, look-alike
 distractors (the same shape and texture as a target, not annotated), and targets that
-leave the frame and come back. On request (:func:`clutter`), unannotated objects of any
-family and size fill the background behind a scene's own. Everything is a pure function of
+leave the frame and come back. On request (:func:`cluttered`), unannotated objects of any
+family and size are painted on the background behind a scene's own. Everything is a pure function of
 the seed, and the seeds of generated sets live in their own seed space, apart from
 training's (:func:`scene_rng`): no generated set reproduces a training scene, whatever its seed.
 
@@ -261,38 +261,40 @@ def _visible_fraction(labels: np.ndarray, label: int) -> float:
     return float((labels == label).mean())
 
 
-def clutter(rng, height: int, width: int, count: int, photo: int) -> list[SceneObject]:
-    """``count`` unannotated, still objects of any shape family and size (``CLUTTER_SCALES``
-    times the usual: 0.05-0.68 of the frame's short side, log-uniform), a quarter of them
-    camouflaged in ``photo``. Drawn behind a scene's objects, they fill its background with
-    object edges and textures, as a real background is full of other things.
+def cluttered(rng, background: np.ndarray, count: int, photo: int) -> np.ndarray:
+    """``background`` with ``count`` unannotated, still objects of any shape family painted on
+    it, each of the usual size times a factor drawn log-uniform in ``CLUTTER_SCALES`` (0.05-0.68
+    of the frame's short side across), a quarter of them camouflaged in ``photo``: a background
+    full of other things' edges and textures, as a real one is. No draw for a count of 0.
 
-    >>> [o.label for o in clutter(np.random.default_rng(0), 240, 320, count=3, photo=0)]
-    [0, 0, 0]
+    >>> background = np.zeros((60, 80, 3), np.uint8)
+    >>> bool(cluttered(np.random.default_rng(0), background, 3, photo=0).any()), bool(background.any())
+    (True, False)
     """
     low, high = np.log(CLUTTER_SCALES)
-    return [_make_object(rng, height, width, label=0, moving=False, background_photo=photo,
-                         scale=float(np.exp(rng.uniform(low, high)))) for _ in range(count)]
+    height, width = background.shape[:2]
+    objects = [_make_object(rng, height, width, label=0, moving=False, background_photo=photo,
+                            scale=float(np.exp(rng.uniform(low, high)))) for _ in range(count)]
+    return render(background, objects, 0.0)[0] if objects else background
 
 
 def sample_image_scene(rng, height: int, width: int, object_scale: float = 1.0,
-                       clutter_count: int = 0) -> tuple[np.ndarray, list[SceneObject]]:
-    """A background and 1-4 objects (sizes times ``object_scale``) in front of ``clutter_count``
-    unannotated ones (:func:`clutter`; drawn last, so a count of 0 gives the scenes from before it)."""
+                       num_clutter: int = 0) -> tuple[np.ndarray, list[SceneObject]]:
+    """A background and 1-4 objects (sizes times ``object_scale``); ``num_clutter`` other,
+    unannotated objects are painted on the background (:func:`cluttered`; drawn last, so 0
+    gives the scenes from before it)."""
     photo = int(rng.integers(len(_photos())))
     objects = [_make_object(rng, height, width, label=i + 1, moving=False, background_photo=photo, scale=object_scale)
                for i in range(int(rng.integers(1, 5)))]
-    background = _photo_crop(rng, height, width, tint=False, photo=photo)
-    return background, clutter(rng, height, width, clutter_count, photo) + objects
+    return cluttered(rng, _photo_crop(rng, height, width, tint=False, photo=photo), num_clutter, photo), objects
 
 
 def sample_video_scene(rng, height: int, width: int, min_visible: float = 0.01, object_scale: float = 1.0,
-                       clutter_count: int = 0):
+                       num_clutter: int = 0):
     """A background and objects (targets, a look-alike, an occluder; sizes times
     ``object_scale``) whose targets all cover ``min_visible`` of frame 0 (times
-    ``object_scale`` squared); scenes are redrawn until they do. ``clutter_count`` still,
-    unannotated objects go behind them (:func:`clutter`; drawn last, after the check they do
-    not change)."""
+    ``object_scale`` squared); scenes are redrawn until they do. ``num_clutter`` other,
+    unannotated objects are then painted on the background (:func:`cluttered`)."""
     min_visible = min_visible * object_scale**2
     while True:
         num_targets = int(rng.integers(1, 4))
@@ -314,7 +316,7 @@ def sample_video_scene(rng, height: int, width: int, min_visible: float = 0.01, 
         background = _photo_crop(rng, height, width, tint=False, photo=photo)
         _, labels = render(background, objects, 0.0)
         if all(_visible_fraction(labels, o.label) >= min_visible for o in targets):
-            return background, clutter(rng, height, width, clutter_count, photo) + objects
+            return cluttered(rng, background, num_clutter, photo), objects
 
 
 def scene_rng(kind: str, seed: int, index: int) -> np.random.Generator:

@@ -102,12 +102,23 @@ def export_model(model, model_name: str, out_dir: str | Path, plan_path: str | P
         np.savez(tmp / "constants.npz", no_mem_embed=graphs.no_mem_embed)
         manifest = {
             "schema": SCHEMA, "opset": OPSET, "bank_capacity": capacity, "memory_pool": memory_pool,
-            "model": {"name": model_name, "state_dict_sha256": model_sha, **graphs.config.to_json()},
+            "model": manifest_model(model, model_name, model_sha),
             "plan": _plan_summary(plan, plan_path), "dynamic_dims": DYNAMIC_DIMS, "graphs": entries,
             "constants": "constants.npz", "constants_sha256": file_sha256(tmp / "constants.npz"), "layers": layer_map,
         }
         write_json_atomic(tmp / "manifest.json", manifest)
     return manifest
+
+
+def manifest_model(model, model_name: str, model_sha: str | None = None) -> dict:
+    """The manifest's ``model`` entry for ``model``: its name, the sha256 of its weights
+    (``model_sha`` when already known) and its host-side settings
+    (:func:`~mixqsam2.models.graphs.graph_config`), which the backends read from it."""
+    from mixqsam2.models.graphs import graph_config
+    from mixqsam2.quant.plan import state_dict_sha256
+
+    sha = model_sha or state_dict_sha256(model)
+    return {"name": model_name, "state_dict_sha256": sha, **graph_config(model).to_json()}
 
 
 def _check_plan(plan, model, model_sha: str) -> None:

@@ -71,18 +71,20 @@ def open_graphs(backend: str, model: str | None = None, checkpoint=None, onnx_di
 
 def cached_export(model_name: str, checkpoint=None, capacity: int | None = None, memory_pool: int = 1) -> Path:
     """An export of the model in the cache, made now if it is not there yet (needs torch + sam2)."""
-    from mixqsam2.export import export_model
+    from mixqsam2.export import export_model, manifest_model
     from mixqsam2.export.manifest import read_manifest
     from mixqsam2.models import build_model
-    from mixqsam2.quant.plan import state_dict_sha256
 
     model = build_model(model_name, checkpoint)
     capacity = capacity or model.num_maskmem - 1
     pooled = f"-pool{memory_pool}" if memory_pool > 1 else ""
-    folder = cache_root() / "onnx" / f"{model_name}-{state_dict_sha256(model)[:16]}-k{capacity}{pooled}"
+    expected = manifest_model(model, model_name)
+    folder = cache_root() / "onnx" / f"{model_name}-{expected['state_dict_sha256'][:16]}-k{capacity}{pooled}"
     try:
-        read_manifest(folder)
+        current = read_manifest(folder)["model"] == expected
     except UserInputError:
+        current = False
+    if not current:  # not made yet, damaged, or made with other host-side settings (same weights)
         export_model(model, model_name, folder, capacity=capacity, memory_pool=memory_pool, overwrite=True)
     return folder
 

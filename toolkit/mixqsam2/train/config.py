@@ -34,7 +34,7 @@ class TrainConfig:
     small_objects: float = 0.0  # share of generated images/clips with smaller objects (train.data.object_scale)
     large_objects: float = 0.0  # share of the others with larger objects (up to about the frame's height)
     absent_targets: float = 0.0  # share of clips where a target vanishes for a stretch (train.data.hidden_stretch)
-    clutter: float = 0.0  # share of images/clips with other, unannotated objects behind (train.data.clutter_count)
+    clutter: float = 0.0  # share of images/clips with other objects on the background (train.data.clutter_count)
     video_frames: tuple[int, int] = (4, 8)  # clip length range of video steps
     # after the image-only steps, every video_every-th step is a video step (2: alternating); a
     # video step costs ~4x an image step on CPU, so a larger value trains the image path on

@@ -160,12 +160,12 @@ def object_scale(rng: np.random.Generator, small: float, large: float = 0.0) -> 
     return 1.0
 
 
-CLUTTER_COUNTS = (4, 16)  # unannotated objects behind a cluttered scene's own
+CLUTTER_COUNTS = (4, 16)  # unannotated objects painted on a cluttered scene's background
 
 
 def clutter_count(rng: np.random.Generator, share: float) -> int:
     """How many unannotated objects clutter a scene's background
-    (:func:`~mixqsam2.data.synth.clutter`): with probability ``share`` 4-16, else 0. No draw
+    (:func:`~mixqsam2.data.synth.cluttered`): with probability ``share`` 4-16, else 0. No draw
     for a share of 0, so runs without it see the data they always saw.
 
     >>> clutter_count(np.random.default_rng(0), 0.0)
@@ -228,7 +228,7 @@ def training_image(seed: int, step: int, index: int, recolor: float = 0.0, small
 
 def image_batch(seed: int, step: int, num_images: int, image_size: int, recolor: float = 0.0, small: float = 0.0,
                 large: float = 0.0, clutter: float = 0.0):
-    """A batch of ``num_images`` single-frame scenes with every visible object as a target."""
+    """A batch of ``num_images`` single-frame scenes with every visible annotated object as a target."""
     videos = []
     for index in range(num_images):
         rgb, labels, ids = training_image(seed, step, index, recolor, small, large, clutter)
@@ -276,7 +276,7 @@ def video_batch(seed: int, step: int, num_videos: int, image_size: int, min_fram
         while True:
             scale = object_scale(rng, small, large)
             background, objects = sample_video_scene(rng, FRAME_HEIGHT, FRAME_WIDTH, object_scale=scale,
-                                                     clutter_count=clutter_count(rng, clutter))
+                                                     num_clutter=clutter_count(rng, clutter))
             start, stride = float(rng.uniform(0, 200)), float(rng.uniform(1, 4) * (2 if rng.random() < 0.15 else 1))
             camera = Camera.sample(rng, moving=True, recolor=recolor)
 
