@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mixqsam2.errors import UserInputError
-from mixqsam2.models import build_model, build_pico_variant, get_spec, model_info, read_checkpoint, save_checkpoint
+from mixqsam2.models import (build_model, build_pico_variant, get_spec, model_info, read_checkpoint,
+                              save_checkpoint)
 
 
 def test_models_cli_lists_every_model_with_config_and_size():

@@ -8,9 +8,10 @@ makes tracking hard:
 objects that move, scale and rotate, unannotated occluders passing in front, look-alike
 distractors (the same shape and texture as a target, not annotated), and targets that
 leave the frame and come back. On request (:func:`cluttered`), unannotated objects of any
-family and size are painted on the background behind a scene's own. Everything is a pure function of
-the seed, and the seeds of generated sets live in their own seed space, apart from
-training's (:func:`scene_rng`): no generated set reproduces a training scene, whatever its seed.
+family and size are painted on the background behind a scene's own. Everything is a pure
+function of the seed, and the seeds of generated sets live in their own seed space, apart
+from training's (:func:`scene_rng`): no generated set reproduces a training scene, whatever
+its seed.
 
 >>> import tempfile, pathlib
 >>> out = pathlib.Path(tempfile.mkdtemp()) / "videos"

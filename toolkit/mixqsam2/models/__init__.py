@@ -162,9 +162,10 @@ def keep_single_mask(model):
     sam2's builders turn the fallback on for every model: where token 0's mask looks
     unstable, the best of tokens 1-3 by predicted IoU replaces it. Those three tokens are
     trained for ambiguous one-click prompts, and sam2 trains with the fallback off. Pico's
-    token 0 is the better answer: box mIoU +0.026 held out and +0.014 in distribution for
-    v2, video J&F level held out and +0.028 in distribution (BENCHMARKS.md). The official
-    models keep sam2's setting (no weights here to measure them).
+    token 0 is the better answer: v2's box mIoU +0.027 held out and +0.012 in distribution,
+    its video J&F level; a continued checkpoint's held-out J&F +0.12 (BENCHMARKS.md, "Pico's
+    single-mask token"). The official models keep sam2's setting (no weights here to measure
+    them).
 
     >>> build_model("pico").sam_mask_decoder.dynamic_multimask_via_stability
     False
@@ -180,7 +181,8 @@ def build_pico_variant(embed: int = PICO_EMBED, image_size: int = 256, device: s
     >>> build_pico_variant(64).image_encoder.trunk.patch_embed.proj.weight.shape[0]
     64
     """
-    return keep_single_mask(_build_from_config(get_spec("pico").hydra_name, device, pico_overrides(embed, image_size)))
+    model = _build_from_config(get_spec("pico").hydra_name, device, pico_overrides(embed, image_size))
+    return keep_single_mask(model)
 
 
 def _build_from_config(hydra_name: str, device: str, overrides: list[str]):
