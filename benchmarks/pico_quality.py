@@ -7,19 +7,20 @@ Data (all seeds apart from training's and from each other):
   motion and camera rules; never used to train), same seeds in its own seed space.
 
 Images: box mIoU with GT-box prompts, next to fill-the-box and a classical, training-free
-answer (OpenCV's GrabCut from the box). Videos: J&F with a first-frame
-mask prompt and FIFO at 6, next to repeating the first mask; "lost" counts objects under
-J&F 0.5, and next to a classical tracker without learning (GrabCut on each frame from the last
-mask's box). The GrabCut answers are scored once per set (``--no-baselines`` skips them: ~15 min
-at the default sizes) and paired against each checkpoint per image and per object: the level a
-learned model should clear out of distribution. "absent" is the share of (frame, object) pairs
-after the prompt where the object is not in the ground truth, and "empty there" the share of those the tracker answers with an
-empty mask (what J counts as right), "empty when present" the share of the pairs with the object
-present that got an empty mask (the tracker said it is gone: sam2 empties the mask of an object
-its object score calls absent); "IoU by frames since the prompt" is the mean IoU of the
-present targets 1, 2-5, ... frames after the prompt frame (which shows the prompt mask itself),
-to tell a model that segments badly from the first tracked frame from one that drifts. Checkpoints are compared pairwise per unit (image, video object) with bootstrap
-intervals (``mixqsam2.eval.paired``). CPU ms per frame of each checkpoint's tracker comes
+answer (OpenCV's GrabCut from the box). Videos: J&F with a first-frame mask prompt and FIFO
+at 6, next to repeating the first mask; "lost" counts objects under J&F 0.5, and next to a
+classical tracker without learning (GrabCut on each frame from the last mask's box). The
+GrabCut answers are scored once per set (``--no-baselines`` skips them: ~15 min at the
+default sizes) and paired against each checkpoint per image and per object: the level a
+learned model should clear out of distribution. "absent" is the share of (frame, object)
+pairs after the prompt where the object is not in the ground truth, and "empty there" the
+share of those the tracker answers with an empty mask (what J counts as right), "empty when
+present" the share of the pairs with the object present that got an empty mask (the tracker
+said it is gone: sam2 empties the mask of an object its object score calls absent); "IoU by
+frames since the prompt" is the mean IoU of the present targets 1, 2-5, ... frames after the
+prompt frame (which shows the prompt mask itself), to tell a model that segments badly from
+the first tracked frame from one that drifts. Checkpoints are compared pairwise per unit
+(image, video object) with bootstrap intervals (``mixqsam2.eval.paired``). CPU ms per frame of each checkpoint's tracker comes
 from the same run. A grid of the hardest held-out videos (GT red, prediction green) goes to
 ``--figure``. ``--box-zoom S`` also scores the boxes with small ones segmented on a zoomed
 view (``StreamingTracker(box_zoom=S)``), paired against the plain prompts; ``--track-zoom S``

@@ -364,8 +364,12 @@ def test_clutter_share_reaches_image_and_video_steps_and_draws_nothing_when_off(
 
     painted = []
     real = synth.cluttered
-    monkeypatch.setattr(synth, "cluttered", lambda rng, background, count, photo: (
-        painted.append(count), real(rng, background, count, photo))[1])
+
+    def counted(rng, background, count, photo):  # the real painter, its counts recorded
+        painted.append(count)
+        return real(rng, background, count, photo)
+
+    monkeypatch.setattr(synth, "cluttered", counted)
     for share in (0.0, 1.0):
         painted.clear()
         cfg = TrainConfig(**{**SMALL.__dict__, "image_only_fraction": 0.0, "video_every": 2, "clutter": share})
