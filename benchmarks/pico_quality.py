@@ -20,7 +20,8 @@ said it is gone: sam2 empties the mask of an object its object score calls absen
 frames since the prompt" is the mean IoU of the present targets 1, 2-5, ... frames after the
 prompt frame (which shows the prompt mask itself), to tell a model that segments badly from
 the first tracked frame from one that drifts. Checkpoints are compared pairwise per unit
-(image, video object) with bootstrap intervals (``mixqsam2.eval.paired``). CPU ms per frame of each checkpoint's tracker comes
+(image, video object) with bootstrap intervals (``mixqsam2.eval.paired``), and each against
+fill-the-box per image (issue 13's box floor is fill-the-box + 0.05 out of distribution). CPU ms per frame of each checkpoint's tracker comes
 from the same run. A grid of the hardest held-out videos (GT red, prediction green) goes to
 ``--figure``. ``--box-zoom S`` also scores the boxes with small ones segmented on a zoomed
 view (``StreamingTracker(box_zoom=S)``), paired against the plain prompts; ``--track-zoom S``
@@ -201,6 +202,18 @@ def by_area(per_instance: dict) -> dict:
     return table
 
 
+def fill_per_image(per_instance: dict) -> dict[str, float]:
+    """Fill-the-box IoU per image (the mean over its objects), keyed as ``per_image`` is.
+
+    >>> fill_per_image({"1/1": {"fill_iou": 0.4}, "1/2": {"fill_iou": 0.6}, "2/1": {"fill_iou": 0.5}})
+    {'1': 0.5, '2': 0.5}
+    """
+    fills: dict[str, list[float]] = {}
+    for key, scores in per_instance.items():
+        fills.setdefault(key.split("/")[0], []).append(scores["fill_iou"])
+    return {image: sum(values) / len(values) for image, values in fills.items()}
+
+
 def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | None = None,
              track_zoom: float | None = None) -> dict:
     """Images and videos of one set; units keyed so that two checkpoints pair up."""
@@ -219,7 +232,8 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
     followed_objects = _per_object(followed) if followed else {}
     return {
         "box_miou": images["miou"], "box_fill_miou": images["box_fill_miou"], "instances": images["instances"],
-        "per_image": images["per_image"], "box_miou_by_area": by_area(images["per_instance"]),
+        "per_image": images["per_image"], "per_image_fill": fill_per_image(images["per_instance"]),
+        "box_miou_by_area": by_area(images["per_instance"]),
         "JF": tracked["JF"], "first_mask_JF": baseline["JF"], "objects": len(objects),
         "lost": _lost(objects), "per_object": objects,
         "per_video": {name: v["JF"] for name, v in tracked["per_video"].items()},
@@ -364,6 +378,21 @@ def against_grabcut(results: dict, baselines: dict) -> dict:
         for name, sets in results.items() for set_name, r in sets.items()}
 
 
+FILL_FLOOR = 0.05  # issue 13: box mIoU at least fill-the-box + 0.05 out of distribution
+
+
+def against_fill(results: dict) -> dict:
+    """Every checkpoint's box mIoU (plain and, where scored, zoomed) minus fill-the-box's, paired
+    per image, per set; sets of runs that did not keep fill-the-box per image (before
+    2026-12-06) are left out."""
+    from mixqsam2.eval.paired import paired_difference
+
+    pairs = {"box_miou": "per_image", "box_miou_zoom": "per_image_zoom"}
+    return {f"{name}-fill/{set_name}": {key: paired_difference(r[ours], r["per_image_fill"])
+                                        for key, ours in pairs.items() if ours in r}
+            for name, sets in results.items() for set_name, r in sets.items() if "per_image_fill" in r}
+
+
 def zoom_gains(results: dict) -> dict:
     """Per checkpoint and set, what zooming gains where it was scored: box mIoU with zoomed
     small boxes minus plain (paired per image), J&F tracked with the following window minus
@@ -378,9 +407,10 @@ def zoom_gains(results: dict) -> dict:
 
 
 def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None, track_zoom: float | None = None,
-          baselines: dict | None = None, against: dict | None = None) -> str:
+          baselines: dict | None = None, against: dict | None = None, fill: dict | None = None) -> str:
     """The tables of a run; ``baselines``: its GrabCut scores, ``against``: each checkpoint's
-    comparison with them (:func:`against_grabcut`), both or neither."""
+    comparison with them (:func:`against_grabcut`), both or neither; ``fill``: each checkpoint
+    against fill-the-box (:func:`against_fill`)."""
     zoom = f" | box mIoU, zoom {box_zoom}" if box_zoom else ""
     lines = [f"| checkpoint | set | box mIoU{zoom} | fill-the-box | video J&F | first-mask J&F | lost objects | "
              "absent / empty there | ms/frame |", "|---|---|---|---|---|---|---|---|---|" + ("---|" if box_zoom else "")]
@@ -404,6 +434,7 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
         cells = [baselines[set_name]["by_area"].get(b) for b in bins]
         lines.append(_area_row("GrabCut", set_name, cells, cells))
     lines += _grabcut_table(baselines, against, box_zoom, track_zoom) if baselines else []
+    lines += _fill_table(fill, box_zoom) if fill else []
     lines += ["", "| comparison | box mIoU diff [95% CI] | J&F diff [95% CI] |", "|---|---|---|"]
     for key, d in diffs.items():
         lines.append(f"| {key} | {_interval(d['box_miou'])} | {_interval(d['JF'])} |")
@@ -453,6 +484,14 @@ def _grabcut_table(baselines: dict, against: dict, box_zoom: float | None, track
               "|---|" + "---|" * len(columns)]
     return lines + [f"| {key} | " + " | ".join(_interval(d[c]) if c in d else "-" for c in columns) + " |"
                     for key, d in against.items()]
+
+
+def _fill_table(fill: dict, box_zoom: float | None) -> list[str]:
+    zoomed = any("box_miou_zoom" in d for d in fill.values())
+    lines = ["", f"| checkpoint − fill-the-box, paired per image (floor: +{FILL_FLOOR} held out) | box mIoU diff [95% CI] |"
+             + (f" box mIoU, zoom {box_zoom} diff [95% CI] |" if zoomed else ""), "|---|---|" + ("---|" if zoomed else "")]
+    return lines + [f"| {key} | {_interval(d['box_miou'])} |" + (f" {_interval(d['box_miou_zoom'])} |" if zoomed else "")
+                    for key, d in fill.items()]
 
 
 def _interval(d: dict) -> str:
@@ -533,15 +572,16 @@ def quality_run(args) -> int:
 
 
 def write_comparison(run: dict, out: str) -> int:
-    """Add the pairwise comparisons, the comparisons with GrabCut (where the run scored it) and the
-    zoom gains to ``run``, write it to ``out`` and print the tables."""
+    """Add the pairwise comparisons, the comparisons with GrabCut (where the run scored it) and
+    fill-the-box, and the zoom gains to ``run``, write it to ``out`` and print the tables."""
     from mixqsam2.fileio import write_json_atomic
 
     results, baselines = run["results"], run.get("baselines")
     run = dict(run, comparisons=comparisons(results) if len(results) > 1 else {}, zoom_gains=zoom_gains(results),
-               against_grabcut=against_grabcut(results, baselines) if baselines else {})
+               against_grabcut=against_grabcut(results, baselines) if baselines else {},
+               against_fill=against_fill(results))
     tables = table(results, run["comparisons"], run["zoom_gains"], run["box_zoom"], run["track_zoom"], baselines,
-                   run["against_grabcut"])
+                   run["against_grabcut"], run["against_fill"])
     write_json_atomic(out, run)
     print(tables)
     return 0

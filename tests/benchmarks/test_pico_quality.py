@@ -19,6 +19,7 @@ def _scores(offset: float) -> dict:
     objects = {f"seed9003/vid000{i}#1": 0.2 + 0.1 * i + offset for i in range(3)}
     by_area = {"0-1000": {"instances": 4, "box_miou": 0.5, "fill": 0.4}}
     return {"box_miou": 0.5 + offset, "box_fill_miou": 0.4, "instances": 4, "per_image": images,
+            "per_image_fill": {k: 0.3 + 0.02 * i for i, k in enumerate(images)},
             "box_miou_by_area": by_area, "JF": 0.3 + offset, "first_mask_JF": 0.1, "objects": 3, "lost": 3,
             "per_object": objects, "ms_per_frame": 50.0, "absent_share": 0.2, "empty_when_absent": 0.1,
             "box_miou_zoom": 0.6 + offset, "per_image_zoom": {k: v + 0.1 for k, v in images.items()},
@@ -56,6 +57,13 @@ def test_merged_runs_pair_against_the_first(pico_quality, tmp_path, capsys):
         assert diff["box_miou"]["mean"] == pytest.approx(0.02)
     printed = capsys.readouterr().out
     assert "| better-base/heldout | +0.020" in printed
+    for name, offset in (("base", 0.0), ("better", 0.02)):
+        scores = runs[name]["results"][name]["heldout"]
+        diff = merged["against_fill"][f"{name}-fill/heldout"]
+        assert diff["box_miou"] == paired_difference(scores["per_image"], scores["per_image_fill"])
+        assert diff["box_miou"]["mean"] == pytest.approx(0.045 + offset)  # the mean of 0.03 i + offset, i = 0..3
+        assert diff["box_miou_zoom"]["mean"] == pytest.approx(0.145 + offset)
+    assert "| better-fill/heldout | +0.065" in printed
     assert "| better | heldout | 5.0% | 0.520 | 0.400 | - | - | - |" in printed
     assert "| the prompt mask, repeated | heldout | - | 0.800 | 0.600 | - | - | - |" in printed
 
@@ -69,6 +77,16 @@ class _Video:
         square = np.zeros((4, 4), bool)
         square[:2, :2] = True
         return {"f0": {1: square}, "f1": {1: square}, "f2": {1: np.zeros((4, 4), bool)}, "f4": {1: square}}.get(frame)
+
+
+def test_runs_without_fill_per_image_are_left_out_of_the_fill_comparison(pico_quality, tmp_path):
+    older = _run("older", 0.0)  # written before fill-the-box was kept per image
+    for scores in older["results"]["older"].values():
+        del scores["per_image_fill"]
+    paths = [_write(tmp_path / "older.json", older), _write(tmp_path / "new.json", _run("new", 0.0))]
+    assert pico_quality.main(["--merge", *paths, "--out", str(tmp_path / "merged.json")]) == 0
+    assert sorted(json.loads((tmp_path / "merged.json").read_text())["against_fill"]) == ["new-fill/heldout",
+                                                                                        "new-fill/train-gen"]
 
 
 def test_after_the_prompt_it_counts_absent_pairs_empty_answers_and_iou_by_frames_since(pico_quality):
@@ -212,6 +230,7 @@ def test_grabcut_is_scored_on_the_units_a_checkpoint_is(pico_quality, tmp_path):
     ours = pico_quality.evaluate(build_model("pico"), *sets["heldout"])
     assert set(grabcut) == set(pico_quality.BASELINE_SCORES)
     assert set(grabcut["per_image"]) == set(ours["per_image"]) and set(grabcut["per_object"]) == set(ours["per_object"])
+    assert set(ours["per_image_fill"]) == set(ours["per_image"]) and all(0 < v <= 1 for v in ours["per_image_fill"].values())
     assert 0 < grabcut["grabcut_miou"] <= 1 and 0 < grabcut["grabcut_track_JF"] <= 1
 
 
