@@ -383,14 +383,17 @@ FILL_FLOOR = 0.05  # issue 13: box mIoU at least fill-the-box + 0.05 out of dist
 
 def against_fill(results: dict) -> dict:
     """Every checkpoint's box mIoU (plain and, where scored, zoomed) minus fill-the-box's, paired
-    per image, per set; sets of runs that did not keep fill-the-box per image (before
-    2026-12-06) are left out."""
+    per image, per set. Fill-the-box depends on the images alone, so a run that did not keep it
+    per image (made before this comparison) is paired with the fill of one that did; a set no
+    run kept it for is left out."""
     from mixqsam2.eval.paired import paired_difference
 
+    fills = {set_name: r["per_image_fill"] for sets in results.values() for set_name, r in sets.items()
+             if "per_image_fill" in r}
     pairs = {"box_miou": "per_image", "box_miou_zoom": "per_image_zoom"}
-    return {f"{name}-fill/{set_name}": {key: paired_difference(r[ours], r["per_image_fill"])
+    return {f"{name}-fill/{set_name}": {key: paired_difference(r[ours], fills[set_name])
                                         for key, ours in pairs.items() if ours in r}
-            for name, sets in results.items() for set_name, r in sets.items() if "per_image_fill" in r}
+            for name, sets in results.items() for set_name, r in sets.items() if set_name in fills}
 
 
 def zoom_gains(results: dict) -> dict:
@@ -487,10 +490,11 @@ def _grabcut_table(baselines: dict, against: dict, box_zoom: float | None, track
 
 
 def _fill_table(fill: dict, box_zoom: float | None) -> list[str]:
-    zoomed = any("box_miou_zoom" in d for d in fill.values())
-    lines = ["", f"| checkpoint − fill-the-box, paired per image (floor: +{FILL_FLOOR} held out) | box mIoU diff [95% CI] |"
-             + (f" box mIoU, zoom {box_zoom} diff [95% CI] |" if zoomed else ""), "|---|---|" + ("---|" if zoomed else "")]
-    return lines + [f"| {key} | {_interval(d['box_miou'])} |" + (f" {_interval(d['box_miou_zoom'])} |" if zoomed else "")
+    columns = ["box_miou"] + (["box_miou_zoom"] if any("box_miou_zoom" in d for d in fill.values()) else [])
+    labels = {"box_miou": "box mIoU", "box_miou_zoom": f"box mIoU, zoom {box_zoom}"}
+    lines = ["", f"| checkpoint − fill-the-box, paired per image (floor: +{FILL_FLOOR} held out) | "
+             + " | ".join(f"{labels[c]} diff [95% CI]" for c in columns) + " |", "|---|" + "---|" * len(columns)]
+    return lines + [f"| {key} | " + " | ".join(_interval(d[c]) if c in d else "-" for c in columns) + " |"
                     for key, d in fill.items()]
 
 

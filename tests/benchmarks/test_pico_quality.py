@@ -79,14 +79,23 @@ class _Video:
         return {"f0": {1: square}, "f1": {1: square}, "f2": {1: np.zeros((4, 4), bool)}, "f4": {1: square}}.get(frame)
 
 
-def test_runs_without_fill_per_image_are_left_out_of_the_fill_comparison(pico_quality, tmp_path):
-    older = _run("older", 0.0)  # written before fill-the-box was kept per image
+def test_fill_per_image_averages_the_fill_of_each_image_objects(pico_quality):
+    per_instance = {"7/1": {"iou": 0.9, "fill_iou": 0.2}, "7/3": {"iou": 0.9, "fill_iou": 0.6},
+                    "12/1": {"iou": 0.1, "fill_iou": 0.5}}
+    assert pico_quality.fill_per_image(per_instance) == pytest.approx({"7": 0.4, "12": 0.5})
+
+
+def test_runs_without_fill_per_image_are_paired_with_the_fill_of_a_run_that_kept_it(pico_quality, tmp_path):
+    older, new = _run("older", 0.05), _run("new", 0.0)  # older: written before fill-the-box was kept per image
     for scores in older["results"]["older"].values():
         del scores["per_image_fill"]
-    paths = [_write(tmp_path / "older.json", older), _write(tmp_path / "new.json", _run("new", 0.0))]
+    paths = [_write(tmp_path / "older.json", older), _write(tmp_path / "new.json", new)]
     assert pico_quality.main(["--merge", *paths, "--out", str(tmp_path / "merged.json")]) == 0
-    assert sorted(json.loads((tmp_path / "merged.json").read_text())["against_fill"]) == ["new-fill/heldout",
-                                                                                        "new-fill/train-gen"]
+    fill = json.loads((tmp_path / "merged.json").read_text())["against_fill"]
+    assert sorted(fill) == ["new-fill/heldout", "new-fill/train-gen", "older-fill/heldout", "older-fill/train-gen"]
+    older_scores, fills = older["results"]["older"]["heldout"], new["results"]["new"]["heldout"]["per_image_fill"]
+    assert fill["older-fill/heldout"]["box_miou"] == paired_difference(older_scores["per_image"], fills)
+    assert pico_quality.against_fill(older["results"]) == {}  # no run kept it: no comparison
 
 
 def test_after_the_prompt_it_counts_absent_pairs_empty_answers_and_iou_by_frames_since(pico_quality):
