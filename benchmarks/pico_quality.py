@@ -21,12 +21,13 @@ frames since the prompt" is the mean IoU of the present targets 1, 2-5, ... fram
 prompt frame (which shows the prompt mask itself), to tell a model that segments badly from
 the first tracked frame from one that drifts. Checkpoints are compared pairwise per unit
 (image, video object) with bootstrap intervals (``mixqsam2.eval.paired``), and each against
-fill-the-box per image (issue 13's box floor is fill-the-box + 0.05 out of distribution). CPU ms per frame of each checkpoint's tracker comes
-from the same run. A grid of the hardest held-out videos (GT red, prediction green) goes to
-``--figure``. ``--box-zoom S`` also scores the boxes with small ones segmented on a zoomed
-view (``StreamingTracker(box_zoom=S)``), paired against the plain prompts; ``--track-zoom S``
-also tracks the videos with small objects on a window that follows them
-(``StreamingTracker(track_zoom=S)``), paired against plain tracking.
+fill-the-box per image (issue 13's box floor is fill-the-box + 0.05 out of distribution).
+CPU ms per frame of each checkpoint's tracker comes from the same run. A grid of the hardest
+held-out videos (GT red, prediction green) goes to ``--figure``. ``--box-zoom S`` also scores
+the boxes with small ones segmented on a zoomed view (``StreamingTracker(box_zoom=S)``),
+paired against the plain prompts; ``--track-zoom S`` also tracks the videos with small objects
+on a window that follows them (``StreamingTracker(track_zoom=S)``), paired against plain
+tracking.
 ``--merge A.json B.json ...`` evaluates nothing: it pairs the checkpoints of earlier runs
 (made with the same data settings, so on the same units) against the first one, so that
 checkpoints evaluated one per core, or in different sessions, compare as if in one run.

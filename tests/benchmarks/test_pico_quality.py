@@ -79,7 +79,7 @@ class _Video:
         return {"f0": {1: square}, "f1": {1: square}, "f2": {1: np.zeros((4, 4), bool)}, "f4": {1: square}}.get(frame)
 
 
-def test_fill_per_image_averages_the_fill_of_each_image_objects(pico_quality):
+def test_fill_per_image_is_the_mean_over_the_objects_of_each_image(pico_quality):
     per_instance = {"7/1": {"iou": 0.9, "fill_iou": 0.2}, "7/3": {"iou": 0.9, "fill_iou": 0.6},
                     "12/1": {"iou": 0.1, "fill_iou": 0.5}}
     assert pico_quality.fill_per_image(per_instance) == pytest.approx({"7": 0.4, "12": 0.5})
@@ -239,7 +239,8 @@ def test_grabcut_is_scored_on_the_units_a_checkpoint_is(pico_quality, tmp_path):
     ours = pico_quality.evaluate(build_model("pico"), *sets["heldout"])
     assert set(grabcut) == set(pico_quality.BASELINE_SCORES)
     assert set(grabcut["per_image"]) == set(ours["per_image"]) and set(grabcut["per_object"]) == set(ours["per_object"])
-    assert set(ours["per_image_fill"]) == set(ours["per_image"]) and all(0 < v <= 1 for v in ours["per_image_fill"].values())
+    assert set(ours["per_image_fill"]) == set(ours["per_image"])
+    assert all(0 < v <= 1 for v in ours["per_image_fill"].values())
     assert 0 < grabcut["grabcut_miou"] <= 1 and 0 < grabcut["grabcut_track_JF"] <= 1
 
 
