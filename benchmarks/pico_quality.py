@@ -203,18 +203,6 @@ def by_area(per_instance: dict) -> dict:
     return table
 
 
-def fill_per_image(per_instance: dict) -> dict[str, float]:
-    """Fill-the-box IoU per image (the mean over its objects), keyed as ``per_image`` is.
-
-    >>> fill_per_image({"1/1": {"fill_iou": 0.4}, "1/2": {"fill_iou": 0.6}, "2/1": {"fill_iou": 0.5}})
-    {'1': 0.5, '2': 0.5}
-    """
-    fills: dict[str, list[float]] = {}
-    for key, scores in per_instance.items():
-        fills.setdefault(key.split("/")[0], []).append(scores["fill_iou"])
-    return {image: sum(values) / len(values) for image, values in fills.items()}
-
-
 def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | None = None,
              track_zoom: float | None = None) -> dict:
     """Images and videos of one set; units keyed so that two checkpoints pair up."""
@@ -233,7 +221,7 @@ def evaluate(model, images_dir: Path, video_dirs: list[Path], box_zoom: float | 
     followed_objects = _per_object(followed) if followed else {}
     return {
         "box_miou": images["miou"], "box_fill_miou": images["box_fill_miou"], "instances": images["instances"],
-        "per_image": images["per_image"], "per_image_fill": fill_per_image(images["per_instance"]),
+        "per_image": images["per_image"], "per_image_fill": images["per_image_fill"],
         "box_miou_by_area": by_area(images["per_instance"]),
         "JF": tracked["JF"], "first_mask_JF": baseline["JF"], "objects": len(objects),
         "lost": _lost(objects), "per_object": objects,

@@ -79,12 +79,6 @@ class _Video:
         return {"f0": {1: square}, "f1": {1: square}, "f2": {1: np.zeros((4, 4), bool)}, "f4": {1: square}}.get(frame)
 
 
-def test_fill_per_image_is_the_mean_over_the_objects_of_each_image(pico_quality):
-    per_instance = {"7/1": {"iou": 0.9, "fill_iou": 0.2}, "7/3": {"iou": 0.9, "fill_iou": 0.6},
-                    "12/1": {"iou": 0.1, "fill_iou": 0.5}}
-    assert pico_quality.fill_per_image(per_instance) == pytest.approx({"7": 0.4, "12": 0.5})
-
-
 def test_runs_without_fill_per_image_are_paired_with_the_fill_of_a_run_that_kept_it(pico_quality, tmp_path):
     older, new = _run("older", 0.05), _run("new", 0.0)  # older: written before fill-the-box was kept per image
     for scores in older["results"]["older"].values():

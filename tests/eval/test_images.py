@@ -8,7 +8,7 @@ from PIL import Image
 
 from mixqsam2.data.formats import encode_rle
 from mixqsam2.data.loaders import CocoImages
-from mixqsam2.eval.images import box_mask, evaluate_images, grabcut_baseline, grabcut_mask
+from mixqsam2.eval.images import box_mask, evaluate_images, grabcut_baseline, grabcut_mask, score_images
 from mixqsam2.eval.metrics import mask_iou
 
 
@@ -75,6 +75,18 @@ def test_the_grabcut_baseline_scores_the_same_instances_as_a_model(coco_scenes):
     assert set(grabcut["per_instance"]) == set(model["per_instance"]) == {"1/11", "1/12", "2/21", "2/22"}
     assert grabcut["box_fill_miou"] == model["box_fill_miou"] < 0.6
     assert grabcut["miou"] > 0.9 and set(grabcut["per_image"]) == {"1", "2"}
+
+
+def test_fill_the_box_is_scored_per_image_as_the_mean_over_its_objects(coco_scenes):
+    empty = score_images(lambda rgb, prompts: {k: np.zeros(rgb.shape[:2], bool) for k in prompts}, coco_scenes)
+    assert empty["per_image"] == {"1": 0.0, "2": 0.0}
+    for image in ("1", "2"):
+        fills = [v["fill_iou"] for key, v in empty["per_instance"].items() if key.split("/")[0] == image]
+        assert len(fills) == 2 and empty["per_image_fill"][image] == pytest.approx(np.mean(fills))
+        assert empty["per_image_fill"][image] > 0
+    filled = score_images(lambda rgb, prompts: {k: box_mask(p.box, rgb.shape[:2]) for k, p in prompts.items()},
+                          coco_scenes)  # a segmenter that fills the box scores fill-the-box's per image
+    assert filled["per_image"] == filled["per_image_fill"] == empty["per_image_fill"]
 
 
 def test_grabcut_answers_the_same_whatever_ran_before():

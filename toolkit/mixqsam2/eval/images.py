@@ -1,8 +1,8 @@
 """Image evaluation: mIoU of masks predicted from ground-truth box prompts.
 
 Every non-crowd instance is prompted with its GT box (SAM's protocol); ``miou`` is the
-mean IoU over instances, ``per_image`` the mean per image. ``box_fill_miou`` scores the
-trivial "fill the box" answer, the floor a model has to beat; :func:`grabcut_baseline`
+mean IoU over instances, ``per_image`` the mean per image. ``box_fill_miou`` (per image:
+``per_image_fill``) scores the trivial "fill the box" answer, the floor a model has to beat; :func:`grabcut_baseline`
 scores a classical, training-free answer to the same prompts (OpenCV's GrabCut), the level
 a learned model should clear on images unlike its training data.
 """
@@ -67,8 +67,9 @@ def grabcut_mask(rgb: np.ndarray, box, iterations: int = 5) -> np.ndarray:
 
 def evaluate_images(model, images: CocoImages, on_mask: MaskCallback | None = None,
                     box_zoom: float | None = None) -> dict:
-    """``{"miou", "box_fill_miou", "instances", "per_image": {image_id: miou}, "per_instance":
-    {"image_id/object_id": {"iou", "fill_iou", "area"}}}`` (area: the object's pixels);
+    """``{"miou", "box_fill_miou", "instances", "per_image": {image_id: miou}, "per_image_fill":
+    {image_id: fill-the-box miou}, "per_instance": {"image_id/object_id": {"iou", "fill_iou",
+    "area"}}}`` (area: the object's pixels);
     ``on_mask((image_id, object_id), mask)`` sees every predicted mask (see
     :mod:`mixqsam2.eval.agreement`); ``box_zoom``: small boxes are segmented on a zoomed view
     (:class:`~mixqsam2.memory.tracker.StreamingTracker`'s option)."""
@@ -90,7 +91,7 @@ def grabcut_baseline(images: CocoImages, iterations: int = 5) -> dict:
 def score_images(segment: Segmenter, images: CocoImages, on_mask: MaskCallback | None = None,
                  desc: str = "eval images") -> dict:
     """:func:`evaluate_images`'s scores for any ``segment(rgb, prompts)``."""
-    ious, fill_ious, per_image, per_instance = [], [], {}, {}
+    ious, fill_ious, per_image, per_image_fill, per_instance = [], [], {}, {}, {}
     for sample in tqdm(images, desc=desc, unit="img"):
         if not sample.masks:
             continue
@@ -106,7 +107,8 @@ def score_images(segment: Segmenter, images: CocoImages, on_mask: MaskCallback |
         fill_ious += fills
         ious += scores
         per_image[str(sample.image_id)] = float(np.mean(scores))
+        per_image_fill[str(sample.image_id)] = float(np.mean(fills))
     if not ious:
         raise UserInputError(f"the image set {images.image_dir.parent} has no annotated instance")
     return {"miou": float(np.mean(ious)), "box_fill_miou": float(np.mean(fill_ious)), "instances": len(ious),
-            "per_image": per_image, "per_instance": per_instance}
+            "per_image": per_image, "per_image_fill": per_image_fill, "per_instance": per_instance}
