@@ -426,7 +426,8 @@ def table(results: dict, diffs: dict, gains: dict, box_zoom: float | None = None
         cells = [baselines[set_name]["by_area"].get(b) for b in bins]
         lines.append(_area_row("GrabCut", set_name, cells, cells))
     lines += _grabcut_table(baselines, against, box_zoom, track_zoom) if baselines else []
-    lines += _fill_table(fill, box_zoom) if fill else []
+    lines += _differences_table(f"checkpoint − fill-the-box, paired per image (floor: +{FILL_FLOOR} held out)", fill,
+                                {"box_miou": "box mIoU", "box_miou_zoom": f"box mIoU, zoom {box_zoom}"}) if fill else []
     lines += ["", "| comparison | box mIoU diff [95% CI] | J&F diff [95% CI] |", "|---|---|---|"]
     for key, d in diffs.items():
         lines.append(f"| {key} | {_interval(d['box_miou'])} | {_interval(d['JF'])} |")
@@ -471,20 +472,16 @@ def _grabcut_table(baselines: dict, against: dict, box_zoom: float | None, track
     lines += [f"| {s} | {b['grabcut_miou']:.3f} | {b['grabcut_track_JF']:.3f} |" for s, b in baselines.items()]
     labels = {"box_miou": "box mIoU", "box_miou_zoom": f"box mIoU, zoom {box_zoom}", "JF": "J&F",
               "JF_track_zoom": f"J&F, track zoom {track_zoom}"}
-    columns = [key for key in labels if any(key in d for d in against.values())]
-    lines += ["", "| checkpoint − GrabCut, paired | " + " | ".join(f"{labels[c]} diff [95% CI]" for c in columns) + " |",
-              "|---|" + "---|" * len(columns)]
-    return lines + [f"| {key} | " + " | ".join(_interval(d[c]) if c in d else "-" for c in columns) + " |"
-                    for key, d in against.items()]
+    return lines + _differences_table("checkpoint − GrabCut, paired", against, labels)
 
 
-def _fill_table(fill: dict, box_zoom: float | None) -> list[str]:
-    columns = ["box_miou"] + (["box_miou_zoom"] if any("box_miou_zoom" in d for d in fill.values()) else [])
-    labels = {"box_miou": "box mIoU", "box_miou_zoom": f"box mIoU, zoom {box_zoom}"}
-    lines = ["", f"| checkpoint − fill-the-box, paired per image (floor: +{FILL_FLOOR} held out) | "
-             + " | ".join(f"{labels[c]} diff [95% CI]" for c in columns) + " |", "|---|" + "---|" * len(columns)]
-    return lines + [f"| {key} | " + " | ".join(_interval(d[c]) if c in d else "-" for c in columns) + " |"
-                    for key, d in fill.items()]
+def _differences_table(title: str, diffs: dict, labels: dict) -> list[str]:
+    """Paired differences, a row per comparison and a column per score of ``labels`` any row has."""
+    columns = [key for key in labels if any(key in d for d in diffs.values())]
+    return (["", f"| {title} | " + " | ".join(f"{labels[c]} diff [95% CI]" for c in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+            + [f"| {key} | " + " | ".join(_interval(d[c]) if c in d else "-" for c in columns) + " |"
+               for key, d in diffs.items()])
 
 
 def _interval(d: dict) -> str:
