@@ -79,10 +79,40 @@ def test_bank_policy_and_capacity_are_drawn_per_video_step_and_logged(tmp_path):
                   init_checkpoint=str(get_spec("pico").checkpoint))
     history = train(cfg, tmp_path / "v2.pt")
     video = [r for r in history if r["kind"] == "video"]
-    assert video and (video[0]["policy"], video[0]["capacity"]) == draw_bank(cfg, video[0]["step"])
+    assert video and (video[0]["policy"], video[0]["capacity"], video[0]["pool"]) == draw_bank(cfg, video[0]["step"])
     assert all(np.isfinite(r["loss"]) for r in history)
     draws = {draw_bank(cfg, step) for step in range(200)}
-    assert {p for p, _ in draws} == set(cfg.bank_policies) and {k for _, k in draws} == set(range(2, 7))
+    assert {p for p, _, _ in draws} == set(cfg.bank_policies) and {k for _, k, _ in draws} == set(range(2, 7))
+    assert {b for _, _, b in draws} == {1}
+
+
+def test_pools_drawn_per_video_step_reach_the_model_and_leave_policy_and_capacity_draws_alone(tmp_path):
+    """``--memory-pool 1 2 4``: each video step reads the bank at its own drawn pool (the
+    training graph of that pool is built and used), and a run's policies and capacities are
+    those it drew before pools were drawn (an older run resumes onto the same steps)."""
+    cfg = replace(PICO_V2, steps=8, image_batch=1, video_batch=1, video_frames=(4, 4), warmup_steps=1,
+                  video_every=1, bank_memory_pools=(1, 2, 4), init_checkpoint=str(get_spec("pico").checkpoint))
+    draws = [draw_bank(cfg, step) for step in range(300)]
+    assert {b for _, _, b in draws} == {1, 2, 4}
+    assert [d[:2] for d in draws] == [draw_bank(replace(cfg, bank_memory_pools=(1,)), s)[:2] for s in range(300)]
+    history = train(cfg, tmp_path / "pooled.pt")
+    pools = [r["pool"] for r in history if r["kind"] == "video"]
+    assert pools == [draw_bank(cfg, r["step"])[2] for r in history if r["kind"] == "video"]
+    assert len(set(pools)) > 1 and all(np.isfinite(r["loss"]) for r in history)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--memory-pool", "1", "3"], "must divide the memory grid's side (16 tokens)"),
+    (["--preset", "v1", "--memory-pool", "2"], "trains with sam2's own memory, not a bank"),
+])
+def test_train_pico_refuses_pools_it_cannot_train(tmp_path, capsys, argv, message):
+    from mixqsam2.cli.main import main
+
+    out = tmp_path / "run.pt"
+    assert main(["train-pico", "--out", str(out), "--steps", "1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
 
 
 def test_banked_training_needs_one_prompted_frame():

@@ -136,11 +136,23 @@ def _train_pico(args) -> None:
              "recolor": args.recolor, "small_objects": args.small_objects, "large_objects": args.large_objects,
              "absent_targets": args.absent_targets, "clutter": args.clutter,
              "image_encoder_lr_scale": args.encoder_lr_scale,
-             "video_every": args.video_every}
+             "video_every": args.video_every, "bank_memory_pools": args.memory_pool and tuple(args.memory_pool)}
     cfg = replace(TRAIN_PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None})
+    _check_training_pools(cfg)
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, workers=args.workers,
                     overwrite=args.overwrite)
     _print_training_summary(history, cfg.steps, args.out)
+
+
+def _check_training_pools(cfg) -> None:
+    """``--memory-pool`` needs the bank in the loop, and pools that divide the memory grid."""
+    from mixqsam2.models import get_spec
+    from mixqsam2.models.graphs import check_memory_pool
+
+    if cfg.bank_memory_pools != (1,) and not cfg.bank_policies:
+        raise UserInputError("--memory-pool: this preset trains with sam2's own memory, not a bank; use --preset v2")
+    for pool in cfg.bank_memory_pools:
+        check_memory_pool(pool, get_spec(cfg.model).image_size // 16)  # sam2's lowest level: stride 16
 
 
 def _print_training_summary(history: list[dict], steps: int, out: str) -> None:
@@ -178,7 +190,7 @@ def _finetune(args) -> None:
         videos=str(Path(args.videos).resolve()),
         seed=args.seed, steps=args.steps, lr=args.lr, warmup_steps=min(100, args.steps // 10), image_only_fraction=0.0,
         video_batch=args.batch, video_frames=tuple(args.frames), bank_policies=policies,
-        bank_capacities=(args.capacity, args.capacity), bank_memory_pool=args.memory_pool,
+        bank_capacities=(args.capacity, args.capacity), bank_memory_pools=(args.memory_pool,),
         trainable=MEMORY_MODULES, save_half=False,
     )
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, batches=clips,
@@ -350,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "a stretch of frames (as if fully occluded) and comes back")
     train.add_argument("--clutter", type=probability, help="share of images and clips whose background is "
                        "full of other, unannotated objects (4-16 of any shape and size)")
+    train.add_argument("--memory-pool", type=positive_int, nargs="+", metavar="B",
+                       help="memory attention reads the bank's older memories B x B pooled, as `run_stream "
+                            "--memory-pool B` deploys it; with several values each video step draws one "
+                            "(default 1: whole reads only)")
     _add_run_args(train)
     train.set_defaults(run=_train_pico)
 

@@ -44,7 +44,9 @@ class TrainConfig:
     # capacity; empty = sam2's own memory (the last num_maskmem - 1 frames)
     bank_policies: tuple[str, ...] = ()
     bank_capacities: tuple[int, int] = (2, 6)
-    bank_memory_pool: int = 1  # memory attention reads the older bank memories pooled (graphs.MemoryAttentionGraph)
+    # memory attention reads the older bank memories B x B pooled (graphs.MemoryAttentionGraph);
+    # each video step draws B from these (1: whole, sam2's read)
+    bank_memory_pools: tuple[int, ...] = (1,)
     init_checkpoint: str | None = None  # start from these weights (sam2 format) instead of a seeded init
     videos: str | None = None  # a DAVIS/SA-V folder: video steps only, clips from these videos
     trainable: tuple[str, ...] = ()  # parameter name prefixes to train (empty: all)

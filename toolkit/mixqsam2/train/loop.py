@@ -107,20 +107,22 @@ def build_train_model(cfg: TrainConfig):
         init = widened_state_dict(model, init, seed=cfg.seed)
     if init is not None:
         load_state_dict_checked(model, init, cfg.init_checkpoint)
-    if cfg.bank_policies:
-        model.bank_memory_pool = cfg.bank_memory_pool
     return model.train()
 
 
-def draw_bank(cfg: TrainConfig, step: int) -> tuple[str, int]:
-    """The bank policy and capacity of video step ``step`` (a function of seed and step).
+def draw_bank(cfg: TrainConfig, step: int) -> tuple[str, int, int]:
+    """The bank policy, capacity and memory pool of video step ``step`` (a function of seed and
+    step; with one pool to draw from, policy and capacity are those drawn before pools were).
 
-    >>> draw_bank(TrainConfig(bank_policies=("fifo", "sis")), 3) == draw_bank(TrainConfig(bank_policies=("fifo", "sis")), 3)
+    >>> cfg = TrainConfig(bank_policies=("fifo", "sis"), bank_memory_pools=(1, 4))
+    >>> draw_bank(cfg, 3) == draw_bank(cfg, 3) and draw_bank(cfg, 3)[2] in (1, 4)
     True
     """
     rng = np.random.default_rng([cfg.seed, step, 3])
     policy = cfg.bank_policies[int(rng.integers(len(cfg.bank_policies)))]
-    return policy, int(rng.integers(cfg.bank_capacities[0], cfg.bank_capacities[1] + 1))
+    capacity = int(rng.integers(cfg.bank_capacities[0], cfg.bank_capacities[1] + 1))
+    pools = cfg.bank_memory_pools
+    return policy, capacity, pools[int(rng.integers(len(pools)))] if len(pools) > 1 else pools[0]
 
 
 def _optimizer(model, cfg: TrainConfig):
@@ -281,9 +283,9 @@ def step_forward(model, loss_fn, cfg: TrainConfig, step: int, batch) -> tuple[di
     if cfg.bank_policies and kind == "video":
         from mixqsam2.memory.synthesis import RULES
 
-        policy, model.bank_capacity = draw_bank(cfg, step)
+        policy, model.bank_capacity, model.bank_memory_pool = draw_bank(cfg, step)
         model.bank_rule = RULES[policy]
-        record.update(policy=policy, capacity=model.bank_capacity)
+        record.update(policy=policy, capacity=model.bank_capacity, pool=model.bank_memory_pool)
     torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout (sam2's memory attention; not the banked graph)
     model.rng = np.random.default_rng([cfg.seed, step, 2])  # SAM2Train's prompt sampler
     outputs = model(batch)
@@ -346,11 +348,16 @@ def _save(model, optimizer, cfg: TrainConfig, history: list, seconds: float, out
 
 def saved_config(saved: dict) -> dict:
     """A run's saved settings with the fields added since it started at their defaults (a new
-    field's default is the behaviour from before it existed), so an older run still resumes.
+    field's default is the behaviour from before it existed), so an older run still resumes;
+    a run from before pools were drawn per step keeps its one pool.
 
     >>> saved_config({"seed": 0})["bank_policies"]
     ()
+    >>> saved_config({"bank_memory_pool": 4})["bank_memory_pools"]
+    (4,)
     """
+    if "bank_memory_pool" in saved:
+        saved = {**saved, "bank_memory_pools": (int(saved["bank_memory_pool"]),)}
     return {f.name: saved.get(f.name, f.default) for f in fields(TrainConfig)}
 
 
