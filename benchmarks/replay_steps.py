@@ -89,10 +89,15 @@ def replay(run: str, steps: list[int] | None, spikes: int) -> list[dict]:
     return rows
 
 
+def _pooled(record: dict) -> str:
+    """``:poolB`` for a step that read its bank B x B pooled (as ``--configs`` names it), else nothing."""
+    return f":pool{record['pool']}" if record.get("pool", 1) > 1 else ""
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| step | kind | policy@capacity | loss (recorded) | 20 x focal mask loss | its grad norm | "
              "grad norm, whole loss | present targets scored absent |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['step']} | {r['kind']} | {r.get('policy', '-')}@{r.get('capacity', '-')} | {r['loss']:.2f} "
+    lines += [f"| {r['step']} | {r['kind']} | {r.get('policy', '-')}@{r.get('capacity', '-')}{_pooled(r)} | {r['loss']:.2f} "
               f"({r['recorded_loss']:.2f}) | {20 * r['loss_mask']:.1f} | {r['mask_loss_grad_norm']:.1f} | "
               f"{r['grad_norm']:.1f} | {r['missed']:.0%} |" for r in rows]
     return "\n".join(lines) + "\n"

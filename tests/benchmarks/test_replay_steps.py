@@ -56,6 +56,13 @@ def test_a_target_scored_absent_adds_a_large_mask_loss_without_gradient(replay_s
         assert row["grad_norm"] > 0  # the object-score head's loss still trains it
 
 
+def test_the_table_names_each_steps_bank_and_its_pool(replay_steps):
+    row = {"step": 7, "kind": "video", "policy": "fifo", "capacity": 6, "loss": 3.0, "recorded_loss": 3.0,
+           "loss_mask": 0.01, "mask_loss_grad_norm": 1.0, "grad_norm": 2.0, "missed": 0.0}
+    lines = replay_steps.table([row, {**row, "pool": 1}, {**row, "pool": 4}]).splitlines()
+    assert [line.split(" | ")[2] for line in lines[-3:]] == ["fifo@6", "fifo@6", "fifo@6:pool4"]
+
+
 def test_without_steps_it_replays_the_largest_spikes_and_the_video_step_after_each(replay_steps):
     history = [{"step": s, "kind": "video" if s % 2 else "image", "loss_mask": m}
                for s, m in enumerate([50.0, 0.1, 0.2, 7.0, 0.3, 0.2, 0.1, 0.3])]

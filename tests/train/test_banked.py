@@ -11,7 +11,8 @@ from mixqsam2.memory.synthesis import RULES
 from mixqsam2.models import get_spec
 from mixqsam2.train.config import PICO_V2, TrainConfig
 from mixqsam2.train.data import video_batch
-from mixqsam2.train.loop import build_train_model, draw_bank, train
+from mixqsam2.train.loop import (build_train_model, draw_bank, generated_batch, loss_function, step_forward,
+                                 step_kind, train)
 
 FRAMES = 17  # > max_obj_ptrs_in_encoder: sam2's pointer window is then the stream's, as BankedSAM2Train's
 
@@ -99,6 +100,19 @@ def test_pools_drawn_per_video_step_reach_the_model_and_leave_policy_and_capacit
     pools = [r["pool"] for r in history if r["kind"] == "video"]
     assert pools == [draw_bank(cfg, r["step"])[2] for r in history if r["kind"] == "video"]
     assert len(set(pools)) > 1 and all(np.isfinite(r["loss"]) for r in history)
+    model, loss_fn = build_train_model(cfg), loss_function()
+    for pool in (4, 2):  # the step's pool is the attention graph its frames read through
+        step = next(s for s in range(cfg.steps) if step_kind(cfg, s) == "video" and draw_bank(cfg, s)[2] == pool)
+        _, capacity, _ = draw_bank(cfg, step)
+        assert ("attention", (capacity, pool)) not in model._graphs
+        step_forward(model, loss_fn, cfg, step, generated_batch(cfg, step, model.image_size))
+        assert ("attention", (capacity, pool)) in model._graphs and model.bank_memory_pool == pool
+
+
+@pytest.mark.parametrize("pools", [(), (0,), (2, 1.5)])
+def test_a_config_without_a_whole_pool_to_draw_is_refused(pools):
+    with pytest.raises(ValueError, match="bank_memory_pools must be whole numbers >= 1"):
+        TrainConfig(bank_memory_pools=pools)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -136,7 +136,7 @@ def _train_pico(args) -> None:
              "recolor": args.recolor, "small_objects": args.small_objects, "large_objects": args.large_objects,
              "absent_targets": args.absent_targets, "clutter": args.clutter,
              "image_encoder_lr_scale": args.encoder_lr_scale,
-             "video_every": args.video_every, "bank_memory_pools": args.memory_pool and tuple(args.memory_pool)}
+             "video_every": args.video_every, "bank_memory_pools": tuple(args.memory_pool) if args.memory_pool else None}
     cfg = replace(TRAIN_PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None})
     _check_training_pools(cfg)
     history = train(cfg, args.out, minutes=args.minutes, resume=args.resume, device=args.device, workers=args.workers,
@@ -364,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "full of other, unannotated objects (4-16 of any shape and size)")
     train.add_argument("--memory-pool", type=positive_int, nargs="+", metavar="B",
                        help="memory attention reads the bank's older memories B x B pooled, as `run_stream "
-                            "--memory-pool B` deploys it; with several values each video step draws one "
-                            "(default 1: whole reads only)")
+                            "--memory-pool B` deploys it; with several values each video step draws one (a "
+                            "value given twice, twice as often; default 1: whole reads only)")
     _add_run_args(train)
     train.set_defaults(run=_train_pico)
 

@@ -55,6 +55,8 @@ class TrainConfig:
     def __post_init__(self):
         if not (isinstance(self.video_every, int) and self.video_every >= 1):
             raise ValueError(f"video_every must be a whole number >= 1, got {self.video_every!r}")
+        if not self.bank_memory_pools or any(not (isinstance(b, int) and b >= 1) for b in self.bank_memory_pools):
+            raise ValueError(f"bank_memory_pools must be whole numbers >= 1, got {self.bank_memory_pools!r}")
 
 
 # pico v2: longer clips seen through a moving camera, the bank policy in the loop

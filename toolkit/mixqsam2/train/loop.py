@@ -112,7 +112,8 @@ def build_train_model(cfg: TrainConfig):
 
 def draw_bank(cfg: TrainConfig, step: int) -> tuple[str, int, int]:
     """The bank policy, capacity and memory pool of video step ``step`` (a function of seed and
-    step; with one pool to draw from, policy and capacity are those drawn before pools were).
+    step). Policy and capacity do not depend on the pools: the pool is drawn after them, and
+    only when there are several (a value given twice is drawn twice as often).
 
     >>> cfg = TrainConfig(bank_policies=("fifo", "sis"), bank_memory_pools=(1, 4))
     >>> draw_bank(cfg, 3) == draw_bank(cfg, 3) and draw_bank(cfg, 3)[2] in (1, 4)
@@ -272,8 +273,8 @@ def _missed_share(outputs, masks) -> float:
 
 
 def step_forward(model, loss_fn, cfg: TrainConfig, step: int, batch) -> tuple[dict, dict]:
-    """Step ``step``'s forward pass on its batch as training runs it (the step's bank policy and
-    capacity, dropout and prompt draws): ``(losses, record)``, sam2's losses with their graph
+    """Step ``step``'s forward pass on its batch as training runs it (the step's bank policy,
+    capacity and memory pool, dropout and prompt draws): ``(losses, record)``, sam2's losses with their graph
     and the step's record for the history, less what the optimizer adds."""
     import torch
 
