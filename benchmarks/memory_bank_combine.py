@@ -6,7 +6,8 @@ their seed, so none collide) and summarized as ``memory_bank.py`` does: strata b
 paired bootstrap intervals, goal verdicts. Cost (timing and FLOPs) is taken from
 ``--cost`` (default: the first input), so a run timed on another model can supply it.
 ``--against`` compares every configuration with another model's FIFO@6 on the same videos
-(e.g. a fine-tune against the shipped model), on that model's working and lost tracks.
+(e.g. a fine-tune against the shipped model), on that model's working and lost tracks and per
+generator, and what each read (e.g. a pooled one) costs each model against its own FIFO@6.
 
     python benchmarks/memory_bank_combine.py out/bench/memory_bank_pool_recolor.json \\
         out/bench/memory_bank_recolor_9103.json --cost out/bench/memory_bank_pool_recolor_hiera.json \\
@@ -67,21 +68,77 @@ def combine(results: list[dict], cost: dict) -> dict:
     return combined
 
 
-def against(combined: dict, other: dict) -> str:
-    """Markdown: every configuration of ``combined`` minus ``other``'s FIFO@6, paired per object,
-    over all objects and ``other``'s working and lost tracks."""
+def generators(units) -> dict[str, set[str]]:
+    """Objects per generator, the first part of an object's name.
+
+    >>> sorted((g, sorted(u)) for g, u in generators(["heldout/s1/v0#1", "train-gen/s1/v0#1", "heldout/s1/v1#1"]).items())
+    [('heldout', ['heldout/s1/v0#1', 'heldout/s1/v1#1']), ('train-gen', ['train-gen/s1/v0#1'])]
+    """
+    out: dict[str, set[str]] = {}
+    for unit in units:
+        out.setdefault(unit.split("/")[0], set()).add(unit)
+    return out
+
+
+def read_cost(runs: dict, key: str) -> dict[str, float]:
+    """Per object: what reading through ``key`` costs against the same model's FIFO@6 (J&F
+    difference, negative = worse).
+
+    >>> run = lambda **scores: {"per_object": scores}
+    >>> cost = read_cost({"fifo@6": run(x=0.9, y=0.5), "fifo@6:pool4": run(x=0.7, y=0.5)}, "fifo@6:pool4")
+    >>> {u: round(c, 3) for u, c in cost.items()}
+    {'x': -0.2, 'y': 0.0}
+    """
+    baseline = runs[memory_bank.BASELINE]["per_object"]
+    return {u: s - baseline[u] for u, s in runs[key]["per_object"].items()}
+
+
+def against(combined: dict, other: dict) -> dict:
+    """Paired per object, ``combined`` against ``other`` (another model on the same videos), in
+    the strata of ``other``'s FIFO@6 (all, working, lost) and per generator:
+
+    - ``jf``: every configuration of ``combined`` minus ``other``'s FIFO@6;
+    - ``read_cost``: for each configuration both ran besides FIFO@6, its :func:`read_cost` on
+      ``combined`` minus its cost on ``other`` (> 0: this model loses less by reading that way).
+
+    >>> run = lambda **scores: {"capacity": 6, "per_object": scores}
+    >>> this = {"runs": {"fifo@6": run(**{"a/1": 0.9, "b/1": 0.4}), "fifo@6:pool4": run(**{"a/1": 0.9, "b/1": 0.3})}}
+    >>> that = {"spec": {"checkpoint": "v1"},
+    ...         "runs": {"fifo@6": run(**{"a/1": 0.8, "b/1": 0.4}), "fifo@6:pool4": run(**{"a/1": 0.6, "b/1": 0.4})}}
+    >>> rows = against(this, that)
+    >>> round(rows["jf"]["fifo@6"]["a"]["mean"], 3), round(rows["read_cost"]["fifo@6:pool4"]["all"]["mean"], 3)
+    (0.1, 0.05)
+    """
     from mixqsam2.errors import UserInputError
 
     reference = other["runs"][memory_bank.BASELINE]["per_object"]
     if set(reference) != set(combined["runs"][memory_bank.BASELINE]["per_object"]):
         raise UserInputError("--against: the results cover other objects")
-    groups = memory_bank.strata(reference)
-    lines = [f"against {other['spec']['checkpoint']} {memory_bank.BASELINE} (its working: {len(groups['working'])})",
-             "", "| config | all | working | lost |", "|---|---|---|---|"]
-    for key, run_ in combined["runs"].items():
-        row = memory_bank.summarize(run_["per_object"], groups, {"other": reference})
-        lines.append(f"| {key} | " + " | ".join(memory_bank._jf(row, s, "vs_other") for s in ("all", "working", "lost"))
-                     + " |")
+    groups = {**memory_bank.strata(reference), **generators(reference)}
+    shared = [k for k in combined["runs"] if k in other["runs"] and k != memory_bank.BASELINE]
+
+    def by_group(scores: dict[str, float], ref: dict[str, float]) -> dict:
+        return {name: memory_bank.compare(scores, ref, units) for name, units in groups.items()}
+
+    return {"checkpoint": other["spec"]["checkpoint"], "objects": {name: len(u) for name, u in groups.items()},
+            "jf": {k: by_group(r["per_object"], reference) for k, r in combined["runs"].items()},
+            "read_cost": {k: by_group(read_cost(combined["runs"], k), read_cost(other["runs"], k)) for k in shared}}
+
+
+def against_table(rows: dict) -> str:
+    """Markdown of :func:`against`."""
+    names = list(rows["objects"])
+    header = ["", "| config | " + " | ".join(f"{n} ({rows['objects'][n]})" for n in names) + " |",
+              "|---|" + "---|" * len(names)]
+
+    def body(part: str) -> list[str]:
+        return [f"| {k} | " + " | ".join(memory_bank._diff(row[n]) for n in names) + " |" for k, row in rows[part].items()]
+
+    lines = [f"against {rows['checkpoint']}: each configuration minus its {memory_bank.BASELINE}, paired per object "
+             f"(its strata: working / lost under {memory_bank.BASELINE}, and per generator)", *header, *body("jf")]
+    if rows["read_cost"]:
+        lines += ["", f"read cost (config − {memory_bank.BASELINE} of the same model), this model's minus "
+                  f"{rows['checkpoint']}'s; > 0: this model loses less", *header, *body("read_cost")]
     return "\n".join(lines) + "\n"
 
 
@@ -92,8 +149,8 @@ def run(args) -> int:
     cost = read_json(Path(args.cost), f"{args.cost} not found") if args.cost else results[0]
     combined = combine(results, cost)
     if args.against:
-        combined["table"] += "\n" + against(combined, pool_runs([read_json(Path(p), f"{p} not found")
-                                                                 for p in args.against]))
+        combined["against"] = against(combined, pool_runs([read_json(Path(p), f"{p} not found") for p in args.against]))
+        combined["table"] += "\n" + against_table(combined["against"])
     out = Path(args.out)
     write_json_atomic(out, combined)
     write_bytes_atomic(out.with_suffix(".md"), combined["table"].encode())

@@ -112,5 +112,10 @@ def replay_steps():
 
 
 @pytest.fixture(scope="session")
+def memory_bank_combine():
+    return _benchmark_script("memory_bank_combine")
+
+
+@pytest.fixture(scope="session")
 def object_scores():
     return _benchmark_script("object_scores")
