@@ -117,5 +117,10 @@ def memory_bank_combine():
 
 
 @pytest.fixture(scope="session")
+def replicates():
+    return _benchmark_script("replicates")
+
+
+@pytest.fixture(scope="session")
 def object_scores():
     return _benchmark_script("object_scores")
