@@ -193,8 +193,20 @@ def summarize(scores: dict[str, float], groups: dict[str, set[str]], references:
         values = [s for u, s in scores.items() if u in units]
         out[stratum] = {"JF": float(np.mean(values)) if values else None, "objects": len(values),
                         **{f"vs_{name}": compare(scores, ref, units) for name, ref in references.items()}}
-    out["by_generator"] = {g: float(np.mean([s for u, s in scores.items() if u.startswith(g + "/")]))
-                           for g in sorted({u.split("/")[0] for u in scores})}
+    out["by_generator"] = {g: float(np.mean([scores[u] for u in units]))
+                           for g, units in sorted(generators(scores).items())}
+    return out
+
+
+def generators(units) -> dict[str, set[str]]:
+    """Objects per generator, the first part of an object's name.
+
+    >>> sorted((g, sorted(u)) for g, u in generators(["heldout/s1/v0#1", "train-gen/s1/v0#1", "heldout/s1/v1#1"]).items())
+    [('heldout', ['heldout/s1/v0#1', 'heldout/s1/v1#1']), ('train-gen', ['train-gen/s1/v0#1'])]
+    """
+    out: dict[str, set[str]] = {}
+    for unit in units:
+        out.setdefault(unit.split("/")[0], set()).add(unit)
     return out
 
 

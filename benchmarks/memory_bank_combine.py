@@ -25,7 +25,9 @@ import memory_bank  # noqa: E402  (the benchmark whose results this combines)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from mixqsam2.cli.common import Parser
+
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+", help="memory_bank.py result JSONs (disjoint seeds)")
     parser.add_argument("--cost", help="result JSON whose timing and FLOPs the table shows (default: the first)")
     parser.add_argument("--out", required=True, help="combined result JSON (the table as Markdown next to it)")
@@ -68,18 +70,6 @@ def combine(results: list[dict], cost: dict) -> dict:
     return combined
 
 
-def generators(units) -> dict[str, set[str]]:
-    """Objects per generator, the first part of an object's name.
-
-    >>> sorted((g, sorted(u)) for g, u in generators(["heldout/s1/v0#1", "train-gen/s1/v0#1", "heldout/s1/v1#1"]).items())
-    [('heldout', ['heldout/s1/v0#1', 'heldout/s1/v1#1']), ('train-gen', ['train-gen/s1/v0#1'])]
-    """
-    out: dict[str, set[str]] = {}
-    for unit in units:
-        out.setdefault(unit.split("/")[0], set()).add(unit)
-    return out
-
-
 def read_cost(runs: dict, key: str) -> dict[str, float]:
     """Per object: what reading through ``key`` costs against the same model's FIFO@6 (J&F
     difference, negative = worse).
@@ -111,11 +101,14 @@ def against(combined: dict, other: dict) -> dict:
     """
     from mixqsam2.errors import UserInputError
 
+    if memory_bank.BASELINE not in other["runs"]:
+        raise UserInputError(f"--against: the results have no {memory_bank.BASELINE} run")
     reference = other["runs"][memory_bank.BASELINE]["per_object"]
-    if set(reference) != set(combined["runs"][memory_bank.BASELINE]["per_object"]):
-        raise UserInputError("--against: the results cover other objects")
-    groups = {**memory_bank.strata(reference), **generators(reference)}
     shared = [k for k in combined["runs"] if k in other["runs"] and k != memory_bank.BASELINE]
+    runs = [*combined["runs"].values(), *(other["runs"][k] for k in shared)]
+    if any(set(r["per_object"]) != set(reference) for r in runs):
+        raise UserInputError("--against: the results cover other objects")
+    groups = {**memory_bank.strata(reference), **memory_bank.generators(reference)}
 
     def by_group(scores: dict[str, float], ref: dict[str, float]) -> dict:
         return {name: memory_bank.compare(scores, ref, units) for name, units in groups.items()}
@@ -134,22 +127,34 @@ def against_table(rows: dict) -> str:
     def body(part: str) -> list[str]:
         return [f"| {k} | " + " | ".join(memory_bank._diff(row[n]) for n in names) + " |" for k, row in rows[part].items()]
 
-    lines = [f"against {rows['checkpoint']}: each configuration minus its {memory_bank.BASELINE}, paired per object "
-             f"(its strata: working / lost under {memory_bank.BASELINE}, and per generator)", *header, *body("jf")]
+    lines = [f"each configuration minus {rows['checkpoint']}'s {memory_bank.BASELINE}, paired per object (strata: "
+             f"its working / lost tracks under {memory_bank.BASELINE}, and per generator)", *header, *body("jf")]
     if rows["read_cost"]:
         lines += ["", f"read cost (config − {memory_bank.BASELINE} of the same model), this model's minus "
                   f"{rows['checkpoint']}'s; > 0: this model loses less", *header, *body("read_cost")]
     return "\n".join(lines) + "\n"
 
 
-def run(args) -> int:
-    from mixqsam2.fileio import read_json, write_bytes_atomic, write_json_atomic
+def read_results(paths: list[str]) -> list[dict]:
+    """The ``memory_bank.py`` results in ``paths``; anything else is refused."""
+    from mixqsam2.errors import UserInputError
+    from mixqsam2.fileio import read_json
 
-    results = [read_json(Path(p), f"{p} not found") for p in args.results]
-    cost = read_json(Path(args.cost), f"{args.cost} not found") if args.cost else results[0]
+    results = [read_json(Path(p), f"{p} not found") for p in paths]
+    for path, result in zip(paths, results):
+        if not (isinstance(result, dict) and isinstance(result.get("runs"), dict) and "spec" in result):
+            raise UserInputError(f"{path} is not a result of benchmarks/memory_bank.py")
+    return results
+
+
+def run(args) -> int:
+    from mixqsam2.fileio import write_bytes_atomic, write_json_atomic
+
+    results = read_results(args.results)
+    cost = read_results([args.cost])[0] if args.cost else results[0]
     combined = combine(results, cost)
     if args.against:
-        combined["against"] = against(combined, pool_runs([read_json(Path(p), f"{p} not found") for p in args.against]))
+        combined["against"] = against(combined, pool_runs(read_results(args.against)))
         combined["table"] += "\n" + against_table(combined["against"])
     out = Path(args.out)
     write_json_atomic(out, combined)
