@@ -141,7 +141,8 @@ def read_pairs(pairs: list[list[str]]) -> list[tuple[dict, dict]]:
     results = {}
     for path in paths:
         try:
-            results[path] = (result := read_json(Path(path), f"{path} not found"), settings(result))
+            result = read_json(Path(path), f"{path} not found")
+            results[path] = (result, settings(result))
         except UserInputError as exc:
             raise UserInputError(f"{path}: {exc}") from None
     first, (_, reference) = paths[0], results[paths[0]]
