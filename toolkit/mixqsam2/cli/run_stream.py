@@ -20,6 +20,7 @@ import numpy as np
 from mixqsam2.cli.common import (add_box_zoom_arg, add_memory_args, add_ort_kernels_arg, add_track_zoom_arg,
                                  Parser, non_negative_int, positive_int, run_cli)
 from mixqsam2.errors import UserInputError
+from mixqsam2.runtime.backends import BACKENDS
 from mixqsam2.runtime.io import MAX_READ_FAILURES
 
 DEMO_CLIP = Path(__file__).resolve().parent.parent / "assets" / "demo_clip"
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--onnx-dir", help="folder from `mixqsam2 export` (ort backend: no torch needed)")
     model.add_argument("--engine-dir", help="folder from deploy/build_engine.py (trt backend)")
     parser.add_argument("--checkpoint", help="sam2-format checkpoint for --model")
-    parser.add_argument("--backend", choices=("torch", "ort", "trt"),
+    parser.add_argument("--backend", choices=BACKENDS,
                         help="how the graphs run (default: torch; ort with --onnx-dir, trt with --engine-dir)")
     add_ort_kernels_arg(parser)
     source = parser.add_argument_group("input").add_mutually_exclusive_group()

@@ -30,7 +30,6 @@ from mixqsam2.models.graph_config import GRAPH_IO, GraphConfig
 OPSET = 21
 TRACE_OPSET = 20  # the TorchScript exporter's newest
 WEIGHT_OPS = ("MatMul", "Gemm", "Conv")
-DYNAMIC = {"num_objects": 0}
 
 
 def example_inputs(role: str, config: GraphConfig, capacity: int, objects: int = 2) -> dict[str, np.ndarray]:
