@@ -107,6 +107,7 @@ def plot_runs(runs: dict[str, list[dict]], path: str | Path, window: int = 50, h
         ax.set(xlabel="training hours" if hours else "step", ylabel="IoU of final masks", ylim=(0, 1),
                title=f"running IoU, {kind} steps")
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_lines():  # a panel without steps of its kind stays empty, without a legend
+            ax.legend()
     fig.tight_layout()
     write_figure_atomic(path, fig)
