@@ -124,3 +124,8 @@ def replicates():
 @pytest.fixture(scope="session")
 def object_scores():
     return _benchmark_script("object_scores")
+
+
+@pytest.fixture(scope="session")
+def bundle_gate():
+    return _benchmark_script("bundle_gate")
