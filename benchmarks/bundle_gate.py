@@ -42,6 +42,9 @@ import numpy as np
 
 from mixqsam2.errors import UserInputError
 
+sys.path.insert(0, str(Path(__file__).parent))
+import memory_bank  # noqa: E402  (the baseline configuration, objects per generator, the interval format)
+
 BOX_FLOOR, BOX_OVER_FILL, JF_FLOOR = 0.80, 0.05, 0.65
 MIN_FRAMES = 100  # issue 13's videos of 100+ frames
 
@@ -109,11 +112,11 @@ def video_criteria(bank: dict, video_tolerance: float) -> list[dict]:
     [True, False]
     """
     what = "the --bank result (made with memory_bank_combine.py --against)"
-    held, gen3 = (_interval(bank, ("against", "jf", "fifo@6", s), what) for s in ("heldout", "train-gen"))
+    held, gen3 = (_interval(bank, ("against", "jf", memory_bank.BASELINE, s), what) for s in ("heldout", "train-gen"))
     return [_criterion("long videos, held out", held["low"], 0.0, held["low"] > 0,
-                       f"{held['mean']:+.3f} [{held['low']:+.3f}, {held['high']:+.3f}], {held['units']:.0f} objects"),
+                       f"{memory_bank._diff(held)}, {held['units']:.0f} objects"),
             _criterion("long videos, generator 3", gen3["mean"], -video_tolerance, gen3["mean"] >= -video_tolerance,
-                       f"{gen3['mean']:+.3f} [{gen3['low']:+.3f}, {gen3['high']:+.3f}], {gen3['units']:.0f} objects")]
+                       f"{memory_bank._diff(gen3)}, {gen3['units']:.0f} objects")]
 
 
 def quality_names(quality: dict) -> tuple[str, str]:
@@ -132,7 +135,7 @@ def box_criteria(quality: dict, box_tolerance: float) -> list[dict]:
     for name, key in (("boxes, held out", "heldout"), ("boxes, generator 3", "train-gen")):
         d = _interval(quality, ("comparisons", f"{candidate}-{bundled}/{key}", "box_miou"), "the --quality result")
         out.append(_criterion(name, d["mean"], -box_tolerance, d["mean"] >= -box_tolerance,
-                              f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], {d['units']:.0f} images"))
+                              f"{memory_bank._diff(d)}, {d['units']:.0f} images"))
     return out
 
 
@@ -170,8 +173,9 @@ def floors(bank: dict, quality: dict) -> list[dict]:
     _, candidate = quality_names(quality)
     box, fill = (_number(quality, ("results", candidate, "heldout", k), "the --quality result")
                  for k in ("box_miou", "box_fill_miou"))
-    per_object = _field(bank, ("runs", "fifo@6", "per_object"), "the --bank result")
-    held = [_number(per_object, (k,), "the --bank result") for k in per_object if k.startswith("heldout/")]
+    per_object = _field(bank, ("runs", memory_bank.BASELINE, "per_object"), "the --bank result")
+    held = [_number(per_object, (k,), "the --bank result")
+            for k in sorted(memory_bank.generators(per_object).get("heldout", ()))]
     if not held:
         raise UserInputError("the --bank result has no held-out objects")
     jf, over_fill = float(np.mean(held)), box - fill
