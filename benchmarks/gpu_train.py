@@ -3,8 +3,9 @@
 Each candidate is a training run (``mixqsam2.train.loop.train``) in its own process, all on
 the same GPU at once, each with its own batch-making worker processes. The schedule length
 (``steps``, which sets the learning-rate decay) is sized to the budget: every run first
-times a 30-step probe under the same contention (all candidates probing together) and then
-trains ``steps = 0.9 * time left / seconds per step``; ``minutes`` stops it at the budget
+times a probe of ``--probe-steps`` steps under the same contention (all candidates probing
+together; the probe's checkpoint goes to a temporary folder) and then trains
+``steps = 0.9 * time left / seconds per step``; ``minutes`` stops it at the budget
 in any case, saving the checkpoint. Writes per candidate ``OUT/NAME.pt`` (sam2 format, fp16),
 ``OUT/NAME.pt.curve.png`` and ``OUT/NAME.json`` (config, probe rate, history, seconds), then
 ``OUT/runs.png`` (every run's IoU curve) and ``OUT/runs.md`` (a table); ``--report-only``
@@ -30,8 +31,6 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-PROBE_STEPS = 30
-PROBE_SKIP = 10  # the first steps build kernels and fill the workers' queue
 
 
 def parse_args(argv=None):
@@ -48,6 +47,9 @@ def parse_args(argv=None):
     parser.add_argument("--fresh-lr", type=float, default=1e-3)
     parser.add_argument("--fresh-image-only", type=float, default=0.2)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--probe-steps", type=int, default=30,
+                        help="steps timed before sizing the schedule; the first third is not counted "
+                             "(kernels are built and the workers' queue fills)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a numeric TrainConfig field for every candidate, e.g. video_every=4")
     return parser.parse_args(argv)
@@ -95,6 +97,8 @@ def candidate_config(spec: str, args):
 
 def run_candidate(name: str, cfg, args, started: float) -> None:
     """Probe the step rate, size the schedule to the time left, train; write NAME.json."""
+    import tempfile
+
     import torch
 
     from mixqsam2.fileio import write_json_atomic
@@ -104,11 +108,13 @@ def run_candidate(name: str, cfg, args, started: float) -> None:
     torch.backends.cudnn.allow_tf32 = True
     out = Path(args.out)
     budget = args.minutes * 60
-    probe = train(replace(cfg, steps=PROBE_STEPS, image_only_fraction=0.0), out / f"{name}.probe.pt",
-                  device=args.device, workers=args.workers, save_every=10**9, overwrite=True)
-    rate = sum(r["wall"] for r in probe[PROBE_SKIP:]) / (PROBE_STEPS - PROBE_SKIP)
+    with tempfile.TemporaryDirectory() as scratch:
+        probe = train(replace(cfg, steps=args.probe_steps, image_only_fraction=0.0), Path(scratch) / "probe.pt",
+                      device=args.device, workers=args.workers, save_every=10**9)
+    timed = probe[args.probe_steps // 3:]
+    rate = sum(r["wall"] for r in timed) / len(timed)
     left = budget - (time.monotonic() - started)
-    cfg = replace(cfg, steps=max(PROBE_STEPS, int(0.9 * left / rate)))
+    cfg = replace(cfg, steps=max(args.probe_steps, int(0.9 * left / rate)))
     trained = time.monotonic()
     history = train(cfg, out / f"{name}.pt", minutes=max(left - 30, 1) / 60, device=args.device,
                     workers=args.workers, save_every=200, overwrite=True)  # the script's own folder
@@ -142,12 +148,17 @@ def report(out: Path) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.report_only:
+        if not sorted(Path(args.out).glob("*.json")):
+            print(f"error: {args.out}: no run records (NAME.json) to report", file=sys.stderr)
+            return 2
         print(report(Path(args.out)), end="")
         return 0
     if not args.candidate or args.minutes is None:
         print("error: give --candidate and --minutes (or --report-only)", file=sys.stderr)
+        return 2
+    if args.probe_steps < 2:
+        print(f"error: --probe-steps {args.probe_steps}: time at least 2 steps", file=sys.stderr)
         return 2
     started = time.monotonic()
     try:
@@ -155,6 +166,7 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")
     runs = [context.Process(target=run_candidate, args=(name, cfg, args, started), name=name)
             for name, cfg in candidates]
