@@ -3,10 +3,10 @@
 Each candidate is a training run (``mixqsam2.train.loop.train``) in its own process, all on
 the same GPU at once, each with its own batch-making worker processes. The schedule length
 (``steps``, which sets the learning-rate decay) is sized to the budget: every run first
-times a probe of ``--probe-steps`` steps under the same contention (all candidates probing
-together; the probe's checkpoint goes to a temporary folder) and then trains
-``steps = 0.9 * time left / seconds per step``; ``minutes`` stops it at the budget
-in any case, saving the checkpoint. Writes per candidate ``OUT/NAME.pt`` (sam2 format, fp16),
+times a probe of ``--probe-steps`` steps (or as many as a quarter of the budget allows) under
+the same contention (all candidates probing together; the probe's checkpoint goes to a
+temporary folder) and then trains ``steps = 0.9 * time left / seconds per step``; ``minutes``
+stops it at the budget in any case, saving the checkpoint. Writes per candidate ``OUT/NAME.pt`` (sam2 format, fp16),
 ``OUT/NAME.pt.curve.png`` and ``OUT/NAME.json`` (config, probe rate, history, seconds), then
 ``OUT/runs.png`` (every run's IoU curve) and ``OUT/runs.md`` (a table); ``--report-only``
 writes those two again from the JSON files.
@@ -108,10 +108,10 @@ def run_candidate(name: str, cfg, args, started: float) -> None:
     torch.backends.cudnn.allow_tf32 = True
     out = Path(args.out)
     budget = args.minutes * 60
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch:  # at most a quarter of the budget, however slow the steps
         probe = train(replace(cfg, steps=args.probe_steps, image_only_fraction=0.0), Path(scratch) / "probe.pt",
-                      device=args.device, workers=args.workers, save_every=10**9)
-    timed = probe[args.probe_steps // 3:]
+                      minutes=args.minutes / 4, device=args.device, workers=args.workers, save_every=10**9)
+    timed = probe[len(probe) // 3:]
     rate = sum(r["wall"] for r in timed) / len(timed)
     left = budget - (time.monotonic() - started)
     cfg = replace(cfg, steps=max(args.probe_steps, int(0.9 * left / rate)))
