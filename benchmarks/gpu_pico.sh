@@ -19,11 +19,12 @@ DEST=${OUT:-out/gpu_pico}
 PY=${PYTHON:-python3}  # DEVICE=cpu: the same run on the CPU (a check of this script)
 [ -d .whl ] || { echo "error: no .whl/: run benchmarks/gpu_wheels.sh here and carry .whl" >&2; exit 2; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi"
-"$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/mixqsam2-site .whl/*.whl || exit 2
+"$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/mixqsam2-site .whl/*.whl || exit 2
 export PYTHONPATH="/tmp/mixqsam2-site:$PWD/toolkit${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=2
 RUNS=$(mktemp -d)
 PICO=toolkit/mixqsam2/models/weights/pico.pt
-"$PY" benchmarks/gpu_train.py --out "$RUNS" --minutes "$MINUTES" --device "${DEVICE:-cuda}" --workers 4 --video-batch 4 --image-batch 12 \
+"$PY" benchmarks/gpu_train.py --out "$RUNS" --minutes "$MINUTES" --device "${DEVICE:-cuda}" \
+    --workers 4 --video-batch 4 --image-batch 12 \
     --set recolor=0.7 --set small_objects=0.5 --set absent_targets=0.7 --set clutter=0.5 \
     --set image_encoder_lr_scale=0.3 --set video_every=4 \
     --candidate "w32=32:$PICO" --candidate "w64=64:$PICO" --candidate w48=48

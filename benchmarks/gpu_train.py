@@ -6,10 +6,10 @@ the same GPU at once, each with its own batch-making worker processes. The sched
 times a probe of ``--probe-steps`` steps (or as many as a quarter of the budget allows) under
 the same contention (all candidates probing together; the probe's checkpoint goes to a
 temporary folder) and then trains ``steps = 0.9 * time left / seconds per step``; ``minutes``
-stops it at the budget in any case, saving the checkpoint. Writes per candidate ``OUT/NAME.pt`` (sam2 format, fp16),
-``OUT/NAME.pt.curve.png`` and ``OUT/NAME.json`` (config, probe rate, history, seconds), then
-``OUT/runs.png`` (every run's IoU curve) and ``OUT/runs.md`` (a table); ``--report-only``
-writes those two again from the JSON files.
+stops it at the budget in any case, saving the checkpoint. Writes per candidate
+``OUT/NAME.pt`` (sam2 format, fp16), ``OUT/NAME.pt.curve.png`` and ``OUT/NAME.json`` (config,
+probe rate, history, seconds), then ``OUT/runs.png`` (every run's IoU curve) and
+``OUT/runs.md`` (a table); ``--report-only`` writes those two again from the JSON files.
 
     python benchmarks/gpu_train.py --out out/gpu_train --minutes 8 --workers 3 \
         --candidate w32-pico=32:toolkit/mixqsam2/models/weights/pico.pt --candidate w48=48
@@ -30,7 +30,6 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-
 
 
 def parse_args(argv=None):

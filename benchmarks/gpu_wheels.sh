@@ -22,7 +22,8 @@ WHEELS=.whl
 rm -rf "$WHEELS.tmp" && mkdir -p "$WHEELS.tmp"
 SAM2_BUILD_CUDA=0 "$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$WHEELS.tmp" sam2==1.1.0
 pins=$("$PY" -m pip freeze | grep -iE '^(hydra-core|omegaconf|antlr4-python3-runtime|iopath|tensordict|pyvers)==')
-[ "$(echo "$pins" | wc -l)" -eq 6 ] || { echo "error: $PY lacks one of sam2's or training's packages: run 'make setup'" >&2; exit 2; }
+[ "$(echo "$pins" | wc -l)" -eq 6 ] ||
+    { echo "error: $PY lacks one of sam2's or training's packages: run 'make setup'" >&2; exit 2; }
 "$PY" -m pip wheel -q --no-deps -w "$WHEELS.tmp" $pins
 not_pure=$(ls "$WHEELS.tmp" | grep -v -- '-py3-none-any\.whl$' || true)
 [ -z "$not_pure" ] || { echo "error: not pure-Python wheels: $not_pure" >&2; exit 1; }
