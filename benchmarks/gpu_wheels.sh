@@ -9,23 +9,20 @@
 #
 #   bash benchmarks/gpu_wheels.sh        (needs `make setup` first: sam2 builds against its torch)
 #
-# Then one device call, carrying .whl, trains and brings back what to evaluate here (3 runs:
-# 3 checkpoints + 3 records + runs.md + runs.png, the 8 files a call returns):
-#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
-#   PYTHONPATH=/tmp/site:$PWD/toolkit python3 benchmarks/gpu_train.py --out /tmp/gt --minutes 8 ... &&
-#   cp /tmp/gt/*.pt /tmp/gt/*.json /tmp/gt/runs.* "$OUT"
+# Then benchmarks/gpu_pico.sh, in one device call carrying .whl, trains pico candidates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 WHEELS=.whl
 [ -x "$PY" ] || { echo "error: $PY not found: run 'make setup' first" >&2; exit 2; }
-rm -rf "$WHEELS.tmp" && mkdir -p "$WHEELS.tmp"
-SAM2_BUILD_CUDA=0 "$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$WHEELS.tmp" sam2==1.1.0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+SAM2_BUILD_CUDA=0 "$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$tmp" sam2==1.1.0
 pins=$("$PY" -m pip freeze | grep -iE '^(hydra-core|omegaconf|antlr4-python3-runtime|iopath|tensordict|pyvers)==')
 [ "$(echo "$pins" | wc -l)" -eq 6 ] ||
     { echo "error: $PY lacks one of sam2's or training's packages: run 'make setup'" >&2; exit 2; }
-"$PY" -m pip wheel -q --no-deps -w "$WHEELS.tmp" $pins
-not_pure=$(ls "$WHEELS.tmp" | grep -v -- '-py3-none-any\.whl$' || true)
+"$PY" -m pip wheel -q --no-deps -w "$tmp" $pins
+not_pure=$(ls "$tmp" | grep -v -- '-py3-none-any\.whl$' || true)
 [ -z "$not_pure" ] || { echo "error: not pure-Python wheels: $not_pure" >&2; exit 1; }
-rm -rf "$WHEELS" && mv "$WHEELS.tmp" "$WHEELS"
+rm -rf "$WHEELS" && mkdir "$WHEELS" && mv "$tmp"/*.whl "$WHEELS"/
 du -ch "$WHEELS"/*.whl | tail -n 1 | sed "s|total|in $WHEELS/ (a device call carries at most 64 MiB with the tree)|"
